@@ -1,0 +1,466 @@
+/*
+ * kvcore: the Workers-KV-style namespace engine over LMDB.
+ *
+ * A store is one directory holding one LMDB environment, one namespace.
+ * kvcore is the only code that touches LMDB, and it owns every policy of the
+ * data model: key/value/metadata limits, expiration and ttl with min_ttl,
+ * mtime-based re-arming, hybrid-logical-clock stamping, tombstones, the
+ * change feed and the last-writer-wins rule.  kvfs, kvctl and kvsync call it
+ * and therefore cannot disagree.
+ *
+ * Conventions:
+ *  - Every function that can fail returns an int: >= 0 on success, -errno on
+ *    failure.  Output parameters are named ret_* and written only on success.
+ *  - Handles are opaque.  Free functions accept NULL.
+ *  - kvcore never logs.  A write that fails validation leaves a human
+ *    message (worded as Workers KV words it) in kvc_txn_errmsg().
+ *  - Keys are byte strings of 1..KVC_KEY_MAX bytes of valid UTF-8, not "."
+ *    or "..".  They are passed as (pointer, length) and never need a NUL.
+ *
+ * Thread safety: a kvc_store may be shared by any number of threads.  A
+ * kvc_txn belongs to the thread that began it.  Only one write transaction
+ * runs at a time across all processes using the store (LMDB's writer lock);
+ * read transactions never block and never block writers.
+ */
+#ifndef KVCORE_H
+#define KVCORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define KVC_KEY_MAX 512u
+#define KVC_VALUE_MAX (25u * 1024u * 1024u)
+#define KVC_METADATA_MAX 1024u
+#define KVC_LIST_LIMIT_MAX 1000u
+#define KVC_MIN_TTL_DEFAULT 60u
+#define KVC_TOMBSTONE_GRACE_DEFAULT (7u * 24u * 3600u)
+/* Largest opaque list cursor kvc_list() produces, including the NUL. */
+#define KVC_CURSOR_MAX 700u
+
+typedef struct kvc_store kvc_store;
+typedef struct kvc_txn kvc_txn;
+typedef struct kvc_cursor kvc_cursor;
+
+/* ---------------------------------------------------------------- stores */
+
+enum kvc_sync_mode {
+	KVC_SYNC_ALWAYS = 0, /* fsync on every commit (LMDB's default) */
+	KVC_SYNC_BATCH,      /* no fsync on commit; kvc_store_sync() flushes */
+	KVC_SYNC_NONE,       /* no fsync at all; survives a process crash only */
+};
+
+/* Options for kvc_open(); zero-initialize and set what you need. */
+struct kvc_open_opts {
+	bool readonly;          /* open without write access */
+	bool no_create;         /* fail with -ENOENT if the store does not exist */
+	bool min_ttl_set;       /* use min_ttl below instead of the store's */
+	uint32_t min_ttl;       /* seconds; applies to this handle only */
+	enum kvc_sync_mode sync;
+	uint64_t map_size;      /* initial LMDB map size in bytes; 0 = default */
+};
+
+/**
+ * Open (and on first use create) the store in directory @path.
+ * @param[in] path      the STORE directory; created (mode 0755) if missing
+ * @param[in] opts      options, or NULL for defaults
+ * @param[out] ret_store the handle; release with kvc_close()
+ * @param[out] ret_created set to true when this call created the store (may be NULL)
+ * @return 0, or -ENOENT (no_create and missing), -EACCES, -ENOTDIR,
+ *         -EPROTO (a store of an unknown format version), -ENOMEM, -EIO
+ */
+int kvc_open(const char *path, const struct kvc_open_opts *opts,
+	     kvc_store **ret_store, bool *ret_created);
+
+/** Close the store.  All transactions and cursors must have ended. */
+void kvc_close(kvc_store *store);
+
+/** Flush committed data to disk (for KVC_SYNC_BATCH/NONE). @return 0 or -EIO */
+int kvc_store_sync(kvc_store *store);
+
+/** The absolute path of the store directory; valid while the store is open. */
+const char *kvc_store_path(const kvc_store *store);
+
+/** The min_ttl in force for this handle, in seconds. */
+uint32_t kvc_store_min_ttl(const kvc_store *store);
+
+/**
+ * Set the store's persistent default min_ttl (used by handles that do not
+ * override it).  @return 0, -EINVAL (0), -EROFS, -EIO
+ */
+int kvc_store_set_min_ttl(kvc_store *store, uint32_t min_ttl);
+
+struct kvc_identity {
+	uint64_t node_id; /* random, chosen when the store is created */
+	uint64_t epoch;   /* random, chosen when the store is created; a peer
+			     seeing a new epoch knows the store was replaced */
+};
+void kvc_store_identity(const kvc_store *store, struct kvc_identity *ret);
+
+/* Cheap figures for statfs: no scan. */
+struct kvc_usage {
+	uint64_t map_size;  /* bytes of address space reserved */
+	uint64_t map_used;  /* bytes in use */
+	uint64_t records;   /* records stored, tombstones and expired ones included */
+};
+/** Fill @ret from LMDB's own counters.  @return 0 or -errno */
+int kvc_usage(kvc_store *store, struct kvc_usage *ret);
+
+struct kvc_stats {
+	uint64_t keys;            /* live records (expired ones excluded) */
+	uint64_t value_bytes;     /* sum of live value lengths */
+	uint64_t expired_pending; /* expired, not yet reaped */
+	uint64_t tombstones;
+	uint64_t map_size;        /* bytes */
+	uint64_t map_used;        /* bytes in use (pages * page size) */
+	uint64_t feed_head;       /* last sequence number handed out */
+	uint64_t gc_horizon;      /* highest sequence dropped by tombstone GC */
+	uint64_t hlc;             /* last clock stamped */
+	uint32_t min_ttl;
+};
+/** Scan the store and fill @ret.  Cost: linear in the store.  @return 0 or -errno */
+int kvc_stats(kvc_store *store, struct kvc_stats *ret);
+
+/* ---------------------------------------------------------- transactions */
+
+enum {
+	KVC_TXN_READ = 0,
+	KVC_TXN_WRITE = 1,
+};
+
+/**
+ * Begin a transaction.  A read transaction sees one consistent snapshot; a
+ * write transaction is the only writer across every process on the store.
+ * @return 0, -EROFS (write on a read-only handle), -EAGAIN (too many
+ *         readers), -ENOMEM, -EIO
+ */
+int kvc_txn_begin(kvc_store *store, int kind, kvc_txn **ret_txn);
+
+/**
+ * Commit and free.  On -ENOSPC the map was grown and nothing was stored:
+ * the caller may retry the whole transaction (kvc_txn_commit never
+ * leaves a partial commit).  Committing a read transaction just ends it.
+ * @return 0, -ENOSPC (map full; grown, retry), -EIO
+ */
+int kvc_txn_commit(kvc_txn *txn);
+
+/** Abandon and free; changes of a write transaction are discarded. */
+void kvc_txn_abort(kvc_txn *txn);
+
+/**
+ * The message of the last failed call on @txn, worded as Workers KV words
+ * it where Workers KV has one ("Value length of 26214401 exceeds limit of
+ * 26214400."), otherwise a short description; "" if none.  Valid until the
+ * next call on @txn or its end.
+ */
+const char *kvc_txn_errmsg(const kvc_txn *txn);
+
+/**
+ * Run @fn inside a write transaction, committing when it returns >= 0 and
+ * retrying from the start when the map had to grow.  This is the way to
+ * write: it hides map growth from the caller.  @fn must be idempotent
+ * across retries (it is called again on a fresh transaction).
+ * @param[out] errmsg if non-NULL and the call fails, the txn's message is
+ *                    copied here (at most @errmsg_size bytes, NUL-terminated)
+ * @return what @fn returned, or the commit's -errno
+ */
+int kvc_write_txn(kvc_store *store, int (*fn)(kvc_txn *txn, void *arg), void *arg,
+		  char *errmsg, size_t errmsg_size);
+
+/* --------------------------------------------------------------- records */
+
+enum kvc_record_flags {
+	KVC_REC_TOMBSTONE = 1u << 0,
+	KVC_REC_HAS_MODE = 1u << 1,  /* mode holds a value set by chmod/put */
+	KVC_REC_HAS_OWNER = 1u << 2, /* uid/gid hold values set by chown/put */
+};
+
+/*
+ * A record as stored.  Pointers (value, metadata) point into the LMDB map:
+ * zero copy, valid only until the transaction that produced them ends or
+ * writes to the same key.
+ */
+struct kvc_record {
+	const void *value;
+	size_t value_len;
+	const char *metadata;  /* compact JSON, not NUL-terminated; NULL = none */
+	size_t metadata_len;
+	int64_t expiration;    /* absolute Unix seconds; 0 = none */
+	uint32_t ttl;          /* seconds; 0 = none.  When set, expiration ==
+				  mtime (rounded up to a second) + ttl */
+	uint32_t flags;        /* enum kvc_record_flags */
+	uint32_t mode;         /* permission bits (07777) */
+	uint32_t uid, gid;
+	int64_t mtime_ns;      /* last write or touch, ns since the epoch */
+	int64_t ctime_ns;      /* last change of value, metadata or attributes */
+	uint64_t hlc;          /* hybrid logical clock of the last change:
+				  48 bits of milliseconds, 16 bits of counter */
+	uint64_t origin;       /* node id of the store that made the change */
+	uint64_t seq;          /* local change-feed sequence of the last change */
+};
+
+enum kvc_get_flags {
+	KVC_GET_TOMBSTONES = 1u << 0, /* return tombstones too (flags say so) */
+	KVC_GET_EXPIRED = 1u << 1,    /* return expired records too */
+};
+
+/**
+ * Look a key up.
+ * @param[out] ret_rec the record; pointers valid until @txn ends or
+ *                     writes this key
+ * @return 0, -ENOENT (absent, deleted or expired), -EINVAL / -ENAMETOOLONG
+ *         (not a valid key), -EIO
+ */
+int kvc_get(kvc_txn *txn, const void *key, size_t key_len, unsigned flags,
+	    struct kvc_record *ret_rec);
+
+/* Which fields of struct kvc_write a write sets. */
+enum kvc_write_set {
+	KVC_SET_VALUE = 1u << 0,      /* value/value_len (re-arms the ttl) */
+	KVC_SET_METADATA = 1u << 1,   /* metadata/metadata_len; NULL clears */
+	KVC_SET_EXPIRATION = 1u << 2, /* expiration; clears the ttl; 0 clears */
+	KVC_SET_TTL = 1u << 3,        /* ttl; sets expiration = mtime + ttl; 0 clears */
+	KVC_SET_MODE = 1u << 4,       /* mode */
+	KVC_SET_OWNER = 1u << 5,      /* uid, gid (UINT32_MAX keeps one) */
+	KVC_SET_MTIME = 1u << 6,      /* mtime_ns (re-arms the ttl) */
+	KVC_CREATE = 1u << 7,         /* fail with -EEXIST if the key is live */
+	KVC_MUST_EXIST = 1u << 8,     /* fail with -ENOENT if it is not */
+	KVC_SET_CTIME = 1u << 9,      /* ctime_ns as given (else: now) */
+};
+
+/*
+ * A change to one key.  Fields not named in @set keep their stored values
+ * (or defaults for a new key: empty value, no metadata, no expiry, no
+ * mode/owner).  Writing a value or an mtime re-arms a ttl.  metadata is
+ * any JSON text; kvcore validates it and stores it compact.
+ */
+struct kvc_write {
+	unsigned set; /* enum kvc_write_set */
+	const void *value;
+	size_t value_len;
+	const char *metadata;
+	size_t metadata_len;
+	int64_t expiration;
+	uint32_t ttl;
+	uint32_t mode;
+	uint32_t uid, gid;
+	int64_t mtime_ns; /* with KVC_SET_MTIME; else the write's time */
+	int64_t ctime_ns; /* with KVC_SET_CTIME */
+};
+
+/**
+ * Create or change a key, stamping a new clock and sequence number.
+ * Validation happens before anything is written: on failure the store is
+ * unchanged and kvc_txn_errmsg() says why.
+ * @return 0, -EINVAL (bad key, expiration or ttl below min_ttl, metadata
+ *         not JSON), -ENAMETOOLONG (key over 512 bytes), -EFBIG (value
+ *         over 25 MiB), -E2BIG (metadata over 1024 bytes), -EEXIST
+ *         (KVC_CREATE), -ENOENT (KVC_MUST_EXIST), -EBADF (read txn),
+ *         -ENOSPC (map full: see kvc_txn_commit), -EIO
+ */
+int kvc_write(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_write *w);
+
+/**
+ * Delete a key, leaving a tombstone for replication.
+ * @return 0, -ENOENT (it was not live; nothing written), -EINVAL,
+ *         -ENAMETOOLONG, -EBADF, -ENOSPC, -EIO
+ */
+int kvc_delete(kvc_txn *txn, const void *key, size_t key_len);
+
+/**
+ * Rename a live key: @to gets @from's value, metadata, times, mode and
+ * owner (and replaces any live @to); @from is deleted.  Both keys get new
+ * clocks.  @return 0, -ENOENT (@from not live), -EEXIST (@to live and
+ * @noreplace), key errors, -EBADF, -ENOSPC, -EIO
+ */
+int kvc_rename(kvc_txn *txn, const void *from, size_t from_len, const void *to,
+	       size_t to_len, bool noreplace);
+
+/**
+ * Rename every live key under prefix @from to the same key under prefix @to
+ * (a directory rename), in this transaction: all or nothing.  Keys are
+ * checked first: if any new key would be invalid or over 512 bytes,
+ * nothing is written.  Live keys already under @to are replaced where a
+ * moved key lands on them and kept otherwise.
+ * @param[out] ret_moved number of keys moved (may be NULL)
+ * @return 0, -ENOENT (no live key under @from), -ENAMETOOLONG, -EINVAL,
+ *         -EBADF, -ENOMEM, -ENOSPC, -EIO
+ */
+int kvc_rename_prefix(kvc_txn *txn, const void *from, size_t from_len, const void *to,
+		      size_t to_len, uint64_t *ret_moved);
+
+/**
+ * Check a key without touching the store.
+ * @return 0, -EINVAL (empty, ".", "..", not UTF-8), -ENAMETOOLONG
+ */
+int kvc_key_check(const void *key, size_t key_len);
+
+/* ----------------------------------------------------------------- lists */
+
+/*
+ * A cursor walks live records in bytewise key order, skipping tombstones
+ * and expired records.  Key and record pointers are valid until the next
+ * call on the cursor, or the transaction's end.
+ */
+int kvc_cursor_open(kvc_txn *txn, kvc_cursor **ret_cur);
+void kvc_cursor_close(kvc_cursor *cur);
+
+/**
+ * Position at the first live key >= @key (@key_len may be 0: the first key)
+ * and return it.  @key may be any byte string (not validated).
+ * @return 0, -ENOENT (none), -EIO
+ */
+int kvc_cursor_seek(kvc_cursor *cur, const void *key, size_t key_len,
+		    const void **ret_key, size_t *ret_key_len, struct kvc_record *ret_rec);
+
+/** Advance to the next live key.  @return 0, -ENOENT (end), -EIO */
+int kvc_cursor_next(kvc_cursor *cur, const void **ret_key, size_t *ret_key_len,
+		    struct kvc_record *ret_rec);
+
+/**
+ * One page of a Workers KV list: live keys starting with @prefix, in
+ * bytewise order, after the position in @cursor (NULL or "" = from the
+ * start), at most @limit of them (0 = 1000).  @fn is called for each key;
+ * a non-zero return from @fn stops the listing and is returned.
+ * @param[out] ret_next  the cursor of the next page ("" when the listing is
+ *                       complete); a buffer of KVC_CURSOR_MAX bytes
+ * @return 0, -EINVAL (limit over 1000, malformed cursor), -EIO, or @fn's value
+ */
+int kvc_list(kvc_txn *txn, const void *prefix, size_t prefix_len, const char *cursor,
+	     unsigned limit,
+	     int (*fn)(void *arg, const void *key, size_t key_len, const struct kvc_record *rec),
+	     void *arg, char *ret_next);
+
+/* ---------------------------------------------------------------- expiry */
+
+/** Current time in ns as kvcore sees it (CLOCK_REALTIME). */
+int64_t kvc_now_ns(void);
+
+/** Whether @rec is expired at @now_ns. */
+bool kvc_record_expired(const struct kvc_record *rec, int64_t now_ns);
+
+/**
+ * Remove up to @max (0 = no bound) records whose expiration has passed, in
+ * one write transaction per batch; cost proportional to the number removed.
+ * A reaped record becomes a tombstone carrying its last clock, so a stale
+ * copy on a peer can never bring it back.
+ * @param[out] ret_reaped number removed (may be NULL)
+ * @return 0 or -errno
+ */
+int kvc_reap(kvc_store *store, uint64_t max, uint64_t *ret_reaped);
+
+/**
+ * The earliest pending expiration in Unix seconds, or 0 if none.  Lets a
+ * daemon sleep until something expires.  @return 0 or -errno
+ */
+int kvc_next_expiration(kvc_txn *txn, int64_t *ret_expiration);
+
+/* ----------------------------------------------------------- replication */
+
+/** The sequence number of the last change (0 for a new store). */
+int kvc_feed_head(kvc_txn *txn, uint64_t *ret_seq);
+
+/**
+ * The first change with sequence > @after, live, expired or tombstone
+ * (flags tell).  There is one entry per key: a key changed twice appears
+ * once, at its latest sequence.
+ * @return 0, -ENOENT (no later change), -EIO
+ */
+int kvc_feed_next(kvc_txn *txn, uint64_t after, const void **ret_key, size_t *ret_key_len,
+		  struct kvc_record *ret_rec);
+
+/**
+ * Offer a record received from a peer.  Applied only if (hlc, origin) is
+ * greater than what the store holds for the key (tombstones included);
+ * the local clock advances past @rec->hlc either way.  The applied record
+ * keeps the peer's hlc, origin, times, mode and owner and gets a new local
+ * sequence.  An expired record is not applied over an absent key.
+ * Validation is as for kvc_write, plus -ERANGE for an hlc more than
+ * @max_skew_ms ahead of the local clock (0 = no bound).
+ * @return 1 applied, 0 ignored (not newer), or -errno
+ */
+int kvc_apply(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_record *rec,
+	      uint64_t max_skew_ms);
+
+/**
+ * Walk every record with @lo <= key < @hi in bytewise order (@hi NULL: to
+ * the end; @lo_len 0: from the start), tombstones and expired records
+ * included (their flags and expiration tell).  For digest comparison and
+ * repair between peers.  Pointers in @rec are valid during the call only.
+ * A non-zero return from @fn stops the walk and is returned.
+ * @return 0, -EIO, or @fn's value
+ */
+int kvc_scan(kvc_txn *txn, const void *lo, size_t lo_len, const void *hi, size_t hi_len,
+	     int (*fn)(void *arg, const void *key, size_t key_len, const struct kvc_record *rec),
+	     void *arg);
+
+/** Watermark of peer @peer_node at @peer_epoch: the last feed sequence of
+ * that peer applied here.  @return 0 (0 if unknown) or -errno */
+int kvc_watermark_get(kvc_txn *txn, uint64_t peer_node, uint64_t peer_epoch, uint64_t *ret_seq);
+/** Set it, in the same transaction as the records applied. */
+int kvc_watermark_set(kvc_txn *txn, uint64_t peer_node, uint64_t peer_epoch, uint64_t seq);
+
+/**
+ * Drop tombstones older than @grace_s seconds (and their feed entries),
+ * raising the GC horizon.  @return 0 or -errno
+ */
+int kvc_gc_tombstones(kvc_store *store, uint64_t grace_s, uint64_t *ret_collected);
+
+/** The highest sequence dropped by GC: a peer whose watermark is below it
+ * needs a digest comparison, not an incremental sync. */
+int kvc_gc_horizon(kvc_txn *txn, uint64_t *ret_seq);
+
+/* ------------------------------------------------------------- integrity */
+
+/**
+ * Verify the store: every record decodes, every expiry, tombstone and feed
+ * entry matches a record and every record has its entries, sequences are
+ * unique and below the head.  @fn (may be NULL) is called with a message
+ * for each problem found.
+ * @param[out] ret_problems number of problems found
+ * @return 0 (ran; see ret_problems) or -errno
+ */
+int kvc_check(kvc_store *store, void (*fn)(void *arg, const char *problem), void *arg,
+	      uint64_t *ret_problems);
+
+/* ------------------------------------------------------------- metadata */
+
+/**
+ * Validate JSON text and write its compact form into @out (NUL-terminated).
+ * @return the compact length, -EINVAL (not JSON), -E2BIG (compact form
+ *         over @out_size - 1 bytes)
+ */
+int kvc_json_compact(const char *json, size_t json_len, char *out, size_t out_size);
+
+/**
+ * Read field @name of the metadata object as an xattr value: a string field
+ * is its raw text (JSON-quoted if that raw text would parse as other
+ * JSON); anything else its compact JSON.
+ * @param[out] out  a buffer of @out_size bytes (not NUL-terminated)
+ * @return the value's length (which may exceed @out_size: then nothing
+ *         useful was written), -ENODATA (no such field or no object)
+ */
+int kvc_meta_field_get(const char *metadata, size_t metadata_len, const char *name,
+		       char *out, size_t out_size);
+
+/**
+ * Set (value non-NULL) or remove (value NULL) field @name of the metadata
+ * object: a value that parses as JSON is stored as that JSON, anything else
+ * as a JSON string.  Metadata that is absent becomes an object; metadata
+ * that is not an object cannot take fields.
+ * @param[out] out compact JSON of the new metadata (NUL-terminated);
+ *                 the empty string when removing the last field
+ * @return its length, -ENODATA (remove of a missing field), -EINVAL
+ *         (metadata not an object), -E2BIG (result over @out_size - 1)
+ */
+int kvc_meta_field_set(const char *metadata, size_t metadata_len, const char *name,
+		       const char *value, size_t value_len, char *out, size_t out_size);
+
+/**
+ * List the field names of the metadata object: calls @fn for each.
+ * @return 0, or -EINVAL (not an object; fn not called)
+ */
+int kvc_meta_fields(const char *metadata, size_t metadata_len,
+		    void (*fn)(void *arg, const char *name), void *arg);
+
+#endif
