@@ -1,0 +1,240 @@
+/*
+ * kfs: what the modules of the kvfs daemon share.
+ *
+ * One struct kfs holds the whole state of a mount and hangs off the FUSE
+ * session's userdata (kfs_from(req)); there are no mutable globals.  The
+ * modules are:
+ *   kvfs.c   main: options, mounting, logging, the session loop;
+ *   ns.c     the namespace: what a name in a directory denotes, and the
+ *            children of a directory in order (keys <-> paths);
+ *   ops.c    directory and attribute requests (lookup, readdir, mkdir,
+ *            rename, setattr, statfs, ...);
+ *   file.c   open files: reads, write buffers and their atomic commit;
+ *   xattr.c  extended attributes (metadata, ttl, expiration);
+ *   watch.c  background threads: change-feed watcher, reaper, syncer.
+ *
+ * Locks, in the order they may be taken:
+ *   kfs->files_lock -> a file handle's lock (committing all at unmount)
+ *   a file or directory handle's lock -> the inode table's lock, the
+ *                                        dirset's lock
+ *   the inode table's and the dirset's locks are leaves.
+ * The table's and the dirset's locks are never held across a kvcore call, a
+ * FUSE reply or a notification; a handle's lock is held across its own
+ * commit and reads (requests on one handle are serialized anyway).  Only
+ * the watcher thread sends notifications to the kernel, never a request
+ * handler.
+ */
+#ifndef KFS_KFS_H
+#define KFS_KFS_H
+
+#define FUSE_USE_VERSION 314
+
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "codec.h"
+#include "dirset.h"
+#include "inode.h"
+#include "kvcore.h"
+
+/* Room for a directory prefix plus a whole segment plus a separator and a
+ * byte: every key, prefix and seek bound the daemon builds fits. */
+#define KFS_KEYBUF (2u * KVC_KEY_MAX + 4u)
+
+struct kfs_config {
+	char *store;            /* STORE as given */
+	char *mountpoint;
+	char sep;               /* key separator */
+	unsigned min_ttl;
+	bool min_ttl_set;
+	unsigned reap_interval; /* seconds; 0 = never */
+	bool ro;
+	unsigned uid, gid;      /* owner of keys that have none */
+	unsigned umask;         /* for keys without a mode, and directories */
+	char *prefix;           /* prefix=P as given, or NULL */
+	double cache_ttl;       /* entry/attr timeout, seconds */
+	bool kernel_cache;      /* read small values through the page cache */
+	enum kvc_sync_mode sync;
+	bool fsname_given;
+	bool subtype_given;
+};
+
+struct kfs_file;
+struct kfs_dirh;
+
+struct kfs {
+	struct kfs_config cfg;
+	kvc_store *store;
+	struct fuse_session *se;
+	unsigned char root[KVC_KEY_MAX + 1]; /* the root directory's prefix */
+	size_t root_len;
+	int64_t start_ns;       /* times of directories nobody touched */
+	bool use_syslog;        /* daemonized: log to syslog, not stderr */
+	kfs_inodes *inodes;
+	kfs_dirset *dirs;
+
+	pthread_mutex_t files_lock;
+	struct kfs_file *files;  /* open files; protected by files_lock */
+	struct kfs_dirh *dirhs;  /* open directories; protected by files_lock */
+
+	pthread_mutex_t bg_lock;
+	pthread_cond_t bg_cond;  /* signalled when bg_stop is set */
+	bool bg_stop;            /* protected by bg_lock */
+	pthread_t watcher, reaper, syncer;
+	bool watcher_on, reaper_on, syncer_on;
+	uint64_t feed_seen;      /* watcher thread only */
+};
+
+static inline struct kfs *kfs_from(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+/* ------------------------------------------------------------- kvfs.c */
+
+/** Log a message (stderr in the foreground, syslog when daemonized). */
+void kfs_log(const struct kfs *fs, int priority, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* --------------------------------------------------------------- ns.c */
+
+/* What a name in a directory denotes. */
+struct kfs_node {
+	enum kfs_kind kind;              /* KFS_FILE, KFS_DIR or KFS_ALIAS */
+	unsigned char key[KFS_KEYBUF];   /* the key, or the directory prefix */
+	size_t key_len;
+	struct kvc_record rec;           /* KFS_FILE: valid until the txn ends */
+};
+
+/* A decoded name, with a hashed name already resolved to its segment. */
+struct kfs_seg {
+	unsigned char seg[KFS_KEYBUF];
+	size_t len;
+	bool alias;                      /* the name can only be a directory */
+};
+
+/**
+ * Decode @name in directory @dir into a whole segment; a hashed name is
+ * looked up among the directory's children in @txn.
+ * @return 0, -ENOENT (a hashed name of no child), -EINVAL, -ENAMETOOLONG
+ */
+int kfs_name_seg(struct kfs *fs, kvc_txn *txn, const void *dir, size_t dir_len,
+		 const char *name, struct kfs_seg *ret);
+
+/**
+ * Resolve @name in directory @dir: the file if dir+seg is a live key
+ * (unless the name is an alias), else the directory if dir+seg+sep is one.
+ * An alias also resolves (to an empty directory) when dir+seg is a key.
+ * @return 0, -ENOENT, -EINVAL, -ENAMETOOLONG, or a kvcore error
+ */
+int kfs_resolve(struct kfs *fs, kvc_txn *txn, const void *dir, size_t dir_len,
+		const char *name, struct kfs_node *ret);
+
+/** Whether directory prefix @p exists (a live key under it, or mkdir). */
+bool kfs_dir_exists(struct kfs *fs, kvc_txn *txn, const void *p, size_t len);
+
+/** Whether any live key lies under prefix @p. */
+bool kfs_dir_has_keys(kvc_txn *txn, const void *p, size_t len);
+
+/* One child of a directory, as readdir shows it. */
+struct kfs_child {
+	enum kfs_kind kind;
+	char name[KFS_NAME_MAX + 1];
+	unsigned char key[KFS_KEYBUF];   /* key, or directory prefix */
+	size_t key_len;
+	struct kvc_record rec;           /* KFS_FILE: valid until the txn ends */
+	unsigned char next[KFS_KEYBUF];  /* bound of the following child */
+	size_t next_len;
+};
+
+/**
+ * The first child of directory @dir at or after position @bound (the
+ * directory's own prefix for the first child, then ret->next), in key
+ * order: a file's position is its key, a directory's its prefix.  Cost: a
+ * seek, plus a lookup for a directory; a child's subtree is never walked.
+ * @return 0, -ENOENT (no more), or a kvcore error
+ */
+int kfs_next_child(struct kfs *fs, kvc_txn *txn, const void *dir, size_t dir_len,
+		   const void *bound, size_t bound_len, struct kfs_child *ret);
+
+/** Fill @st for file inode @ino from @rec. */
+void kfs_stat_file(struct kfs *fs, uint64_t ino, const struct kvc_record *rec,
+		   struct stat *st);
+
+/** Fill @st for directory inode @ino of prefix @p. */
+void kfs_stat_dir(struct kfs *fs, uint64_t ino, const void *p, size_t len, struct stat *st);
+
+/** How long the kernel may cache an entry/attributes of @rec (NULL: a
+ *  directory): cache_ttl, but never past the key's expiration. */
+double kfs_cache_timeout(const struct kfs *fs, const struct kvc_record *rec);
+
+/**
+ * Look the inode up and take a lookup reference: fill @e for
+ * fuse_reply_entry/create or a readdirplus entry.
+ * @return 0, -ENOMEM
+ */
+int kfs_entry(struct kfs *fs, enum kfs_kind kind, const void *key, size_t key_len,
+	      const struct kvc_record *rec, struct fuse_entry_param *e);
+
+/**
+ * Copy what inode @ino is.  @param[out] key a KFS_KEYBUF buffer.
+ * @return 0, -ESTALE
+ */
+int kfs_ino(struct kfs *fs, fuse_ino_t ino, enum kfs_kind *ret_kind, void *key, size_t *ret_len);
+
+/* -------------------------------------------------------------- ops.c */
+
+extern const struct fuse_lowlevel_ops kfs_ops;
+
+/** Free the directory handles the kernel never released. */
+void kfs_dirhs_release_all(struct kfs *fs);
+
+/* ------------------------------------------------------------- file.c */
+
+void kfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void kfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		   struct fuse_file_info *fi);
+void kfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		 struct fuse_file_info *fi);
+void kfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		  struct fuse_file_info *fi);
+void kfs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void kfs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
+void kfs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+
+/**
+ * ftruncate through an open handle: resize its write buffer.
+ * @return 0, -EFBIG, -ENOMEM, -EBADF (not open for writing)
+ */
+int kfs_file_truncate(struct kfs *fs, struct fuse_file_info *fi, uint64_t size);
+
+/** Commit every open write buffer (at unmount). */
+void kfs_files_flush_all(struct kfs *fs);
+
+/** Free the handles the kernel never released (the daemon is ending). */
+void kfs_files_release_all(struct kfs *fs);
+
+/* ------------------------------------------------------------ xattr.c */
+
+void kfs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+		     size_t size, int flags);
+void kfs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
+void kfs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+void kfs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+
+/* ------------------------------------------------------------ watch.c */
+
+/** Start the watcher, reaper and syncer threads.  @return 0 or -errno */
+int kfs_bg_start(struct kfs *fs);
+
+/** Tell them to stop, without waiting: the watcher sends no more
+ *  notifications. */
+void kfs_bg_halt(struct kfs *fs);
+
+/** Stop them and wait for them.  Safe if they never started. */
+void kfs_bg_stop(struct kfs *fs);
+
+#endif

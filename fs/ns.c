@@ -1,0 +1,393 @@
+/*
+ * ns: the namespace as the kernel sees it, derived from the keys.
+ *
+ * A directory is a prefix ending with the separator (the root's is the
+ * mount prefix).  A name in directory D decodes to a segment s (fs/codec.h)
+ * and denotes the file D+s when that key is live, else the directory
+ * D+s+sep when a live key lies under it or mkdir made it.  When both exist
+ * the plain name is the file and "s" + separator (the alias) the
+ * directory; the alias always means the directory, and exists whenever
+ * the directory or the key D+s does.  An empty directory made by
+ * "mkdir s:" is known by its alias only, until a key is written under it:
+ * the plain name stays free for the file s (as rsync needs when it copies
+ * a key that is also a prefix: it makes "s:" first, then writes "s").
+ *
+ * Children are produced in key order by seeking, never by scanning: after a
+ * file child the next seek starts just past its key, after a directory
+ * child just past its whole subtree (D+s followed by the byte after the
+ * separator), so listing a directory costs one seek per child however many
+ * keys lie below.  Directories made by mkdir (fs/dirset.h) are merged in
+ * at their position.
+ */
+#include "kfs.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+static bool starts_with(const void *k, size_t klen, const void *p, size_t plen)
+{
+	return klen >= plen && memcmp(k, p, plen) == 0;
+}
+
+static int bytes_cmp(const void *a, size_t an, const void *b, size_t bn)
+{
+	int c = memcmp(a, b, an < bn ? an : bn);
+
+	if (c)
+		return c;
+	return an < bn ? -1 : an > bn;
+}
+
+/* Length of the segment of @key that starts at @from (up to the next
+ * separator or the end). */
+static size_t seg_len(const unsigned char *key, size_t len, size_t from, char sep)
+{
+	const unsigned char *q = memchr(key + from, (unsigned char)sep, len - from);
+
+	return q ? (size_t)(q - key) - from : len - from;
+}
+
+bool kfs_dir_has_keys(kvc_txn *txn, const void *p, size_t len)
+{
+	kvc_cursor *cur;
+	const void *k;
+	size_t klen;
+	bool found = false;
+
+	if (kvc_cursor_open(txn, &cur) < 0)
+		return false;
+	if (kvc_cursor_seek(cur, p, len, &k, &klen, NULL) == 0)
+		found = starts_with(k, klen, p, len);
+	kvc_cursor_close(cur);
+	return found;
+}
+
+bool kfs_dir_exists(struct kfs *fs, kvc_txn *txn, const void *p, size_t len)
+{
+	if (len == fs->root_len && memcmp(p, fs->root, len) == 0)
+		return true;
+	return kfs_dir_has_keys(txn, p, len) || kfs_dirset_exists(fs->dirs, p, len);
+}
+
+struct hash_match {
+	const unsigned char *head;
+	size_t head_len;
+	uint64_t hash;
+	unsigned char *out;
+	size_t *ret_len;
+};
+
+static bool match_dirset_child(void *arg, const void *seg, size_t len)
+{
+	struct hash_match *m = arg;
+
+	if (len < m->head_len || memcmp(seg, m->head, m->head_len) != 0 ||
+	    kfs_segment_hash(seg, len) != m->hash)
+		return false;
+	memcpy(m->out, seg, len);
+	*m->ret_len = len;
+	return true;
+}
+
+/*
+ * Find the child segment of @dir that starts with @head and hashes to
+ * @hash.  Only the children starting with @head are visited, one seek
+ * each.
+ */
+static int find_hashed(struct kfs *fs, kvc_txn *txn, const unsigned char *dir, size_t dir_len,
+		       const unsigned char *head, size_t head_len, uint64_t hash,
+		       unsigned char *out, size_t *ret_len)
+{
+	unsigned char bound[KFS_KEYBUF];
+	size_t bound_len = dir_len + head_len;
+	char sep = fs->cfg.sep;
+	kvc_cursor *cur;
+	int rc = kvc_cursor_open(txn, &cur);
+
+	if (rc < 0)
+		return rc;
+	memcpy(bound, dir, dir_len);
+	memcpy(bound + dir_len, head, head_len);
+	for (;;) {
+		const unsigned char *k;
+		size_t klen;
+
+		rc = kvc_cursor_seek(cur, bound, bound_len, (const void **)&k, &klen, NULL);
+		if (rc < 0)
+			break;
+		if (!starts_with(k, klen, dir, dir_len) ||
+		    !starts_with(k + dir_len, klen - dir_len, head, head_len)) {
+			rc = -ENOENT;
+			break;
+		}
+		size_t n = seg_len(k, klen, dir_len, sep);
+
+		if (kfs_segment_hash(k + dir_len, n) == hash) {
+			memcpy(out, k + dir_len, n);
+			*ret_len = n;
+			rc = 0;
+			break;
+		}
+		memcpy(bound, k, dir_len + n);
+		bound_len = dir_len + n;
+		if (dir_len + n == klen)
+			bound[bound_len++] = 0;                      /* past the file */
+		else
+			bound[bound_len++] = (unsigned char)(sep + 1); /* past the subtree */
+	}
+	kvc_cursor_close(cur);
+	if (rc == -ENOENT) {
+		struct hash_match m = { head, head_len, hash, out, ret_len };
+
+		if (kfs_dirset_each_child(fs->dirs, dir, dir_len, match_dirset_child, &m))
+			rc = 0;
+	}
+	return rc;
+}
+
+int kfs_name_seg(struct kfs *fs, kvc_txn *txn, const void *dir, size_t dir_len,
+		 const char *name, struct kfs_seg *ret)
+{
+	char out[KFS_NAME_MAX];
+	size_t len;
+	enum kfs_name_kind kind;
+	uint64_t hash = 0;
+	int rc = kfs_decode_name(name, strlen(name), fs->cfg.sep, out, &len, &kind, &hash);
+
+	if (rc < 0)
+		return rc;
+	ret->alias = kind == KFS_NAME_ALIAS || kind == KFS_NAME_HASHED_ALIAS;
+	if (kind == KFS_NAME_SEGMENT || kind == KFS_NAME_ALIAS) {
+		memcpy(ret->seg, out, len);
+		ret->len = len;
+		return 0;
+	}
+	return find_hashed(fs, txn, dir, dir_len, (const unsigned char *)out, len, hash,
+			   ret->seg, &ret->len);
+}
+
+/* Whether key @k of @klen bytes is live (used to decide a directory's name). */
+static bool key_live(kvc_txn *txn, const void *k, size_t klen)
+{
+	struct kvc_record rec;
+
+	return kvc_get(txn, k, klen, 0, &rec) == 0;
+}
+
+int kfs_resolve(struct kfs *fs, kvc_txn *txn, const void *dir, size_t dir_len,
+		const char *name, struct kfs_node *ret)
+{
+	struct kfs_seg s;
+	int rc = kfs_name_seg(fs, txn, dir, dir_len, name, &s);
+
+	if (rc < 0)
+		return rc;
+	memcpy(ret->key, dir, dir_len);
+	memcpy(ret->key + dir_len, s.seg, s.len);
+	ret->key_len = dir_len + s.len;
+	if (!s.alias) {
+		rc = kvc_get(txn, ret->key, ret->key_len, 0, &ret->rec);
+		if (rc == 0) {
+			ret->kind = KFS_FILE;
+			return 0;
+		}
+		/* An invalid key (the root's "%", a key over the limit) is
+		 * simply not a file; the directory may still exist. */
+		if (rc != -ENOENT && rc != -EINVAL && rc != -ENAMETOOLONG)
+			return rc;
+	}
+	/* The alias of a live key is its (maybe empty) directory, so that
+	 * "s:/child" can be written whatever exists; with neither a key nor a
+	 * directory it is absent, so "mkdir s:" can make it. */
+	bool is_key = s.alias && key_live(txn, ret->key, ret->key_len);
+
+	ret->key[ret->key_len++] = (unsigned char)fs->cfg.sep;
+	if (!is_key && !kfs_dir_exists(fs, txn, ret->key, ret->key_len))
+		return -ENOENT;
+	/* An empty directory made as "s:" leaves the plain name to a file
+	 * (rsync makes the directory "2:" before it writes the file "2"). */
+	if (!s.alias && kfs_dirset_by_alias(fs->dirs, ret->key, ret->key_len) &&
+	    !kfs_dir_has_keys(txn, ret->key, ret->key_len))
+		return -ENOENT;
+	ret->kind = s.alias ? KFS_ALIAS : KFS_DIR;
+	return 0;
+}
+
+int kfs_next_child(struct kfs *fs, kvc_txn *txn, const void *dir_, size_t dir_len,
+		   const void *bound, size_t bound_len, struct kfs_child *ret)
+{
+	const unsigned char *dir = dir_;
+	char sep = fs->cfg.sep;
+	kvc_cursor *cur;
+	const unsigned char *k = NULL;
+	size_t klen = 0;
+	struct kvc_record rec;
+	bool have_kv = false;
+	int rc = kvc_cursor_open(txn, &cur);
+
+	if (rc < 0)
+		return rc;
+	rc = kvc_cursor_seek(cur, bound, bound_len, (const void **)&k, &klen, &rec);
+	if (rc == 0)
+		have_kv = starts_with(k, klen, dir, dir_len);
+	else if (rc != -ENOENT)
+		goto out;
+
+	/* The candidate from the keys: a file (position = key) or a
+	 * directory (position = prefix). */
+	size_t n = have_kv ? seg_len(k, klen, dir_len, sep) : 0;
+	bool kv_file = have_kv && dir_len + n == klen;
+	unsigned char mseg[KFS_KEYBUF];
+	size_t mlen = 0;
+	bool have_mk = kfs_dirset_next_child(fs->dirs, dir, dir_len, bound, bound_len, mseg, &mlen);
+
+	if (have_mk && have_kv) {
+		/* Compare positions: dir+mseg+sep against the key's. */
+		unsigned char pos[KFS_KEYBUF];
+		size_t pos_len = dir_len + mlen + 1;
+
+		memcpy(pos, dir, dir_len);
+		memcpy(pos + dir_len, mseg, mlen);
+		pos[dir_len + mlen] = (unsigned char)sep;
+		int c = bytes_cmp(pos, pos_len, k, kv_file ? klen : dir_len + n + 1);
+
+		if (c >= 0)
+			have_mk = false; /* the key comes first, or it is the same directory */
+		else
+			have_kv = false;
+	}
+	if (!have_kv && !have_mk) {
+		rc = -ENOENT;
+		goto out;
+	}
+
+	const unsigned char *seg = have_kv ? k + dir_len : mseg;
+	size_t slen = have_kv ? n : mlen;
+
+	memcpy(ret->key, dir, dir_len);
+	memcpy(ret->key + dir_len, seg, slen);
+	ret->key_len = dir_len + slen;
+	memcpy(ret->next, ret->key, ret->key_len);
+	ret->next_len = ret->key_len;
+	if (have_kv && kv_file) {
+		ret->kind = KFS_FILE;
+		ret->rec = rec;
+		kfs_encode_segment(seg, slen, sep, ret->name);
+		ret->next[ret->next_len++] = 0;
+	} else {
+		/* A directory: shown as its alias when the key dir+seg is a
+		 * file too (that file came just before, at its own position),
+		 * or when it is an empty directory made by its alias name. */
+		unsigned char p[KFS_KEYBUF];
+
+		memcpy(p, ret->key, ret->key_len);
+		p[ret->key_len] = (unsigned char)sep;
+		if (key_live(txn, ret->key, ret->key_len) ||
+		    (!have_kv && kfs_dirset_by_alias(fs->dirs, p, ret->key_len + 1))) {
+			ret->kind = KFS_ALIAS;
+			kfs_encode_alias(seg, slen, sep, ret->name);
+		} else {
+			ret->kind = KFS_DIR;
+			kfs_encode_segment(seg, slen, sep, ret->name);
+		}
+		ret->key[ret->key_len++] = (unsigned char)sep;
+		ret->next[ret->next_len++] = (unsigned char)(sep + 1);
+	}
+	rc = 0;
+out:
+	kvc_cursor_close(cur);
+	return rc;
+}
+
+static void set_time(struct timespec *ts, int64_t ns)
+{
+	ts->tv_sec = ns / 1000000000;
+	ts->tv_nsec = ns % 1000000000;
+	if (ts->tv_nsec < 0) {
+		ts->tv_sec--;
+		ts->tv_nsec += 1000000000;
+	}
+}
+
+void kfs_stat_file(struct kfs *fs, uint64_t ino, const struct kvc_record *rec, struct stat *st)
+{
+	/* The committed size, also while a write buffer is pending: other
+	 * readers of the inode read the committed value. */
+	uint64_t size = rec->value_len;
+
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_mode = S_IFREG | ((rec->flags & KVC_REC_HAS_MODE) ? rec->mode & 07777
+							       : 0666 & ~fs->cfg.umask);
+	st->st_nlink = 1;
+	st->st_uid = (rec->flags & KVC_REC_HAS_OWNER) ? rec->uid : fs->cfg.uid;
+	st->st_gid = (rec->flags & KVC_REC_HAS_OWNER) ? rec->gid : fs->cfg.gid;
+	st->st_size = (off_t)size;
+	/* stdio sizes its buffers by this: one request per 128 KiB, not 4 KiB. */
+	st->st_blksize = 128 * 1024;
+	st->st_blocks = (blkcnt_t)((size + 511) / 512);
+	set_time(&st->st_mtim, rec->mtime_ns);
+	set_time(&st->st_atim, rec->mtime_ns);
+	set_time(&st->st_ctim, rec->ctime_ns);
+}
+
+void kfs_stat_dir(struct kfs *fs, uint64_t ino, const void *p, size_t len, struct stat *st)
+{
+	struct kfs_dir_attr a;
+
+	if (!kfs_dirset_attr(fs->dirs, p, len, &a)) {
+		a.mode = 0777 & ~fs->cfg.umask;
+		a.uid = fs->cfg.uid;
+		a.gid = fs->cfg.gid;
+		a.mtime_ns = a.ctime_ns = fs->start_ns;
+	}
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_mode = S_IFDIR | (a.mode & 07777);
+	/* 1, not 2 + subdirectories: counting them would cost a listing, and
+	 * 1 tells find and fts not to infer leaf directories from it. */
+	st->st_nlink = 1;
+	st->st_uid = a.uid;
+	st->st_gid = a.gid;
+	st->st_blksize = 4096;
+	set_time(&st->st_mtim, a.mtime_ns);
+	set_time(&st->st_atim, a.mtime_ns);
+	set_time(&st->st_ctim, a.ctime_ns);
+}
+
+double kfs_cache_timeout(const struct kfs *fs, const struct kvc_record *rec)
+{
+	double t = fs->cfg.cache_ttl;
+
+	if (rec && rec->expiration) {
+		double left = (double)rec->expiration - (double)kvc_now_ns() / 1e9;
+
+		if (left < t)
+			t = left > 0 ? left : 0;
+	}
+	return t;
+}
+
+int kfs_entry(struct kfs *fs, enum kfs_kind kind, const void *key, size_t key_len,
+	      const struct kvc_record *rec, struct fuse_entry_param *e)
+{
+	uint64_t ino;
+	int rc = kfs_inode_ref(fs->inodes, kind, key, key_len, &ino);
+
+	if (rc < 0)
+		return rc;
+	memset(e, 0, sizeof(*e));
+	e->ino = ino;
+	if (kind == KFS_FILE)
+		kfs_stat_file(fs, ino, rec, &e->attr);
+	else
+		kfs_stat_dir(fs, ino, key, key_len, &e->attr);
+	e->attr_timeout = e->entry_timeout = kfs_cache_timeout(fs, kind == KFS_FILE ? rec : NULL);
+	return 0;
+}
+
+int kfs_ino(struct kfs *fs, fuse_ino_t ino, enum kfs_kind *ret_kind, void *key, size_t *ret_len)
+{
+	return kfs_inode_get(fs->inodes, ino, ret_kind, key, ret_len);
+}

@@ -1,0 +1,881 @@
+/*
+ * ops: the FUSE requests about names and attributes: lookup, forget,
+ * getattr, setattr, mkdir, rmdir, unlink, rename, readdir(plus), statfs,
+ * and the ones kvfs refuses (symlink, link, device nodes).  Each handler
+ * decodes its arguments, makes one kvcore call (a read transaction or one
+ * kvc_write_txn) and sends exactly one reply; what a name means is ns.c's
+ * business and every data-model rule is kvcore's.
+ */
+#include "kfs.h"
+
+#include <errno.h>
+#include <linux/fs.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+
+/* Copy a directory inode's prefix; -ENOTDIR for a file. */
+static int dir_of(struct kfs *fs, fuse_ino_t ino, unsigned char *dir, size_t *ret_len)
+{
+	enum kfs_kind kind;
+	int rc = kfs_ino(fs, ino, &kind, dir, ret_len);
+
+	if (rc < 0)
+		return rc;
+	return kind == KFS_FILE ? -ENOTDIR : 0;
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	/* O_TRUNC arrives with open, so a truncating open is one commit. */
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* Write-back caching would let the kernel hold writes past close;
+	 * commits must happen at close/fsync. */
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+}
+
+static void op_destroy(void *userdata)
+{
+	kfs_files_flush_all(userdata);
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct kfs *fs = kfs_from(req);
+	unsigned char dir[KFS_KEYBUF];
+	size_t dir_len;
+	struct kfs_node node;
+	struct fuse_entry_param e;
+	kvc_txn *txn;
+	int rc = dir_of(fs, parent, dir, &dir_len);
+
+	if (rc == 0)
+		rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	rc = kfs_resolve(fs, txn, dir, dir_len, name, &node);
+	if (rc == 0)
+		rc = kfs_entry(fs, node.kind, node.key, node.key_len, &node.rec, &e);
+	kvc_txn_abort(txn);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_entry(req, &e);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	kfs_inode_forget(kfs_from(req)->inodes, ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct kfs *fs = kfs_from(req);
+
+	for (size_t i = 0; i < count; i++)
+		kfs_inode_forget(fs->inodes, forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+/* Reply with the attributes of @ino. */
+static void reply_attr(fuse_req_t req, struct kfs *fs, fuse_ino_t ino)
+{
+	unsigned char key[KFS_KEYBUF];
+	size_t len;
+	enum kfs_kind kind;
+	struct stat st;
+	struct kvc_record rec;
+	kvc_txn *txn;
+	int rc = kfs_ino(fs, ino, &kind, key, &len);
+
+	if (rc == 0 && kind != KFS_FILE) {
+		kfs_stat_dir(fs, ino, key, len, &st);
+		fuse_reply_attr(req, &st, kfs_cache_timeout(fs, NULL));
+		return;
+	}
+	if (rc == 0)
+		rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	rc = kvc_get(txn, key, len, 0, &rec);
+	if (rc == 0) {
+		kfs_stat_file(fs, ino, &rec, &st);
+		double timeout = kfs_cache_timeout(fs, &rec);
+
+		kvc_txn_abort(txn);
+		fuse_reply_attr(req, &st, timeout);
+		return;
+	}
+	kvc_txn_abort(txn);
+	fuse_reply_err(req, -rc);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	reply_attr(req, kfs_from(req), ino);
+}
+
+static int64_t ts_ns(const struct timespec *ts)
+{
+	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+}
+
+struct setattr_arg {
+	const unsigned char *key;
+	size_t key_len;
+	struct kvc_write w;
+	bool truncate;
+	uint64_t size;
+};
+
+/* One write: attributes, and for truncate(2) by path a resized value. */
+static int setattr_fn(kvc_txn *txn, void *arg)
+{
+	struct setattr_arg *a = arg;
+	struct kvc_write w = a->w;
+	unsigned char *value = NULL;
+	int rc;
+
+	if (a->truncate) {
+		struct kvc_record rec;
+
+		if (a->size > KVC_VALUE_MAX)
+			return -EFBIG;
+		rc = kvc_get(txn, a->key, a->key_len, 0, &rec);
+		if (rc < 0)
+			return rc;
+		/* A copy: the value is in pages this write may reuse. */
+		value = calloc(1, a->size ? a->size : 1);
+		if (!value)
+			return -ENOMEM;
+		memcpy(value, rec.value, rec.value_len < a->size ? rec.value_len : a->size);
+		w.set |= KVC_SET_VALUE;
+		w.value = value;
+		w.value_len = a->size;
+	}
+	rc = kvc_write(txn, a->key, a->key_len, &w);
+	free(value);
+	return rc;
+}
+
+static void setattr_dir(fuse_req_t req, struct kfs *fs, fuse_ino_t ino, const unsigned char *p,
+			size_t len, const struct stat *attr, int to_set)
+{
+	struct kfs_dir_attr a;
+	struct stat st;
+
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	kfs_stat_dir(fs, ino, p, len, &st);
+	a.mode = st.st_mode & 07777;
+	a.uid = st.st_uid;
+	a.gid = st.st_gid;
+	a.mtime_ns = ts_ns(&st.st_mtim);
+	a.ctime_ns = kvc_now_ns();
+	if (to_set & FUSE_SET_ATTR_MODE)
+		a.mode = attr->st_mode & 07777;
+	if (to_set & FUSE_SET_ATTR_UID)
+		a.uid = attr->st_uid;
+	if (to_set & FUSE_SET_ATTR_GID)
+		a.gid = attr->st_gid;
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+		a.mtime_ns = kvc_now_ns();
+	else if (to_set & FUSE_SET_ATTR_MTIME)
+		a.mtime_ns = ts_ns(&attr->st_mtim);
+	int rc = kfs_dirset_set_attr(fs->dirs, p, len, &a);
+
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	kfs_stat_dir(fs, ino, p, len, &st);
+	fuse_reply_attr(req, &st, kfs_cache_timeout(fs, NULL));
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	struct kfs *fs = kfs_from(req);
+	unsigned char key[KFS_KEYBUF];
+	size_t len;
+	enum kfs_kind kind;
+	int rc = kfs_ino(fs, ino, &kind, key, &len);
+
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	if (kind != KFS_FILE) {
+		setattr_dir(req, fs, ino, key, len, attr, to_set);
+		return;
+	}
+
+	struct setattr_arg a = { .key = key, .key_len = len };
+
+	a.w.set = KVC_MUST_EXIST;
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		/* ftruncate resizes the handle's buffer; it commits at close. */
+		if (fi && fi->fh)
+			rc = kfs_file_truncate(fs, fi, (uint64_t)attr->st_size);
+		else if (attr->st_size < 0)
+			rc = -EINVAL;
+		else
+			a.truncate = true, a.size = (uint64_t)attr->st_size;
+		if (rc < 0) {
+			fuse_reply_err(req, -rc);
+			return;
+		}
+	}
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		a.w.set |= KVC_SET_MODE;
+		a.w.mode = attr->st_mode & 07777;
+	}
+	if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+		a.w.set |= KVC_SET_OWNER;
+		a.w.uid = (to_set & FUSE_SET_ATTR_UID) ? (uint32_t)attr->st_uid : UINT32_MAX;
+		a.w.gid = (to_set & FUSE_SET_ATTR_GID) ? (uint32_t)attr->st_gid : UINT32_MAX;
+	}
+	if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW)) {
+		a.w.set |= KVC_SET_MTIME;
+		a.w.mtime_ns = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? kvc_now_ns()
+								 : ts_ns(&attr->st_mtim);
+		/* A write buffer committed later must keep this mtime. */
+		kfs_inode_set_pending_mtime(fs->inodes, ino, a.w.mtime_ns);
+	}
+	/* atime is not stored: a key has no access time. */
+	if (a.w.set != KVC_MUST_EXIST || a.truncate) {
+		rc = kvc_write_txn(fs->store, setattr_fn, &a, NULL, 0);
+		if (rc < 0) {
+			fuse_reply_err(req, -rc);
+			return;
+		}
+	}
+	reply_attr(req, fs, ino);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct kfs *fs = kfs_from(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	unsigned char dir[KFS_KEYBUF];
+	size_t dir_len;
+	struct kfs_seg s;
+	kvc_txn *txn;
+	int rc = dir_of(fs, parent, dir, &dir_len);
+
+	if (rc == 0 && fs->cfg.ro)
+		rc = -EROFS;
+	if (rc == 0)
+		rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	unsigned char p[KFS_KEYBUF];
+	size_t len = 0;
+	struct kvc_record rec;
+
+	rc = kfs_name_seg(fs, txn, dir, dir_len, name, &s);
+	if (rc == 0) {
+		memcpy(p, dir, dir_len);
+		memcpy(p + dir_len, s.seg, s.len);
+		len = dir_len + s.len;
+		/* The plain name of a key that exists is that file. */
+		if (!s.alias && kvc_get(txn, p, len, 0, &rec) == 0)
+			rc = -EEXIST;
+		p[len++] = (unsigned char)fs->cfg.sep;
+	} else if (rc == -ENOENT) {
+		rc = -EINVAL; /* a hashed name denotes an existing child only */
+	}
+	/* The prefix is itself a well-formed key when keys can live under it. */
+	if (rc == 0)
+		rc = kvc_key_check(p, len);
+	if (rc == 0 && kfs_dir_exists(fs, txn, p, len))
+		rc = -EEXIST;
+	kvc_txn_abort(txn);
+
+	struct kfs_dir_attr a = {
+		.mode = mode & 07777,
+		.uid = ctx->uid,
+		.gid = ctx->gid,
+		.mtime_ns = kvc_now_ns(),
+	};
+	struct fuse_entry_param e;
+
+	a.ctime_ns = a.mtime_ns;
+	if (rc == 0)
+		rc = kfs_dirset_mkdir(fs->dirs, p, len, &a, s.alias);
+	if (rc == 0)
+		rc = kfs_entry(fs, s.alias ? KFS_ALIAS : KFS_DIR, p, len, NULL, &e);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_entry(req, &e);
+}
+
+/*
+ * A directory emptied through the mount (rm, mv of its last key) stays, as
+ * an empty directory in memory, until rmdir: so rm -r, rsync --delete and
+ * everything else that removes the contents and then the directory works.
+ */
+static void keep_dir(struct kfs *fs, const unsigned char *dir, size_t dir_len)
+{
+	struct kfs_dir_attr a;
+	struct stat st;
+	kvc_txn *txn;
+	bool empty;
+
+	if (dir_len == fs->root_len || kvc_txn_begin(fs->store, KVC_TXN_READ, &txn) < 0)
+		return;
+	empty = !kfs_dir_has_keys(txn, dir, dir_len);
+	kvc_txn_abort(txn);
+	if (!empty)
+		return;
+	kfs_stat_dir(fs, 0, dir, dir_len, &st);
+	a.mode = st.st_mode & 07777;
+	a.uid = st.st_uid;
+	a.gid = st.st_gid;
+	a.mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	a.ctime_ns = (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+	kfs_dirset_mkdir(fs->dirs, dir, dir_len, &a, false); /* -EEXIST: already kept */
+}
+
+static int delete_fn(kvc_txn *txn, void *arg)
+{
+	const struct kfs_node *n = arg;
+
+	return kvc_delete(txn, n->key, n->key_len);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct kfs *fs = kfs_from(req);
+	unsigned char dir[KFS_KEYBUF];
+	size_t dir_len;
+	struct kfs_node node;
+	kvc_txn *txn;
+	int rc = dir_of(fs, parent, dir, &dir_len);
+
+	if (rc == 0)
+		rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	rc = kfs_resolve(fs, txn, dir, dir_len, name, &node);
+	kvc_txn_abort(txn);
+	if (rc == 0 && node.kind != KFS_FILE)
+		rc = -EISDIR;
+	if (rc == 0)
+		rc = kvc_write_txn(fs->store, delete_fn, &node, NULL, 0);
+	if (rc == 0) {
+		kfs_inode_unlinked(fs->inodes, node.key, node.key_len);
+		keep_dir(fs, dir, dir_len);
+	}
+	fuse_reply_err(req, -rc);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct kfs *fs = kfs_from(req);
+	unsigned char dir[KFS_KEYBUF];
+	size_t dir_len;
+	struct kfs_node node;
+	kvc_txn *txn;
+	int rc = dir_of(fs, parent, dir, &dir_len);
+
+	if (rc == 0)
+		rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	rc = kfs_resolve(fs, txn, dir, dir_len, name, &node);
+	if (rc == 0 && node.kind == KFS_FILE)
+		rc = -ENOTDIR;
+	if (rc == 0 && kfs_dir_has_keys(txn, node.key, node.key_len))
+		rc = -ENOTEMPTY;
+	kvc_txn_abort(txn);
+	if (rc == 0 && kfs_dirset_has_children(fs->dirs, node.key, node.key_len))
+		rc = -ENOTEMPTY;
+	if (rc == 0)
+		rc = kfs_dirset_rmdir(fs->dirs, node.key, node.key_len);
+	if (rc == 0)
+		keep_dir(fs, dir, dir_len);
+	fuse_reply_err(req, -rc);
+}
+
+struct rename_arg {
+	const unsigned char *from, *to;
+	size_t from_len, to_len;
+	bool noreplace;
+	const unsigned char *to_file; /* for a directory: the key its plain name
+					 would be a file of, or NULL */
+	size_t to_file_len;
+};
+
+static int rename_file_fn(kvc_txn *txn, void *arg)
+{
+	const struct rename_arg *a = arg;
+
+	return kvc_rename(txn, a->from, a->from_len, a->to, a->to_len, a->noreplace);
+}
+
+struct key_list {
+	unsigned char **k;
+	size_t *len;
+	size_t n, cap;
+};
+
+static void key_list_release(struct key_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->k[i]);
+	free(l->k);
+	free(l->len);
+	memset(l, 0, sizeof(*l));
+}
+
+static int key_list_add(struct key_list *l, const void *k, size_t len)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		unsigned char **kk = realloc(l->k, cap * sizeof(*kk));
+
+		if (!kk)
+			return -ENOMEM;
+		l->k = kk;
+		size_t *ll = realloc(l->len, cap * sizeof(*ll));
+
+		if (!ll)
+			return -ENOMEM;
+		l->len = ll;
+		l->cap = cap;
+	}
+	unsigned char *c = malloc(len ? len : 1);
+
+	if (!c)
+		return -ENOMEM;
+	memcpy(c, k, len);
+	l->k[l->n] = c;
+	l->len[l->n++] = len;
+	return 0;
+}
+
+/*
+ * Rename every key under prefix a->from to prefix a->to, in the one write
+ * transaction kvc_write_txn gives: readers see the whole directory move or
+ * none of it.  The keys are collected first because the renames rewrite
+ * the pages a cursor would be walking.
+ */
+static int rename_dir_fn(kvc_txn *txn, void *arg)
+{
+	const struct rename_arg *a = arg;
+	struct key_list keys = { 0 };
+	struct kvc_record rec;
+	unsigned char to[KFS_KEYBUF];
+	kvc_cursor *cur;
+	const void *k;
+	size_t klen;
+	int rc;
+
+	if (kfs_dir_has_keys(txn, a->to, a->to_len))
+		return a->noreplace ? -EEXIST : -ENOTEMPTY;
+	if (a->to_file && kvc_get(txn, a->to_file, a->to_file_len, 0, &rec) == 0)
+		return -ENOTDIR; /* the plain name is taken by a file */
+	rc = kvc_cursor_open(txn, &cur);
+	if (rc < 0)
+		return rc;
+	for (rc = kvc_cursor_seek(cur, a->from, a->from_len, &k, &klen, NULL);
+	     rc == 0 && klen >= a->from_len && memcmp(k, a->from, a->from_len) == 0;
+	     rc = kvc_cursor_next(cur, &k, &klen, NULL)) {
+		rc = key_list_add(&keys, k, klen);
+		if (rc < 0)
+			break;
+	}
+	kvc_cursor_close(cur);
+	if (rc == -ENOENT || rc == 0)
+		rc = 0;
+	memcpy(to, a->to, a->to_len);
+	for (size_t i = 0; rc == 0 && i < keys.n; i++) {
+		size_t rest = keys.len[i] - a->from_len;
+
+		if (a->to_len + rest > KVC_KEY_MAX) {
+			rc = -ENAMETOOLONG;
+			break;
+		}
+		memcpy(to + a->to_len, keys.k[i] + a->from_len, rest);
+		rc = kvc_rename(txn, keys.k[i], keys.len[i], to, a->to_len + rest, false);
+	}
+	key_list_release(&keys);
+	return rc;
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+	struct kfs *fs = kfs_from(req);
+	unsigned char dir[KFS_KEYBUF], ndir[KFS_KEYBUF], to[KFS_KEYBUF], to_file[KFS_KEYBUF];
+	size_t dir_len, ndir_len, to_len;
+	struct kfs_node node;
+	struct kfs_seg s;
+	kvc_txn *txn;
+	int rc = 0;
+
+	/* Exchanging two keys and whiteouts have no meaning here. */
+	if (flags & ~(unsigned)RENAME_NOREPLACE)
+		rc = -EINVAL;
+	if (rc == 0)
+		rc = dir_of(fs, parent, dir, &dir_len);
+	if (rc == 0)
+		rc = dir_of(fs, newparent, ndir, &ndir_len);
+	if (rc == 0)
+		rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	rc = kfs_resolve(fs, txn, dir, dir_len, name, &node);
+	if (rc == 0) {
+		rc = kfs_name_seg(fs, txn, ndir, ndir_len, newname, &s);
+		if (rc == -ENOENT)
+			rc = -EINVAL; /* a hashed name denotes an existing child only */
+	}
+	kvc_txn_abort(txn);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	memcpy(to, ndir, ndir_len);
+	memcpy(to + ndir_len, s.seg, s.len);
+	to_len = ndir_len + s.len;
+
+	struct rename_arg a = {
+		.from = node.key,
+		.from_len = node.key_len,
+		.to = to,
+		.noreplace = flags & RENAME_NOREPLACE,
+	};
+
+	if (node.kind == KFS_FILE) {
+		if (s.alias) {
+			fuse_reply_err(req, EISDIR); /* that name is always a directory */
+			return;
+		}
+		a.to_len = to_len;
+		rc = kvc_write_txn(fs->store, rename_file_fn, &a, NULL, 0);
+		if (rc == 0) {
+			kfs_inode_rename_file(fs->inodes, node.key, node.key_len, to, to_len);
+			kfs_dirset_key_written(fs->dirs, to, to_len);
+			keep_dir(fs, dir, dir_len);
+		}
+		fuse_reply_err(req, -rc);
+		return;
+	}
+
+	if (!s.alias) {
+		memcpy(to_file, to, to_len);
+		a.to_file = to_file;
+		a.to_file_len = to_len;
+	}
+	to[to_len++] = (unsigned char)fs->cfg.sep;
+	a.to_len = to_len;
+	if (to_len == node.key_len && memcmp(to, node.key, to_len) == 0) {
+		fuse_reply_err(req, 0);
+		return;
+	}
+	if (to_len > node.key_len && memcmp(to, node.key, node.key_len) == 0)
+		rc = -EINVAL; /* into itself */
+	else if (to_len > KVC_KEY_MAX)
+		rc = -ENAMETOOLONG;
+	else if (kfs_dirset_has_children(fs->dirs, to, to_len))
+		rc = -ENOTEMPTY;
+	else if (a.noreplace && kfs_dirset_exists(fs->dirs, to, to_len))
+		rc = -EEXIST;
+	if (rc == 0)
+		rc = kvc_write_txn(fs->store, rename_dir_fn, &a, NULL, 0);
+	if (rc == 0) {
+		kfs_inode_rename_prefix(fs->inodes, node.key, node.key_len, to, to_len);
+		kfs_dirset_rename(fs->dirs, node.key, node.key_len, to, to_len);
+		/* Its new parents hold it now (not the moved prefix itself,
+		 * which may be an empty directory). */
+		kfs_dirset_key_written(fs->dirs, to, to_len - 1);
+		keep_dir(fs, dir, dir_len);
+	}
+	fuse_reply_err(req, -rc);
+}
+
+/* Refused: a key holds a value, nothing else. */
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, EPERM);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	fuse_reply_err(req, EPERM);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		     dev_t rdev)
+{
+	fuse_reply_err(req, EPERM);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	fuse_reply_err(req, EINVAL);
+}
+
+/* An open directory: where the next readdir continues. */
+struct kfs_dirh {
+	pthread_mutex_t lock;          /* protects the fields below but prev/next */
+	off_t next_off;                /* index of the next entry */
+	unsigned char bound[KFS_KEYBUF]; /* position of the next child */
+	size_t bound_len;
+	struct kfs_dirh *prev, *next;  /* fs->dirhs; protected by fs->files_lock */
+};
+
+static void dirh_add(struct kfs *fs, struct kfs_dirh *h)
+{
+	pthread_mutex_lock(&fs->files_lock);
+	h->next = fs->dirhs;
+	if (fs->dirhs)
+		fs->dirhs->prev = h;
+	fs->dirhs = h;
+	pthread_mutex_unlock(&fs->files_lock);
+}
+
+static void dirh_free(struct kfs *fs, struct kfs_dirh *h)
+{
+	pthread_mutex_lock(&fs->files_lock);
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		fs->dirhs = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	pthread_mutex_unlock(&fs->files_lock);
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+}
+
+void kfs_dirhs_release_all(struct kfs *fs)
+{
+	while (fs->dirhs)
+		dirh_free(fs, fs->dirhs);
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct kfs *fs = kfs_from(req);
+	unsigned char dir[KFS_KEYBUF];
+	size_t dir_len;
+	int rc = dir_of(fs, ino, dir, &dir_len);
+	struct kfs_dirh *h = NULL;
+
+	if (rc == 0) {
+		h = calloc(1, sizeof(*h));
+		if (!h)
+			rc = -ENOMEM;
+	}
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	pthread_mutex_init(&h->lock, NULL);
+	dirh_add(fs, h);
+	fi->fh = (uintptr_t)h;
+	if (fuse_reply_open(req, fi) != 0)
+		dirh_free(fs, h);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct kfs_dirh *h = (struct kfs_dirh *)(uintptr_t)fi->fh;
+
+	if (h)
+		dirh_free(kfs_from(req), h);
+	fuse_reply_err(req, 0);
+}
+
+/*
+ * Entries 0 and 1 are "." and "..", then the children in key order.  The
+ * offset of an entry is its index + 1.  A readdir continuing where the
+ * previous one stopped re-seeks after the last child sent; any other
+ * offset (rewinddir, seekdir) restarts and skips.
+ */
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi, bool plus)
+{
+	struct kfs *fs = kfs_from(req);
+	struct kfs_dirh *h = (struct kfs_dirh *)(uintptr_t)fi->fh;
+	unsigned char dir[KFS_KEYBUF];
+	size_t dir_len;
+	struct kfs_child *c = NULL;
+	char *buf = NULL;
+	kvc_txn *txn = NULL;
+	size_t used = 0;
+	int rc = dir_of(fs, ino, dir, &dir_len);
+
+	if (rc == 0) {
+		buf = malloc(size ? size : 1);
+		c = malloc(sizeof(*c));
+		if (!buf || !c)
+			rc = -ENOMEM;
+	}
+	if (rc == 0)
+		rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
+	if (rc < 0)
+		goto out;
+
+	pthread_mutex_lock(&h->lock);
+	if (off == 0 || off != h->next_off) {
+		h->next_off = 0;
+		memcpy(h->bound, dir, dir_len);
+		h->bound_len = dir_len;
+	}
+	while (rc == 0) {
+		struct fuse_entry_param e;
+		const char *name;
+		bool skip = h->next_off < off;
+		bool counted = false;
+		size_t n;
+
+		memset(&e, 0, sizeof(e));
+		if (h->next_off < 2) {
+			name = h->next_off == 0 ? "." : "..";
+			e.attr.st_ino = h->next_off == 0 ? ino : KFS_ROOT_INO;
+			e.attr.st_mode = S_IFDIR;
+		} else {
+			rc = kfs_next_child(fs, txn, dir, dir_len, h->bound, h->bound_len, c);
+			if (rc < 0)
+				break;
+			name = c->name;
+			if (skip) {
+				/* nothing to send */
+			} else if (plus) {
+				rc = kfs_entry(fs, c->kind, c->key, c->key_len, &c->rec, &e);
+				if (rc < 0)
+					break;
+				counted = true;
+			} else {
+				e.attr.st_ino = kfs_inode_find(fs->inodes, c->kind, c->key, c->key_len);
+				if (!e.attr.st_ino)
+					e.attr.st_ino = 0xffffffffu; /* not known yet */
+				e.attr.st_mode = c->kind == KFS_FILE ? S_IFREG : S_IFDIR;
+			}
+		}
+		if (!skip) {
+			if (plus)
+				n = fuse_add_direntry_plus(req, buf + used, size - used, name, &e,
+							   h->next_off + 1);
+			else
+				n = fuse_add_direntry(req, buf + used, size - used, name, &e.attr,
+						      h->next_off + 1);
+			if (n > size - used) {
+				if (counted)
+					kfs_inode_forget(fs->inodes, e.ino, 1);
+				break;
+			}
+			used += n;
+		}
+		if (h->next_off >= 2) {
+			memcpy(h->bound, c->next, c->next_len);
+			h->bound_len = c->next_len;
+		}
+		h->next_off++;
+	}
+	pthread_mutex_unlock(&h->lock);
+	if (rc == -ENOENT)
+		rc = 0;
+out:
+	/* Entries already counted must reach the kernel: send what fits. */
+	if (rc < 0 && used == 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_buf(req, buf, used);
+	kvc_txn_abort(txn);
+	free(buf);
+	free(c);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, false);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, true);
+}
+
+/*
+ * The store grows into the free space of the filesystem under it, so that
+ * is what df shows.  The number of keys is not shown: counting them costs
+ * a scan of the store.
+ */
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct kfs *fs = kfs_from(req);
+	struct statvfs under, st;
+
+	if (statvfs(kvc_store_path(fs->store), &under) != 0) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	memset(&st, 0, sizeof(st));
+	double scale = (double)under.f_frsize / 4096.0;
+
+	st.f_bsize = 4096;
+	st.f_frsize = 4096;
+	st.f_blocks = (fsblkcnt_t)((double)under.f_blocks * scale);
+	st.f_bfree = (fsblkcnt_t)((double)under.f_bfree * scale);
+	st.f_bavail = (fsblkcnt_t)((double)under.f_bavail * scale);
+	st.f_namemax = KFS_NAME_MAX;
+	fuse_reply_statfs(req, &st);
+}
+
+const struct fuse_lowlevel_ops kfs_ops = {
+	.init = op_init,
+	.destroy = op_destroy,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.readlink = op_readlink,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_rmdir,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.link = op_link,
+	.open = kfs_op_open,
+	.read = kfs_op_read,
+	.write = kfs_op_write,
+	.flush = kfs_op_flush,
+	.release = kfs_op_release,
+	.fsync = kfs_op_fsync,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
+	.releasedir = op_releasedir,
+	.statfs = op_statfs,
+	.setxattr = kfs_op_setxattr,
+	.getxattr = kfs_op_getxattr,
+	.listxattr = kfs_op_listxattr,
+	.removexattr = kfs_op_removexattr,
+	.create = kfs_op_create,
+};

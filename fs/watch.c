@@ -1,0 +1,315 @@
+/*
+ * watch: the daemon's background threads.
+ *
+ *   watcher  keeps the kernel's caches coherent with the store.  Other
+ *            processes (kvctl, kvsync, another mount) write the same store;
+ *            every write gets a change-feed sequence number.  Five times a
+ *            second the watcher compares the feed head with the last
+ *            sequence it saw and, for each key changed since, invalidates
+ *            the kernel's page cache and attributes of the key's inode and
+ *            the directory entries naming the key and its parent
+ *            directories, so the change shows in the mount well within a
+ *            second however long cache_ttl is.  Changes this daemon made
+ *            itself are invalidated too: harmless, and simpler than telling
+ *            them apart.
+ *   reaper   removes expired records every reap_interval seconds; readers
+ *            never see them anyway, and the removals reach the watcher
+ *            through the feed like any other change.
+ *   syncer   with sync=batch, flushes commits to disk every second.
+ *
+ * Only the watcher talks to the kernel (fuse_lowlevel_notify_*), and it
+ * holds no lock and no transaction while it does: the kernel may be
+ * waiting, inside a request this daemon is serving, on the very directory
+ * being invalidated.
+ */
+#include "kfs.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+
+#define WATCH_PERIOD_MS 200
+#define FEED_BATCH 256
+#define SEEN_SLOTS 4096 /* per batch: invalidations already sent */
+
+static bool stopping(struct kfs *fs)
+{
+	pthread_mutex_lock(&fs->bg_lock);
+	bool stop = fs->bg_stop;
+
+	pthread_mutex_unlock(&fs->bg_lock);
+	return stop;
+}
+
+/* Sleep @ms unless told to stop.  @return true when told to stop. */
+static bool bg_wait(struct kfs *fs, long ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&fs->bg_lock);
+	while (!fs->bg_stop) {
+		if (pthread_cond_timedwait(&fs->bg_cond, &fs->bg_lock, &ts) == ETIMEDOUT)
+			break;
+	}
+	bool stop = fs->bg_stop;
+
+	pthread_mutex_unlock(&fs->bg_lock);
+	return stop;
+}
+
+struct change {
+	unsigned char *key;
+	size_t len;
+	bool live;
+};
+
+/* A small set of invalidations sent in this batch, so a bulk write under
+ * one directory invalidates that directory's entry once, not per key. */
+struct seen {
+	uint64_t slot[SEEN_SLOTS];
+};
+
+static bool seen_add(struct seen *s, uint64_t ino, const char *name)
+{
+	uint64_t h = kfs_segment_hash(name, strlen(name)) ^ (ino * 0x9e3779b97f4a7c15ull);
+
+	h |= 1; /* 0 marks a free slot */
+	for (size_t i = 0; i < SEEN_SLOTS; i++) {
+		uint64_t *p = &s->slot[(h + i) & (SEEN_SLOTS - 1)];
+
+		if (*p == h)
+			return false;
+		if (*p == 0) {
+			*p = h;
+			return true;
+		}
+	}
+	return true; /* full: just send it again */
+}
+
+static void inval_name(struct kfs *fs, struct seen *s, uint64_t parent, const char *name)
+{
+	if (parent && seen_add(s, parent, name))
+		fuse_lowlevel_notify_inval_entry(fs->se, parent, name, strlen(name));
+}
+
+/* Invalidate what the kernel may cache about key @k. */
+static void invalidate(struct kfs *fs, struct seen *s, const struct change *c)
+{
+	const unsigned char *k = c->key;
+	char sep = fs->cfg.sep;
+
+	if (c->len < fs->root_len || memcmp(k, fs->root, fs->root_len) != 0)
+		return; /* not under the mount's prefix */
+	if (c->live)
+		kfs_dirset_key_written(fs->dirs, k, c->len);
+
+	uint64_t ino = kfs_inode_find(fs->inodes, KFS_FILE, k, c->len);
+
+	if (ino)
+		fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
+
+	/* Every level: the entry of the child segment in its parent, by its
+	 * plain name and its alias (a new key may turn "s" from a directory
+	 * into a file and the directory into "s:"). */
+	size_t dir_end = fs->root_len;
+
+	for (;;) {
+		const unsigned char *q = memchr(k + dir_end, (unsigned char)sep, c->len - dir_end);
+		size_t seg_end = q ? (size_t)(q - k) : c->len;
+		char name[KFS_NAME_MAX + 1], alias[KFS_NAME_MAX + 1];
+
+		kfs_encode_segment(k + dir_end, seg_end - dir_end, sep, name);
+		kfs_encode_alias(k + dir_end, seg_end - dir_end, sep, alias);
+		for (enum kfs_kind kind = KFS_DIR; kind <= KFS_ALIAS; kind++) {
+			uint64_t parent = kfs_inode_find(fs->inodes, kind, k, dir_end);
+
+			inval_name(fs, s, parent, name);
+			inval_name(fs, s, parent, alias);
+		}
+		if (!q)
+			break;
+		dir_end = seg_end + 1;
+	}
+}
+
+/* Read up to FEED_BATCH changes after fs->feed_seen.
+ * @return how many, or -errno */
+static int read_changes(struct kfs *fs, struct change *out)
+{
+	kvc_txn *txn;
+	uint64_t head, after = fs->feed_seen;
+	int n = 0;
+	int rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
+
+	if (rc < 0)
+		return rc;
+	rc = kvc_feed_head(txn, &head);
+	if (rc == 0 && head < fs->feed_seen)
+		fs->feed_seen = after = head; /* the store was replaced */
+	while (rc == 0 && after < head && n < FEED_BATCH) {
+		const void *k;
+		size_t klen;
+		struct kvc_record rec;
+
+		rc = kvc_feed_next(txn, after, &k, &klen, &rec);
+		if (rc == -ENOENT) {
+			rc = 0;
+			after = head;
+			break;
+		}
+		if (rc < 0)
+			break;
+		if (rec.seq <= after) {
+			after = head; /* never loop on an inconsistent feed */
+			break;
+		}
+		after = rec.seq;
+		out[n].key = malloc(klen ? klen : 1);
+		if (!out[n].key) {
+			rc = -ENOMEM;
+			break;
+		}
+		memcpy(out[n].key, k, klen);
+		out[n].len = klen;
+		out[n].live = !(rec.flags & KVC_REC_TOMBSTONE) &&
+			      !kvc_record_expired(&rec, kvc_now_ns());
+		n++;
+	}
+	kvc_txn_abort(txn);
+	if (rc < 0) {
+		while (n > 0)
+			free(out[--n].key);
+		return rc;
+	}
+	fs->feed_seen = after;
+	return n;
+}
+
+static void *watcher_main(void *arg)
+{
+	struct kfs *fs = arg;
+	struct change *batch = calloc(FEED_BATCH, sizeof(*batch));
+	struct seen *seen = malloc(sizeof(*seen));
+	bool reported = false;
+
+	if (!batch || !seen) {
+		kfs_log(fs, LOG_ERR, "watcher: out of memory; changes by other processes "
+			"show after cache_ttl only");
+		goto out;
+	}
+	while (!bg_wait(fs, WATCH_PERIOD_MS)) {
+		int n;
+
+		do {
+			n = read_changes(fs, batch);
+			if (n < 0) {
+				if (!reported)
+					kfs_log(fs, LOG_WARNING, "watcher: reading the change feed: %s",
+						strerror(-n));
+				reported = true;
+				break;
+			}
+			memset(seen, 0, sizeof(*seen));
+			for (int i = 0; i < n; i++) {
+				if (!stopping(fs))
+					invalidate(fs, seen, &batch[i]);
+				free(batch[i].key);
+			}
+		} while (n == FEED_BATCH && !stopping(fs));
+	}
+out:
+	free(batch);
+	free(seen);
+	return NULL;
+}
+
+static void *reaper_main(void *arg)
+{
+	struct kfs *fs = arg;
+
+	while (!bg_wait(fs, (long)fs->cfg.reap_interval * 1000)) {
+		uint64_t n = 0;
+		int rc = kvc_reap(fs->store, 0, &n);
+
+		if (rc < 0)
+			kfs_log(fs, LOG_WARNING, "reaping expired keys: %s", strerror(-rc));
+	}
+	return NULL;
+}
+
+static void *syncer_main(void *arg)
+{
+	struct kfs *fs = arg;
+
+	while (!bg_wait(fs, 1000)) {
+		int rc = kvc_store_sync(fs->store);
+
+		if (rc < 0)
+			kfs_log(fs, LOG_WARNING, "flushing the store: %s", strerror(-rc));
+	}
+	return NULL;
+}
+
+int kfs_bg_start(struct kfs *fs)
+{
+	sigset_t all, old;
+	int rc = 0;
+
+	kvc_txn *txn;
+
+	/* Start following the feed from now. */
+	rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
+	if (rc < 0)
+		return rc;
+	rc = kvc_feed_head(txn, &fs->feed_seen);
+	kvc_txn_abort(txn);
+	if (rc < 0)
+		return rc;
+
+	/* Signals go to the session's threads, which know how to end it. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = -pthread_create(&fs->watcher, NULL, watcher_main, fs);
+	fs->watcher_on = rc == 0;
+	if (rc == 0 && !fs->cfg.ro && fs->cfg.reap_interval) {
+		rc = -pthread_create(&fs->reaper, NULL, reaper_main, fs);
+		fs->reaper_on = rc == 0;
+	}
+	if (rc == 0 && fs->cfg.sync == KVC_SYNC_BATCH) {
+		rc = -pthread_create(&fs->syncer, NULL, syncer_main, fs);
+		fs->syncer_on = rc == 0;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return rc;
+}
+
+void kfs_bg_halt(struct kfs *fs)
+{
+	pthread_mutex_lock(&fs->bg_lock);
+	fs->bg_stop = true;
+	pthread_cond_broadcast(&fs->bg_cond);
+	pthread_mutex_unlock(&fs->bg_lock);
+}
+
+void kfs_bg_stop(struct kfs *fs)
+{
+	kfs_bg_halt(fs);
+	if (fs->watcher_on)
+		pthread_join(fs->watcher, NULL);
+	if (fs->reaper_on)
+		pthread_join(fs->reaper, NULL);
+	if (fs->syncer_on)
+		pthread_join(fs->syncer, NULL);
+	fs->watcher_on = fs->reaper_on = fs->syncer_on = false;
+}

@@ -1,0 +1,173 @@
+# shellcheck shell=bash
+# lib.sh: what the kvfs mount tests share.  Sourced, not run.
+#
+# Gives each test a fresh temporary directory ($WORK), starts kvfs daemons
+# in the foreground on fresh stores (mount_kvfs), unmounts and stops them in
+# an EXIT trap however the test ends, and prints one "ok"/"not ok" line per
+# check.  A test ends with `finish`, which fails if any check failed.
+#
+# Environment: KVFS and KVCTL name the binaries (meson sets them).  Without
+# /dev/fuse the test fails, unless KVFS_ALLOW_SKIP=1: then it is skipped
+# (exit 77).
+set -euo pipefail
+
+: "${KVFS:?KVFS must name the kvfs binary}"
+: "${KVCTL:?KVCTL must name the kvctl binary}"
+export LC_ALL=C
+
+if [ ! -c /dev/fuse ]; then
+	echo "/dev/fuse is missing: kvfs cannot mount here" >&2
+	[ "${KVFS_ALLOW_SKIP:-0}" = 1 ] && exit 77
+	exit 1
+fi
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/kvfs-test.XXXXXX")
+MOUNTS=()
+PIDS=()
+declare -A MOUNT_OF
+CHECKS=0
+FAILED=0
+
+lib_cleanup() {
+	local rc=$? m p
+	cd / # a test may stand in a mount, which would keep it busy
+	# Not "mountpoint -q" first: the mount of a daemon that died answers
+	# ENOTCONN and does not look like a mountpoint, but needs unmounting.
+	for m in "${MOUNTS[@]}"; do
+		timeout 10 fusermount3 -u "$m" 2>/dev/null ||
+			timeout 10 fusermount3 -uz "$m" 2>/dev/null || true
+	done
+	# An unmounted daemon exits by itself; stop the ones that do not.
+	for p in "${PIDS[@]}"; do
+		timeout 5 tail --pid="$p" -f /dev/null 2>/dev/null || kill "$p" 2>/dev/null || true
+	done
+	for p in "${PIDS[@]}"; do timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null || true; done
+	if [ "$rc" -ne 0 ] && [ -s "$WORK/kvfs.log" ]; then
+		echo "# kvfs log:"
+		sed 's/^/#   /' "$WORK/kvfs.log"
+	fi
+	rm -rf "$WORK"
+	exit "$rc"
+}
+trap lib_cleanup EXIT
+
+# t CMD...: run one command under a timeout (every command in these tests is).
+t() {
+	timeout "${T_SECONDS:-60}" "$@"
+}
+
+# mount_kvfs STORE MNT [ARGS...]: start kvfs -f STORE MNT ARGS in the
+# background and wait (at most 10 s) until MNT is mounted.  Sets KVFS_PID.
+mount_kvfs() {
+	local store=$1 mnt=$2 i
+	shift 2
+	mkdir -p "$mnt"
+	# A background job of a script starts with SIGINT ignored, and libfuse
+	# keeps an ignored signal ignored: restore the default.
+	env --default-signal=INT "$KVFS" -f "$store" "$mnt" "$@" 2>>"$WORK/kvfs.log" &
+	KVFS_PID=$!
+	PIDS+=("$KVFS_PID")
+	MOUNT_OF[$KVFS_PID]=$mnt
+	MOUNTS+=("$mnt")
+	for i in $(seq 100); do
+		if timeout 5 mountpoint -q "$mnt"; then
+			return 0
+		fi
+		if ! kill -0 "$KVFS_PID" 2>/dev/null; then
+			echo "kvfs exited before mounting $mnt" >&2
+			return 1
+		fi
+		sleep 0.1
+	done
+	echo "kvfs did not mount $mnt within 10 s" >&2
+	return 1
+}
+
+# unmount_kvfs MNT PID: unmount and wait for the daemon to exit.
+unmount_kvfs() {
+	t fusermount3 -u "$1"
+	timeout 10 tail --pid="$2" -f /dev/null
+}
+
+ok() {
+	CHECKS=$((CHECKS + 1))
+	echo "ok $CHECKS - $*"
+}
+
+not_ok() {
+	CHECKS=$((CHECKS + 1))
+	FAILED=$((FAILED + 1))
+	echo "not ok $CHECKS - $*"
+}
+
+# run CMD...: a command under a timeout; a function of this file runs
+# as it is (it puts its own commands under timeouts).
+run() {
+	if declare -F "$1" >/dev/null; then "$@"; else t "$@"; fi
+}
+
+# check DESC CMD...: CMD must succeed.
+check() {
+	local desc=$1
+	shift
+	if run "$@"; then ok "$desc"; else not_ok "$desc"; fi
+}
+
+# check_fails DESC ERRTEXT CMD...: CMD must fail and say ERRTEXT on stderr
+# (the strerror text of the expected errno, e.g. "File too large").
+check_fails() {
+	local desc=$1 want=$2 err
+	shift 2
+	if err=$(run "$@" 2>&1 >/dev/null); then
+		not_ok "$desc (succeeded)"
+	elif [[ "$err" == *"$want"* ]]; then
+		ok "$desc"
+	else
+		not_ok "$desc (said: $err)"
+	fi
+}
+
+# check_eq DESC GOT WANT
+check_eq() {
+	if [ "$2" == "$3" ]; then
+		ok "$1"
+	else
+		not_ok "$1"
+		printf '#   got:  %q\n#   want: %q\n' "$2" "$3"
+	fi
+}
+
+# within MS CMD...: CMD succeeds within MS milliseconds (polled every 50 ms).
+within() {
+	local ms=$1 start
+	shift
+	start=$(date +%s%3N)
+	while :; do
+		if t "$@" >/dev/null 2>&1; then return 0; fi
+		[ $(($(date +%s%3N) - start)) -lt "$ms" ] || return 1
+		sleep 0.05
+	done
+}
+
+# finish: unmount every daemon still running, check that each exits with
+# status 0 (which also catches leaks under the sanitizers), print the plan
+# and fail if any check failed.
+finish() {
+	local p status
+	cd /
+	for p in "${PIDS[@]}"; do
+		kill -0 "$p" 2>/dev/null || continue
+		status=0
+		t fusermount3 -u "${MOUNT_OF[$p]}" || status=$?
+		if [ "$status" -eq 0 ]; then
+			within 10000 sh -c '! kill -0 "$0" 2>/dev/null' "$p" || kill -KILL "$p"
+			wait "$p" || status=$?
+		fi
+		check_eq "kvfs on ${MOUNT_OF[$p]##*/} unmounts and exits with status 0" "$status" "0"
+	done
+	echo "1..$CHECKS"
+	if [ "$FAILED" -ne 0 ]; then
+		echo "# $FAILED of $CHECKS checks failed"
+		return 1
+	fi
+}

@@ -1,0 +1,107 @@
+# shellcheck shell=bash
+# lib.sh: what the kvctl tests share.  Sourced, not run.
+#
+# Gives each test a fresh temporary directory ($WORK, removed by an EXIT
+# trap however the test ends), runs every command under a timeout, and
+# prints one "ok"/"not ok" line per check.  A test ends with `finish`,
+# which fails if any check failed.
+#
+# Environment: KVCTL names the binary (meson sets it).
+set -euo pipefail
+
+: "${KVCTL:?KVCTL must name the kvctl binary}"
+export LC_ALL=C
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/kvctl-test.XXXXXX")
+CHECKS=0
+FAILED=0
+
+lib_cleanup() {
+	local rc=$?
+	rm -rf "$WORK"
+	exit "$rc"
+}
+trap lib_cleanup EXIT
+
+# t CMD...: one command under a timeout (every command in these tests is).
+t() {
+	timeout "${T_SECONDS:-60}" "$@"
+}
+
+# kv ARGS...: kvctl under a timeout.
+kv() {
+	t "$KVCTL" "$@"
+}
+
+ok() {
+	CHECKS=$((CHECKS + 1))
+	echo "ok $CHECKS - $*"
+}
+
+not_ok() {
+	CHECKS=$((CHECKS + 1))
+	FAILED=$((FAILED + 1))
+	echo "not ok $CHECKS - $*"
+}
+
+# check DESC CMD...: CMD must succeed.
+check() {
+	local desc=$1
+	shift
+	if t "$@" >/dev/null; then ok "$desc"; else not_ok "$desc (exit $?)"; fi
+}
+
+# check_eq DESC GOT WANT
+check_eq() {
+	if [ "$2" == "$3" ]; then
+		ok "$1"
+	else
+		not_ok "$1"
+		printf '#   got:  %q\n#   want: %q\n' "$2" "$3" | head -c 2000
+		echo
+	fi
+}
+
+# check_refused DESC STATUS MESSAGE CMD...: CMD must exit with STATUS and
+# print MESSAGE (exactly, as a whole line) on stderr.
+check_refused() {
+	local desc=$1 want_status=$2 want=$3 status=0
+	shift 3
+	t "$@" >/dev/null 2>"$WORK/stderr" || status=$?
+	if [ "$status" != "$want_status" ]; then
+		not_ok "$desc (exit $status, want $want_status; said: $(head -c 300 "$WORK/stderr"))"
+	elif ! grep -qxF -- "$want" "$WORK/stderr"; then
+		not_ok "$desc (said: $(head -c 300 "$WORK/stderr"))"
+		printf '#   want: %s\n' "$want" | head -c 400
+		echo
+	else
+		ok "$desc"
+	fi
+}
+
+# state STORE: the store's content and change-feed head, to prove that a
+# refused operation changed nothing.
+state() {
+	kv "$1" export
+	kv "$1" stats | grep '"feed_head"'
+}
+
+# names: the "name" members of a kvctl list on stdin, one a line (names in
+# these tests need no JSON escapes).
+names() {
+	sed -n 's/^    "name": "\(.*\)",\{0,1\}$/\1/p'
+}
+
+# repeat_char C N: the byte C, N times.
+repeat_char() {
+	head -c "$2" /dev/zero | tr '\0' "$1"
+}
+
+# finish: print the plan and fail if any check failed.
+finish() {
+	echo "1..$CHECKS"
+	if [ "$FAILED" -ne 0 ]; then
+		echo "# $FAILED of $CHECKS checks failed"
+		return 1
+	fi
+}
