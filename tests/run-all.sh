@@ -43,7 +43,7 @@ if [ ! -f "$fuzz_build/build.ninja" ]; then
 fi
 if ninja -C "$fuzz_build" >/dev/null; then
   for f in "$fuzz_build"/tests/fuzz/fuzz_*; do
-    [ -x "$f" ] || continue
+    [ -f "$f" ] && [ -x "$f" ] || continue
     name=$(basename "$f")
     corpus="$root/tests/fuzz/corpus/${name#fuzz_}"
     work=$(mktemp -d)
