@@ -791,6 +791,27 @@ out_abort:
 	return rc;
 }
 
+/* mkdir -p: a store may be named in a directory that does not exist yet. */
+static int mkdir_parents(const char *path)
+{
+	char buf[PATH_MAX];
+	size_t n = strlen(path);
+	if (n >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, path, n + 1);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(buf, 0755) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, 0755) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
 int kvc_open(const char *path, const struct kvc_open_opts *opts, kvc_store **ret_store,
 	     bool *ret_created)
 {
@@ -808,8 +829,9 @@ int kvc_open(const char *path, const struct kvc_open_opts *opts, kvc_store **ret
 	if (!exists) {
 		if (o->no_create || o->readonly)
 			return -ENOENT;
-		if (mkdir(path, 0755) && errno != EEXIST)
-			return -errno;
+		int rc = mkdir_parents(path);
+		if (rc)
+			return rc;
 	}
 	char data_path[PATH_MAX];
 	snprintf(data_path, sizeof(data_path), "%s/data.mdb", path);

@@ -463,11 +463,18 @@ static int set_expiry(struct kvc_write *w, bool has_exp, int64_t exp, bool has_t
 	w->set |= KVC_SET_EXPIRATION;
 	w->expiration = 0;
 	if (has_ttl) {
-		if (ttl < 1 || ttl > UINT32_MAX) {
+		if (ttl < 1) {
 			snprintf(msg, msg_size,
 				 "Invalid expiration_ttl of %" PRId64
 				 ". Expiration TTL must be at least %" PRIu32 ".",
 				 ttl, min_ttl);
+			return -EINVAL;
+		}
+		if (ttl > UINT32_MAX) {
+			snprintf(msg, msg_size,
+				 "Invalid expiration_ttl of %" PRId64
+				 ". Expiration TTL must be at most %" PRIu32 ".",
+				 ttl, UINT32_MAX);
 			return -EINVAL;
 		}
 		w->set |= KVC_SET_TTL;
