@@ -429,94 +429,24 @@ static int rename_file_fn(kvc_txn *txn, void *arg)
 	return kvc_rename(txn, a->from, a->from_len, a->to, a->to_len, a->noreplace);
 }
 
-struct key_list {
-	unsigned char **k;
-	size_t *len;
-	size_t n, cap;
-};
-
-static void key_list_release(struct key_list *l)
-{
-	for (size_t i = 0; i < l->n; i++)
-		free(l->k[i]);
-	free(l->k);
-	free(l->len);
-	memset(l, 0, sizeof(*l));
-}
-
-static int key_list_add(struct key_list *l, const void *k, size_t len)
-{
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 64;
-		unsigned char **kk = realloc(l->k, cap * sizeof(*kk));
-
-		if (!kk)
-			return -ENOMEM;
-		l->k = kk;
-		size_t *ll = realloc(l->len, cap * sizeof(*ll));
-
-		if (!ll)
-			return -ENOMEM;
-		l->len = ll;
-		l->cap = cap;
-	}
-	unsigned char *c = malloc(len ? len : 1);
-
-	if (!c)
-		return -ENOMEM;
-	memcpy(c, k, len);
-	l->k[l->n] = c;
-	l->len[l->n++] = len;
-	return 0;
-}
-
 /*
  * Rename every key under prefix a->from to prefix a->to, in the one write
  * transaction kvc_write_txn gives: readers see the whole directory move or
- * none of it.  The keys are collected first because the renames rewrite
- * the pages a cursor would be walking.
+ * none of it.  A directory that has no keys (made by mkdir) moves in the
+ * daemon's memory alone.
  */
 static int rename_dir_fn(kvc_txn *txn, void *arg)
 {
 	const struct rename_arg *a = arg;
-	struct key_list keys = { 0 };
 	struct kvc_record rec;
-	unsigned char to[KFS_KEYBUF];
-	kvc_cursor *cur;
-	const void *k;
-	size_t klen;
-	int rc;
 
 	if (kfs_dir_has_keys(txn, a->to, a->to_len))
 		return a->noreplace ? -EEXIST : -ENOTEMPTY;
 	if (a->to_file && kvc_get(txn, a->to_file, a->to_file_len, 0, &rec) == 0)
 		return -ENOTDIR; /* the plain name is taken by a file */
-	rc = kvc_cursor_open(txn, &cur);
-	if (rc < 0)
-		return rc;
-	for (rc = kvc_cursor_seek(cur, a->from, a->from_len, &k, &klen, NULL);
-	     rc == 0 && klen >= a->from_len && memcmp(k, a->from, a->from_len) == 0;
-	     rc = kvc_cursor_next(cur, &k, &klen, NULL)) {
-		rc = key_list_add(&keys, k, klen);
-		if (rc < 0)
-			break;
-	}
-	kvc_cursor_close(cur);
-	if (rc == -ENOENT || rc == 0)
-		rc = 0;
-	memcpy(to, a->to, a->to_len);
-	for (size_t i = 0; rc == 0 && i < keys.n; i++) {
-		size_t rest = keys.len[i] - a->from_len;
+	int rc = kvc_rename_prefix(txn, a->from, a->from_len, a->to, a->to_len, NULL);
 
-		if (a->to_len + rest > KVC_KEY_MAX) {
-			rc = -ENAMETOOLONG;
-			break;
-		}
-		memcpy(to + a->to_len, keys.k[i] + a->from_len, rest);
-		rc = kvc_rename(txn, keys.k[i], keys.len[i], to, a->to_len + rest, false);
-	}
-	key_list_release(&keys);
-	return rc;
+	return rc == -ENOENT ? 0 : rc;
 }
 
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
