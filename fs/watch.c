@@ -244,6 +244,9 @@ static void *reaper_main(void *arg)
 
 		if (rc < 0)
 			kfs_log(fs, LOG_WARNING, "reaping expired keys: %s", strerror(-rc));
+		rc = kvc_gc_tombstones(fs->store, KVC_TOMBSTONE_GRACE_DEFAULT, &n);
+		if (rc < 0)
+			kfs_log(fs, LOG_WARNING, "collecting old tombstones: %s", strerror(-rc));
 	}
 	return NULL;
 }

@@ -993,6 +993,14 @@ static int cmd_reap(kvc_store *store, const struct args *a)
 	if (rc)
 		return failure("reap failed after %" PRIu64 " keys: %s", total, strerror(-rc));
 	printf("reaped %" PRIu64 " expired key%s\n", total, total == 1 ? "" : "s");
+	/* Tombstones past the grace period have served replication. */
+	uint64_t collected = 0;
+	rc = kvc_gc_tombstones(store, KVC_TOMBSTONE_GRACE_DEFAULT, &collected);
+	if (rc)
+		return failure("collecting old tombstones failed: %s", strerror(-rc));
+	if (collected)
+		printf("collected %" PRIu64 " tombstone%s older than 7 days\n", collected,
+		       collected == 1 ? "" : "s");
 	return finish_stdout(0);
 }
 

@@ -1,0 +1,118 @@
+/*
+ * sync_net: kvsync's connections and the transports that make them.
+ *
+ * A connection is a pair of file descriptors (one socket, or a pipe each
+ * way to a remote shell) carrying frames.  Writes never deadlock against a
+ * peer that is writing too: while a write would block, whatever the peer
+ * sends is read into memory (up to a bound) so it can make progress.
+ * Transports: a spawned command (the remote shell), a forked local peer
+ * over a socketpair, TCP client and listener.
+ */
+#ifndef KVSYNC_SYNC_NET_H
+#define KVSYNC_SYNC_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "sync_proto.h"
+
+struct ks_conn;
+
+/**
+ * Wrap descriptors in a connection (made non-blocking; owned from now on).
+ * @param[in] child a process to reap when the connection closes, or 0
+ * @return 0 or -ENOMEM (the descriptors are closed then)
+ */
+int ks_conn_new(int rfd, int wfd, pid_t child, struct ks_conn **ret_conn);
+
+/**
+ * Close the descriptors and reap the child (waiting at most a few seconds,
+ * then killing it).  NULL is accepted.
+ * @return the child's wait status, or 0 without a child
+ */
+int ks_conn_close(struct ks_conn *c);
+
+/* A descriptor that becomes readable when the connection must give up
+ * waiting (-1: none).  Not owned. */
+void ks_conn_set_stop_fd(struct ks_conn *c, int fd);
+
+/* The buffer frames are encoded into; ks_conn_flush() sends it. */
+struct ks_wbuf *ks_conn_out(struct ks_conn *c);
+
+/** Send everything buffered.  @return 0, -EPIPE/-ECONNRESET (peer gone),
+ *  -EINTR (stop), -EPROTO (peer flooded us), -ENOMEM, -EIO */
+int ks_conn_flush(struct ks_conn *c);
+
+/** Flush only when enough is buffered to be worth a write. */
+int ks_conn_maybe_flush(struct ks_conn *c);
+
+/**
+ * Read the 8 magic bytes.  What came instead is described in @junk (its
+ * first line, made printable).
+ * @return 0, -EBADMSG (something else came first), -ECONNRESET (closed
+ *         first), -ETIMEDOUT, -EINTR
+ */
+int ks_conn_read_magic(struct ks_conn *c, int timeout_ms, char *junk, size_t junk_size);
+
+/**
+ * Flush, then receive the next frame.  The frame stays valid until the
+ * next ks_conn_recv() on @c.
+ * @param[in] timeout_ms -1 to wait forever
+ * @return 0, -ECONNRESET (closed between frames), -EPROTO (malformed or
+ *         truncated: ks_conn_why() says how), -ETIMEDOUT, -EINTR (stop),
+ *         -ENOMEM, -EIO
+ */
+int ks_conn_recv(struct ks_conn *c, int timeout_ms, struct ks_frame *ret);
+
+/**
+ * Flush, then wait until a frame may be read.
+ * @return 1 (input waiting, or the peer closed), 0 (timeout), -EINTR, or a
+ *         flush error
+ */
+int ks_conn_wait(struct ks_conn *c, int timeout_ms);
+
+/* Why the last -EPROTO happened (static text). */
+const char *ks_conn_why(const struct ks_conn *c);
+
+uint64_t ks_conn_bytes_in(const struct ks_conn *c);
+uint64_t ks_conn_bytes_out(const struct ks_conn *c);
+
+/**
+ * Run @argv with pipes on its stdin and stdout (stderr is shared).
+ * @return 0 or -errno (exec failures show as the child exiting 127)
+ */
+int ks_spawn(char *const argv[], pid_t *ret_pid, int *ret_rfd, int *ret_wfd);
+
+/**
+ * Fork a process that calls @fn(fd, @arg) on one end of a socketpair and
+ * exits with its return value; the other end is returned.
+ */
+int ks_spawn_fn(int (*fn)(int fd, void *arg), void *arg, pid_t *ret_pid, int *ret_fd);
+
+/**
+ * Split "HOST:PORT", "[V6]:PORT", "HOST" (port @def_port) into parts.
+ * @return 0 or -EINVAL; the caller frees *ret_host
+ */
+int ks_split_hostport(const char *s, const char *def_port, char **ret_host, char *ret_port,
+		      size_t port_size);
+
+/**
+ * Connect over TCP.  On failure @err says why.
+ * @return 0 or -errno
+ */
+int ks_tcp_connect(const char *host, const char *port, int *ret_fd, char *err, size_t err_size);
+
+/**
+ * Listen on TCP.  @bound gets "ADDR:PORT" as actually bound.
+ * @return 0 or -errno
+ */
+int ks_tcp_listen(const char *host, const char *port, int *ret_fd, char *bound,
+		  size_t bound_size, char *err, size_t err_size);
+
+/* Whether the peer of a connected socket is a loopback address; @who
+ * gets its printable address. */
+bool ks_peer_is_loopback(int fd, char *who, size_t who_size);
+
+#endif
