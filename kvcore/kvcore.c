@@ -1711,6 +1711,30 @@ static bool newer(uint64_t hlc_a, uint64_t origin_a, uint64_t hlc_b, uint64_t or
 	return hlc_a > hlc_b || (hlc_a == hlc_b && origin_a > origin_b);
 }
 
+/* The last-writer-wins rule: does a peer's @rec replace @mine (NULL: absent)? */
+static bool peer_wins(kvc_txn *txn, const struct kvc_record *mine, const struct kvc_record *rec)
+{
+	if (mine)
+		return newer(rec->hlc, rec->origin, mine->hlc, mine->origin);
+	/* Nothing here: a write that has already expired would be invisible
+	 * at once; only a tombstone is worth keeping. */
+	return (rec->flags & KVC_REC_TOMBSTONE) || !kvc_record_expired(rec, txn->now_ns);
+}
+
+int kvc_apply_would(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_record *rec)
+{
+	if (!txn || !rec)
+		return -EINVAL;
+	int rc = key_check(txn, key, key_len);
+	if (rc)
+		return rc;
+	struct kvc_record mine;
+	rc = kvc_rec_lookup(txn, key, key_len, &mine);
+	if (rc && rc != -ENOENT)
+		return rc;
+	return peer_wins(txn, rc == 0 ? &mine : NULL, rec) ? 1 : 0;
+}
+
 int kvc_apply(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_record *rec,
 	      uint64_t max_skew_ms)
 {
@@ -1758,9 +1782,7 @@ int kvc_apply(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_re
 	if (rc && rc != -ENOENT)
 		return rc;
 	bool have_old = rc == 0;
-	if (have_old && !newer(rec->hlc, rec->origin, old.hlc, old.origin))
-		return 0;
-	if (!have_old && !tomb && kvc_record_expired(rec, txn->now_ns))
+	if (!peer_wins(txn, have_old ? &old : NULL, rec))
 		return 0;
 	struct kvc_record in = *rec;
 	if (tomb) {

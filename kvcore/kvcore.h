@@ -394,6 +394,13 @@ int kvc_scan(kvc_txn *txn, const void *lo, size_t lo_len, const void *hi, size_t
 	     int (*fn)(void *arg, const void *key, size_t key_len, const struct kvc_record *rec),
 	     void *arg);
 
+/**
+ * What kvc_apply would decide for @rec, without writing: for dry runs.
+ * Works in a read transaction.  @return 1 (would apply), 0 (would ignore),
+ * or -errno (an invalid key, -EIO)
+ */
+int kvc_apply_would(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_record *rec);
+
 /** Watermark of peer @peer_node at @peer_epoch: the last feed sequence of
  * that peer applied here.  @return 0 (0 if unknown) or -errno */
 int kvc_watermark_get(kvc_txn *txn, uint64_t peer_node, uint64_t peer_epoch, uint64_t *ret_seq);

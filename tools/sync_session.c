@@ -1129,20 +1129,11 @@ static int judge_batch(struct ks_sess *s, struct batch *b)
 	int rc = kvc_txn_begin(s->store, KVC_TXN_READ, &txn);
 	if (rc)
 		return store_fail(s, rc, "cannot read the store");
-	int64_t now = kvc_now_ns();
 	for (size_t i = 0; i < b->n; i++) {
 		struct inrec *r = b->v[i];
-		struct kvc_record mine;
 		bool tomb = r->rec.flags & KVC_REC_TOMBSTONE;
-		int g = kvc_get(txn, r->data, r->key_len, KVC_GET_TOMBSTONES | KVC_GET_EXPIRED, &mine);
-		bool newer;
-		if (g == -ENOENT)
-			newer = tomb || !kvc_record_expired(&r->rec, now);
-		else if (g)
-			newer = false;
-		else
-			newer = ks_version_cmp(r->rec.hlc, r->rec.origin, mine.hlc, mine.origin) > 0;
-		r->outcome = !newer ? KS_OUT_IGNORED : tomb ? KS_OUT_TOMBSTONE : KS_OUT_APPLIED;
+		bool wins = kvc_apply_would(txn, r->data, r->key_len, &r->rec) == 1;
+		r->outcome = !wins ? KS_OUT_IGNORED : tomb ? KS_OUT_TOMBSTONE : KS_OUT_APPLIED;
 	}
 	kvc_txn_abort(txn);
 	return 0;
