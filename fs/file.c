@@ -168,6 +168,9 @@ static int prepare_writer(struct kfs *fs, struct kfs_file *f, const void *key, s
 static void set_caching(struct kfs *fs, uint64_t ino, struct fuse_file_info *fi,
 			const struct kvc_record *rec)
 {
+	/* A read-only handle has nothing to commit: spare close a round trip. */
+	if ((fi->flags & O_ACCMODE) == O_RDONLY)
+		fi->noflush = 1;
 	if (!fs->cfg.kernel_cache || (fi->flags & O_ACCMODE) != O_RDONLY ||
 	    rec->value_len > KFS_CACHED_MAX) {
 		fi->direct_io = 1;

@@ -1474,8 +1474,8 @@ int kvc_cursor_seek(kvc_cursor *c, const void *key, size_t key_len, const void *
 	if (rc && rc != MDB_NOTFOUND)
 		return kvc_lmdb_err(c->txn, rc);
 	struct kvc_record r;
-	const void *fk;
-	size_t fkn;
+	const void *fk = NULL;
+	size_t fkn = 0;
 	while ((rc = cur_next_live(c, &fk, &fkn, &r)) == 0) {
 		if (key_cmp(fk, fkn, key, key_len) >= 0)
 			break;
