@@ -1706,16 +1706,20 @@ int kvc_feed_next(kvc_txn *txn, uint64_t after, const void **ret_key, size_t *re
 	return 0;
 }
 
-static bool newer(uint64_t hlc_a, uint64_t origin_a, uint64_t hlc_b, uint64_t origin_b)
+int kvc_version_cmp(uint64_t hlc_a, uint64_t origin_a, uint64_t hlc_b, uint64_t origin_b)
 {
-	return hlc_a > hlc_b || (hlc_a == hlc_b && origin_a > origin_b);
+	if (hlc_a != hlc_b)
+		return hlc_a < hlc_b ? -1 : 1;
+	if (origin_a != origin_b)
+		return origin_a < origin_b ? -1 : 1;
+	return 0;
 }
 
 /* The last-writer-wins rule: does a peer's @rec replace @mine (NULL: absent)? */
 static bool peer_wins(kvc_txn *txn, const struct kvc_record *mine, const struct kvc_record *rec)
 {
 	if (mine)
-		return newer(rec->hlc, rec->origin, mine->hlc, mine->origin);
+		return kvc_version_cmp(rec->hlc, rec->origin, mine->hlc, mine->origin) > 0;
 	/* Nothing here: a write that has already expired would be invisible
 	 * at once; only a tombstone is worth keeping. */
 	return (rec->flags & KVC_REC_TOMBSTONE) || !kvc_record_expired(rec, txn->now_ns);

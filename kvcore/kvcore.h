@@ -370,6 +370,13 @@ int kvc_feed_next(kvc_txn *txn, uint64_t after, const void **ret_key, size_t *re
 		  struct kvc_record *ret_rec);
 
 /**
+ * The last-writer-wins order of two versions of a key: by hybrid logical
+ * clock, then by origin node id.  kvc_apply applies a peer's record only
+ * when it compares greater.  @return < 0, 0 (the same version), > 0
+ */
+int kvc_version_cmp(uint64_t hlc_a, uint64_t origin_a, uint64_t hlc_b, uint64_t origin_b);
+
+/**
  * Offer a record received from a peer.  Applied only if (hlc, origin) is
  * greater than what the store holds for the key (tombstones included);
  * the local clock advances past @rec->hlc either way.  The applied record

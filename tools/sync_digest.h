@@ -19,17 +19,6 @@
 /* What a record is to a reader at @now_ns (enum ks_key_state). */
 uint8_t ks_record_state(const struct kvc_record *rec, int64_t now_ns);
 
-/* Whether (hlc_a, origin_a) wins over (hlc_b, origin_b): kvcore's rule. */
-static inline int ks_version_cmp(uint64_t hlc_a, uint64_t origin_a, uint64_t hlc_b,
-				 uint64_t origin_b)
-{
-	if (hlc_a != hlc_b)
-		return hlc_a < hlc_b ? -1 : 1;
-	if (origin_a != origin_b)
-		return origin_a < origin_b ? -1 : 1;
-	return 0;
-}
-
 /**
  * Digest the records of @kind (enum ks_digest_kind) in @r.
  * @param[out] ret_count  the number of records digested

@@ -713,7 +713,7 @@ static void report_diff(struct ks_sess *s, const struct ks_diff_ent *d)
 		uint64_t so = s->local_is_src ? d->a_origin : d->b_origin;
 		uint64_t dh = s->local_is_src ? d->b_hlc : d->a_hlc;
 		uint64_t dor = s->local_is_src ? d->b_origin : d->a_origin;
-		bool src_newer = ks_version_cmp(sh, so, dh, dor) > 0;
+		bool src_newer = kvc_version_cmp(sh, so, dh, dor) > 0;
 		snprintf(what, sizeof(what), " (SRC: %s, DST: %s)", src_newer ? "newer" : "older",
 			 src_newer ? "older" : "newer");
 	} else {
@@ -923,7 +923,7 @@ static int want_keys(struct ks_sess *s, struct ks_list_rd *l)
 		else if (g)
 			rc = store_fail(s, g, "cannot read the store");
 		else
-			want = ks_version_cmp(e.hlc, e.origin, mine.hlc, mine.origin) > 0;
+			want = kvc_version_cmp(e.hlc, e.origin, mine.hlc, mine.origin) > 0;
 		if (rc || !want)
 			continue;
 		rc = answer_room(&a, e.key_len);
