@@ -5,20 +5,32 @@
  * close), fsync and release commit with one kvc_write: another reader sees
  * the old value or the new one, never a mix.
  *
- * The kernel's page cache is shared by every open of an inode and the
- * kernel trusts its cached size for cached reads, so a cached read racing a
- * commit can mix two versions, or cut one at the other's length.  Files
- * are therefore opened with direct I/O: every read reaches the daemon,
- * which gives each open one version from start to end.  A value that one
- * reply covers (the kernel asks for 128 KiB or more at a time) is served
- * as it stands; a value that takes several replies is copied into the
- * handle at its first read, so a commit between two reads does not show.
- * A handle open for writing reads its own buffer.
+ * Every open gives its reader one version from start to end.  Two ways:
  *
- * With -o kernel_cache, values up to KFS_CACHED_MAX bytes opened read-only
- * go through the page cache instead, kept across opens while the value's
- * change sequence is unchanged (keep_cache) and dropped by the watcher
- * when it changes: faster repeated reads, at the price of that race.
+ * Page cache.  A read-only open of a settled value of up to
+ * KFS_CACHED_MAX bytes reads through the kernel's page cache, kept across
+ * opens while the value's version (its change sequence) is unchanged
+ * (keep_cache), so a reread costs the open alone.  The kernel shares those
+ * pages and its idea of the file size between all opens of the inode and
+ * trusts them, so this is used only while they agree with one version:
+ *  - the version was committed KFS_SETTLE_MS ago or more (the watcher
+ *    tells), so a value being rewritten is read with direct I/O;
+ *  - no handle that may write the inode is open in this mount (the kernel
+ *    moves the size as such a handle writes);
+ *  - no page-cache handle of another version is open;
+ *  - the last attributes replied for the inode are of this version.
+ * The handle copies its version at open, so whatever pages it fills later
+ * are of the version whose size the kernel holds.  A new version makes the
+ * next open drop the old pages.  What remains is a reader that opened a
+ * settled value just before it changed, and fills pages after the new size
+ * reached the kernel: -o direct_io rules that out too (docs/kvfs.md).
+ *
+ * Direct I/O, for everything else (and all opens with -o direct_io): every
+ * read reaches the daemon, which ignores the kernel's size.  A value that
+ * one reply covers (the kernel asks for 128 KiB or more at a time) is
+ * served as it stands; a value that takes several replies is copied into
+ * the handle at its first read, so a commit between two reads does not
+ * show.  A handle open for writing reads its own buffer.
  *
  * Reads reply straight from the LMDB map, with no copy in the daemon, when
  * one reply covers the value.  A read transaction is begun per read:
@@ -34,14 +46,16 @@
 #include <string.h>
 #include <syslog.h>
 
-/* With kernel_cache, values up to this size use the page cache. */
+/* Values up to this size may be read through the page cache. */
 #define KFS_CACHED_MAX (128u * 1024u)
 
 struct kfs_file {
-	pthread_mutex_t lock;     /* protects every field but prev/next */
+	struct kfs_link link;     /* on fs->files; first, see file_at */
+	pthread_mutex_t lock;     /* protects every field but link */
 	uint64_t ino;
 	int flags;                /* open(2) flags */
 	bool writable;
+	bool cached;              /* read through the page cache */
 	/* write side */
 	unsigned char *buf;
 	size_t len, cap;
@@ -54,7 +68,6 @@ struct kfs_file {
 	uint64_t seq;
 	size_t vlen;
 	unsigned char *snap;      /* that version, when it took several reads */
-	struct kfs_file *prev, *next; /* fs->files; protected by fs->files_lock */
 };
 
 static struct kfs_file *file_of(struct fuse_file_info *fi)
@@ -85,27 +98,9 @@ static void file_free(struct kfs_file *f)
 	free(f);
 }
 
-static void files_add(struct kfs *fs, struct kfs_file *f)
+static struct kfs_file *file_at(struct kfs_link *l)
 {
-	pthread_mutex_lock(&fs->files_lock);
-	f->next = fs->files;
-	if (fs->files)
-		fs->files->prev = f;
-	fs->files = f;
-	pthread_mutex_unlock(&fs->files_lock);
-}
-
-static void files_remove(struct kfs *fs, struct kfs_file *f)
-{
-	pthread_mutex_lock(&fs->files_lock);
-	if (f->prev)
-		f->prev->next = f->next;
-	else if (fs->files == f)
-		fs->files = f->next;
-	if (f->next)
-		f->next->prev = f->prev;
-	f->prev = f->next = NULL;
-	pthread_mutex_unlock(&fs->files_lock);
+	return (struct kfs_file *)l;
 }
 
 /* Make room for @need bytes; the buffer never grows past the value limit. */
@@ -164,20 +159,43 @@ static int prepare_writer(struct kfs *fs, struct kfs_file *f, const void *key, s
 	return empty ? 0 : load_value(fs, f, key, len);
 }
 
-/* Decide how the kernel caches this open (see the top of this file). */
-static void set_caching(struct kfs *fs, uint64_t ino, struct fuse_file_info *fi,
-			const struct kvc_record *rec)
+/* Decide how the kernel caches this open of @f (see the top of this
+ * file); a page-cached read-only handle keeps its version of @rec. */
+static int set_caching(struct kfs *fs, struct kfs_file *f, struct fuse_file_info *fi,
+		       const struct kvc_record *rec)
 {
-	/* A read-only handle has nothing to commit: spare close a round trip. */
-	if ((fi->flags & O_ACCMODE) == O_RDONLY)
-		fi->noflush = 1;
-	if (!fs->cfg.kernel_cache || (fi->flags & O_ACCMODE) != O_RDONLY ||
-	    rec->value_len > KFS_CACHED_MAX) {
+	bool keep;
+
+	if (f->writable || fs->cfg.direct_io || rec->value_len > KFS_CACHED_MAX ||
+	    rec->seq > atomic_load(&fs->settled_seq) ||
+	    !kfs_inode_cache_open(fs->inodes, f->ino, rec->seq, &keep)) {
 		fi->direct_io = 1;
-		return;
+	} else {
+		f->cached = true;
+		f->snap = malloc(rec->value_len ? rec->value_len : 1);
+		if (!f->snap)
+			return -ENOMEM;
+		memcpy(f->snap, rec->value, rec->value_len);
+		f->have_version = true;
+		f->seq = rec->seq;
+		f->vlen = rec->value_len;
+		fi->keep_cache = keep;
 	}
-	/* Pages the kernel holds are good if the value did not change. */
-	fi->keep_cache = kfs_inode_cache_seq(fs->inodes, ino, rec->seq);
+	/* A read-only handle has nothing to commit: spare close a round trip. */
+	if (!f->writable)
+		fi->noflush = 1;
+	return 0;
+}
+
+/* Forget @f, an open that did not reach the kernel or was released. */
+static void file_close(struct kfs *fs, struct kfs_file *f)
+{
+	kfs_link_remove(fs, &fs->files, &f->link);
+	if (f->writable)
+		kfs_inode_writers(fs->inodes, f->ino, -1);
+	if (f->cached)
+		kfs_inode_cache_close(fs->inodes, f->ino);
+	file_free(f);
 }
 
 void kfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -195,34 +213,37 @@ void kfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = -EISDIR;
 	if (rc == 0 && fs->cfg.ro && (fi->flags & O_ACCMODE) != O_RDONLY)
 		rc = -EROFS;
-	if (rc == 0)
-		rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
-	if (rc < 0) {
-		fuse_reply_err(req, -rc);
-		return;
-	}
-	rc = kvc_get(txn, key, len, 0, &rec);
-	if (rc == 0)
-		set_caching(fs, ino, fi, &rec);
-	kvc_txn_abort(txn);
 	if (rc == 0) {
 		f = file_new(ino, fi->flags);
 		if (!f)
 			rc = -ENOMEM;
 	}
-	if (rc == 0 && f->writable)
-		rc = prepare_writer(fs, f, key, len, false);
 	if (rc < 0) {
-		file_free(f);
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	files_add(fs, f);
-	fi->fh = (uintptr_t)f;
-	if (fuse_reply_open(req, fi) != 0) {
-		files_remove(fs, f);
-		file_free(f);
+	/* Counted before the value is read: from here on, opens of the
+	 * inode do not use the page cache. */
+	if (f->writable)
+		kfs_inode_writers(fs->inodes, ino, +1);
+	rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
+	if (rc == 0) {
+		rc = kvc_get(txn, key, len, 0, &rec);
+		if (rc == 0)
+			rc = set_caching(fs, f, fi, &rec);
+		kvc_txn_abort(txn);
 	}
+	if (rc == 0 && f->writable)
+		rc = prepare_writer(fs, f, key, len, false);
+	if (rc < 0) {
+		file_close(fs, f);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	kfs_link_add(fs, &fs->files, &f->link);
+	fi->fh = (uintptr_t)f;
+	if (fuse_reply_open(req, fi) != 0)
+		file_close(fs, f);
 }
 
 struct create_arg {
@@ -313,30 +334,32 @@ void kfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t m
 	rc = kvc_get(txn, key, key_len, 0, &rec);
 	if (rc == 0)
 		rc = kfs_entry(fs, KFS_FILE, key, key_len, &rec, &e);
-	if (rc == 0)
-		set_caching(fs, e.ino, fi, &rec);
-	kvc_txn_abort(txn);
 	if (rc < 0) {
+		kvc_txn_abort(txn);
 		fuse_reply_err(req, -rc);
 		return;
 	}
 	f = file_new(e.ino, fi->flags);
 	if (!f)
 		rc = -ENOMEM;
+	else if (f->writable)
+		kfs_inode_writers(fs->inodes, e.ino, +1);
+	if (rc == 0)
+		rc = set_caching(fs, f, fi, &rec);
+	kvc_txn_abort(txn);
 	if (rc == 0 && f->writable)
 		rc = prepare_writer(fs, f, key, key_len, a.created);
-	if (rc < 0) {
-		file_free(f);
-		kfs_inode_forget(fs->inodes, e.ino, 1);
+	if (rc == 0) {
+		kfs_link_add(fs, &fs->files, &f->link);
+		fi->fh = (uintptr_t)f;
+		if (fuse_reply_create(req, &e, fi) == 0)
+			return;
+	} else {
 		fuse_reply_err(req, -rc);
-		return;
 	}
-	files_add(fs, f);
-	fi->fh = (uintptr_t)f;
-	if (fuse_reply_create(req, &e, fi) != 0) {
-		files_remove(fs, f);
-		file_free(f);
-	}
+	if (f)
+		file_close(fs, f);
+	kfs_inode_forget(fs->inodes, e.ino, 1); /* the kernel did not get the entry */
 }
 
 /* Reply with @data[off, off + size) clipped to @len. */
@@ -591,15 +614,16 @@ void kfs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (f->dirty || f->failed)
 		kfs_inode_set_dirty(fs->inodes, f->ino, false);
 	pthread_mutex_unlock(&f->lock);
-	files_remove(fs, f);
-	file_free(f);
+	file_close(fs, f);
 	fuse_reply_err(req, 0);
 }
 
 void kfs_files_flush_all(struct kfs *fs)
 {
 	pthread_mutex_lock(&fs->files_lock);
-	for (struct kfs_file *f = fs->files; f; f = f->next) {
+	for (struct kfs_link *l = fs->files; l; l = l->next) {
+		struct kfs_file *f = file_at(l);
+
 		pthread_mutex_lock(&f->lock);
 		int rc = commit(fs, f);
 
@@ -615,9 +639,9 @@ void kfs_files_release_all(struct kfs *fs)
 {
 	pthread_mutex_lock(&fs->files_lock);
 	while (fs->files) {
-		struct kfs_file *f = fs->files;
+		struct kfs_file *f = file_at(fs->files);
 
-		fs->files = f->next;
+		fs->files = f->link.next;
 		file_free(f);
 	}
 	pthread_mutex_unlock(&fs->files_lock);

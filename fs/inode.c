@@ -18,6 +18,9 @@ struct kfs_inode {
 	enum kfs_kind kind;
 	uint64_t nlookup;
 	uint64_t cached_seq;    /* value version last handed to the page cache */
+	uint64_t attr_seq;      /* value version of the last attributes replied */
+	unsigned writers;       /* open handles that may write */
+	unsigned cache_users;   /* open handles reading version cached_seq */
 	bool dirty;             /* a write buffer is pending */
 	int64_t pending_mtime;  /* valid when has_pending_mtime */
 	bool has_pending_mtime;
@@ -254,6 +257,15 @@ int kfs_inode_ref(kfs_inodes *t, enum kfs_kind kind, const void *key, size_t key
 	return 0;
 }
 
+size_t kfs_inodes_count(kfs_inodes *t)
+{
+	pthread_mutex_lock(&t->lock);
+	size_t n = t->count;
+
+	pthread_mutex_unlock(&t->lock);
+	return n;
+}
+
 void kfs_inode_forget(kfs_inodes *t, uint64_t ino, uint64_t nlookup)
 {
 	if (ino == KFS_ROOT_INO)
@@ -402,18 +414,50 @@ bool kfs_inode_is_unlinked(kfs_inodes *t, uint64_t ino)
 	return r;
 }
 
-bool kfs_inode_cache_seq(kfs_inodes *t, uint64_t ino, uint64_t seq)
+bool kfs_inode_cache_open(kfs_inodes *t, uint64_t ino, uint64_t seq, bool *ret_keep)
 {
 	pthread_mutex_lock(&t->lock);
 	struct kfs_inode *n = find_ino(t, ino);
-	bool same = false;
+	bool cached = n && n->writers == 0 && n->attr_seq == seq &&
+		      (n->cache_users == 0 || n->cached_seq == seq);
 
-	if (n) {
-		same = n->cached_seq == seq;
+	*ret_keep = cached && n->cached_seq == seq;
+	if (cached) {
 		n->cached_seq = seq;
+		n->cache_users++;
 	}
 	pthread_mutex_unlock(&t->lock);
-	return same;
+	return cached;
+}
+
+void kfs_inode_cache_close(kfs_inodes *t, uint64_t ino)
+{
+	pthread_mutex_lock(&t->lock);
+	struct kfs_inode *n = find_ino(t, ino);
+
+	if (n && n->cache_users)
+		n->cache_users--;
+	pthread_mutex_unlock(&t->lock);
+}
+
+void kfs_inode_attr_sent(kfs_inodes *t, uint64_t ino, uint64_t seq)
+{
+	pthread_mutex_lock(&t->lock);
+	struct kfs_inode *n = find_ino(t, ino);
+
+	if (n)
+		n->attr_seq = seq;
+	pthread_mutex_unlock(&t->lock);
+}
+
+void kfs_inode_writers(kfs_inodes *t, uint64_t ino, int delta)
+{
+	pthread_mutex_lock(&t->lock);
+	struct kfs_inode *n = find_ino(t, ino);
+
+	if (n)
+		n->writers += (unsigned)delta;
+	pthread_mutex_unlock(&t->lock);
 }
 
 void kfs_inode_set_dirty(kfs_inodes *t, uint64_t ino, bool dirty)

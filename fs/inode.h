@@ -52,6 +52,9 @@ int kfs_inodes_new(const void *root_key, size_t root_len, kfs_inodes **ret);
 /** Free the table and every inode in it.  Accepts NULL. */
 void kfs_inodes_free(kfs_inodes *t);
 
+/** How many inodes the table holds (the root included). */
+size_t kfs_inodes_count(kfs_inodes *t);
+
 /**
  * Find or create the inode of (@kind, @key) and add one lookup reference,
  * as a successful lookup, create, mkdir or readdirplus entry does.
@@ -103,11 +106,25 @@ void kfs_inode_unlinked(kfs_inodes *t, const void *key, size_t key_len);
 bool kfs_inode_is_unlinked(kfs_inodes *t, uint64_t ino);
 
 /**
- * Note that the kernel is about to cache value version @seq of @ino.
- * @return true when that version is the one it cached last (the page
- *         cache may be kept)
+ * Decide whether a read-only open of value version @seq of @ino may go
+ * through the kernel's page cache: only when no handle that may write it
+ * is open in this mount, no page-cache handle of another version is, and
+ * the kernel's attributes (its file size) are of that same version.  On
+ * true the open is counted until kfs_inode_cache_close, and *@ret_keep
+ * tells whether the pages the kernel holds are of that version too
+ * (keep_cache).
  */
-bool kfs_inode_cache_seq(kfs_inodes *t, uint64_t ino, uint64_t seq);
+bool kfs_inode_cache_open(kfs_inodes *t, uint64_t ino, uint64_t seq, bool *ret_keep);
+
+/** A page-cache handle of @ino was released. */
+void kfs_inode_cache_close(kfs_inodes *t, uint64_t ino);
+
+/** Note that attributes of value version @seq of @ino were replied; 0 when
+ *  the kernel's copy is no longer known (after an invalidation). */
+void kfs_inode_attr_sent(kfs_inodes *t, uint64_t ino, uint64_t seq);
+
+/** Count a handle of @ino that may write opening (+1) or released (-1). */
+void kfs_inode_writers(kfs_inodes *t, uint64_t ino, int delta);
 
 /** Record whether a write buffer of @ino is pending (not committed); a
  *  write also cancels a pending mtime. */

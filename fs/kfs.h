@@ -31,6 +31,7 @@
 
 #include <fuse_lowlevel.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -56,13 +57,27 @@ struct kfs_config {
 	unsigned umask;         /* for keys without a mode, and directories */
 	char *prefix;           /* prefix=P as given, or NULL */
 	double cache_ttl;       /* entry/attr timeout, seconds */
-	bool kernel_cache;      /* read small values through the page cache */
+	bool direct_io;         /* never read through the page cache */
 	enum kvc_sync_mode sync;
 	bool fsname_given;
 	bool subtype_given;
 };
 
+struct kfs;
 struct kfs_file;
+
+/* A place on one of the daemon's lists of open handles, which unmount
+ * walks to commit and free what the kernel did not release. */
+struct kfs_link {
+	struct kfs_link *prev, *next;
+};
+
+/** Put @l at the head of list @head / take it off; both lock files_lock. */
+void kfs_link_add(struct kfs *fs, struct kfs_link **head, struct kfs_link *l);
+void kfs_link_remove(struct kfs *fs, struct kfs_link **head, struct kfs_link *l);
+
+/* A value version this long committed may be read through the page cache. */
+#define KFS_SETTLE_MS 1000
 struct kfs_dirh;
 
 struct kfs {
@@ -77,8 +92,8 @@ struct kfs {
 	kfs_dirset *dirs;
 
 	pthread_mutex_t files_lock;
-	struct kfs_file *files;  /* open files; protected by files_lock */
-	struct kfs_dirh *dirhs;  /* open directories; protected by files_lock */
+	struct kfs_link *files;  /* open files; protected by files_lock */
+	struct kfs_link *dirhs;  /* open directories; protected by files_lock */
 
 	pthread_mutex_t bg_lock;
 	pthread_cond_t bg_cond;  /* signalled when bg_stop is set */
@@ -86,6 +101,9 @@ struct kfs {
 	pthread_t watcher, reaper, syncer;
 	bool watcher_on, reaper_on, syncer_on;
 	uint64_t feed_seen;      /* watcher thread only */
+	/* Every change up to this sequence was committed and invalidated at
+	 * least KFS_SETTLE_MS ago (set by the watcher; see file.c). */
+	_Atomic uint64_t settled_seq;
 };
 
 static inline struct kfs *kfs_from(fuse_req_t req)
@@ -160,7 +178,8 @@ struct kfs_child {
 int kfs_next_child(struct kfs *fs, kvc_txn *txn, const void *dir, size_t dir_len,
 		   const void *bound, size_t bound_len, struct kfs_child *ret);
 
-/** Fill @st for file inode @ino from @rec. */
+/** Fill @st for file inode @ino from @rec, attributes the caller replies
+ *  to the kernel with (noted by kfs_inode_attr_sent). */
 void kfs_stat_file(struct kfs *fs, uint64_t ino, const struct kvc_record *rec,
 		   struct stat *st);
 

@@ -54,7 +54,7 @@ struct cmdline {
 	unsigned uid, gid, umask;
 	char *prefix;
 	double cache_ttl;
-	int kernel_cache;
+	int direct_io;
 	char *sync;
 	int fsname_given;
 	int subtype_given;
@@ -79,7 +79,7 @@ static const struct fuse_opt kfs_opts[] = {
 	OPT("prefix=%s", prefix, 0),
 	OPT("cache_ttl=%lf", cache_ttl, 0),
 	OPT("sync=%s", sync, 0),
-	OPT("kernel_cache", kernel_cache, 1),
+	OPT("direct_io", direct_io, 1),
 	/* Seen here and passed on to the kernel mount too. */
 	FUSE_OPT_KEY("ro", KEY_RO),
 	FUSE_OPT_KEY("fsname=", KEY_FSNAME),
@@ -131,8 +131,8 @@ static void usage(FILE *out, const char *prog)
 		"    -o reap_interval=S     remove expired keys every S seconds (default 60; 0: never)\n"
 		"    -o cache_ttl=S         kernel entry/attribute cache time (default 1)\n"
 		"    -o sync=MODE           always (default), batch (flush every second) or none\n"
-		"    -o kernel_cache        read small values through the page cache (faster\n"
-		"                           rereads; a read racing a commit may mix versions)\n"
+		"    -o direct_io           read every value from the store, never through the\n"
+		"                           page cache (slower rereads; see docs/kvfs.md)\n"
 		"    -o uid=N,gid=N         owner of keys that have none (default: the mounting user)\n"
 		"    -o umask=M             mode of keys that have none: 0666 & ~M, directories\n"
 		"                           0777 & ~M (default 022)\n"
@@ -168,7 +168,7 @@ static int configure(struct kfs *fs, struct cmdline *c)
 	cfg->gid = c->gid;
 	cfg->umask = c->umask & 0777;
 	cfg->cache_ttl = c->cache_ttl;
-	cfg->kernel_cache = c->kernel_cache;
+	cfg->direct_io = c->direct_io;
 	if (!(cfg->cache_ttl >= 0)) {
 		kfs_log(fs, LOG_ERR, "invalid cache_ttl: seconds, 0 or more");
 		return -EINVAL;
@@ -251,6 +251,30 @@ static int add_mount_names(struct kfs *fs, struct fuse_args *args)
 	}
 	free(opt);
 	return rc == 0 ? 0 : -ENOMEM;
+}
+
+void kfs_link_add(struct kfs *fs, struct kfs_link **head, struct kfs_link *l)
+{
+	pthread_mutex_lock(&fs->files_lock);
+	l->prev = NULL;
+	l->next = *head;
+	if (*head)
+		(*head)->prev = l;
+	*head = l;
+	pthread_mutex_unlock(&fs->files_lock);
+}
+
+void kfs_link_remove(struct kfs *fs, struct kfs_link **head, struct kfs_link *l)
+{
+	pthread_mutex_lock(&fs->files_lock);
+	if (l->prev)
+		l->prev->next = l->next;
+	else if (*head == l)
+		*head = l->next;
+	if (l->next)
+		l->next->prev = l->prev;
+	l->prev = l->next = NULL;
+	pthread_mutex_unlock(&fs->files_lock);
 }
 
 static int state_init(struct kfs *fs)

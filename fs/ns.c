@@ -330,6 +330,9 @@ void kfs_stat_file(struct kfs *fs, uint64_t ino, const struct kvc_record *rec, s
 	set_time(&st->st_mtim, rec->mtime_ns);
 	set_time(&st->st_atim, rec->mtime_ns);
 	set_time(&st->st_ctim, rec->ctime_ns);
+	/* These attributes are for the kernel: their size decides whether
+	 * opens of this version may use the page cache (see file.c). */
+	kfs_inode_attr_sent(fs->inodes, ino, rec->seq);
 }
 
 void kfs_stat_dir(struct kfs *fs, uint64_t ino, const void *p, size_t len, struct stat *st)

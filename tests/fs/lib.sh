@@ -58,19 +58,26 @@ t() {
 
 # mount_kvfs STORE MNT [ARGS...]: start kvfs -f STORE MNT ARGS in the
 # background and wait (at most 10 s) until MNT is mounted.  Sets KVFS_PID.
+# Its stderr goes to $MOUNT_LOG if set, else $WORK/kvfs.log.  KVFS_PID is the
+# pid of the timeout that runs it (signals and exit status pass through),
+# KVFS_DAEMON_PID that of the daemon itself.
 mount_kvfs() {
 	local store=$1 mnt=$2 i
 	shift 2
 	mkdir -p "$mnt"
 	# A background job of a script starts with SIGINT ignored, and libfuse
-	# keeps an ignored signal ignored: restore the default.
-	env --default-signal=INT "$KVFS" -f "$store" "$mnt" "$@" 2>>"$WORK/kvfs.log" &
+	# keeps an ignored signal ignored: restore the default.  --foreground:
+	# a signal sent to timeout reaches the daemon once, not its process
+	# group (where a sanitizer's helper process may be running).
+	env --default-signal=INT timeout --foreground 900 "$KVFS" -f "$store" "$mnt" "$@" \
+		2>>"${MOUNT_LOG:-$WORK/kvfs.log}" &
 	KVFS_PID=$!
 	PIDS+=("$KVFS_PID")
 	MOUNT_OF[$KVFS_PID]=$mnt
 	MOUNTS+=("$mnt")
 	for i in $(seq 100); do
 		if timeout 5 mountpoint -q "$mnt"; then
+			KVFS_DAEMON_PID=$(pgrep -P "$KVFS_PID" | head -n 1)
 			return 0
 		fi
 		if ! kill -0 "$KVFS_PID" 2>/dev/null; then

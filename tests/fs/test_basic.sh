@@ -79,6 +79,11 @@ check "rm -r removes a tree" rm -r tree
 check_fails "and it is gone" "No such file" stat tree
 check "du counts the values" sh -c '[ "$(du -sb "$0" | cut -f1)" -gt 0 ]' "$M"
 check "df shows the mount" sh -c "df -P '$M' | tail -n 1 | grep -q '$M'"
+used=$(t df --output=iused "$M" | tail -n 1 | tr -d ' ')
+t "$KVCTL" "$S" put df:one 1
+t "$KVCTL" "$S" put df:two 2
+check_eq "df -i counts two more records after two puts" \
+	"$(( $(t df --output=iused "$M" | tail -n 1 | tr -d ' ') - used ))" "2"
 
 # --- editors and copies ---------------------------------------------------
 t sh -c 'printf "a=1\nb=2\n" > conf'
@@ -119,30 +124,38 @@ check_fails "a key over 512 bytes is refused" "File name too long" \
 	sh -c "echo x > '$long/$long/abc'"
 
 # --- atomic rewrites under concurrent readers -----------------------------
-head -c 300000 /dev/zero | tr '\0' A > "$WORK/A"
-head -c 150000 /dev/zero | tr '\0' B > "$WORK/B"
-head -c 40000 /dev/zero | tr '\0' C > "$WORK/C"
-t cp "$WORK/A" v
-(
-	for _ in $(seq 100); do
-		cat "$WORK/A" > v
-		cp "$WORK/B" v
-		cat "$WORK/C" > v
+# rewrites NAME WRITER SIZE...: while WRITER rewrites value v with runs of
+# one letter of each SIZE in turn (100 rounds), three readers (cat, and 4 KiB
+# reads) must only ever see one of those whole values.
+rewrites() {
+	local name=$1 writer_kind=$2 letters=ABC i writer bad=0 r
+	shift 2
+	local -a sizes=("$@") readers=()
+	for i in 0 1 2; do
+		head -c "${sizes[i]}" /dev/zero | tr '\0' "${letters:i:1}" > "$WORK/val$i"
 	done
-) &
-writer=$!
-bad=0
-declare -a readers
-for r in 1 2 3; do
+	t cp "$WORK/val0" v
 	(
-		while kill -0 "$writer" 2>/dev/null; do
-			t cat v > "$WORK/out.$r"
-			if ! cmp -s "$WORK/out.$r" "$WORK/A" && ! cmp -s "$WORK/out.$r" "$WORK/B" &&
-				! cmp -s "$WORK/out.$r" "$WORK/C"; then
-				echo "# reader $r saw $(wc -c < "$WORK/out.$r") bytes of a mix"
-				exit 1
-			fi
-			python3 -c 'import sys
+		for _ in $(seq 100); do
+			for i in 0 1 2; do
+				case $writer_kind in
+				mount) cat "$WORK/val$i" > v ;;
+				kvctl) t "$KVCTL" "$S" put v --path "$WORK/val$i" ;;
+				esac
+			done
+		done
+	) &
+	writer=$!
+	for r in 1 2 3; do
+		(
+			while kill -0 "$writer" 2>/dev/null; do
+				t cat v > "$WORK/out.$r"
+				if ! cmp -s "$WORK/out.$r" "$WORK/val0" && ! cmp -s "$WORK/out.$r" "$WORK/val1" &&
+					! cmp -s "$WORK/out.$r" "$WORK/val2"; then
+					echo "# reader $r saw $(wc -c < "$WORK/out.$r") bytes of a mix"
+					exit 1
+				fi
+				python3 -c 'import sys
 with open(sys.argv[1], "rb", buffering=0) as f:
     data = b""
     while True:
@@ -150,14 +163,21 @@ with open(sys.argv[1], "rb", buffering=0) as f:
         if not b:
             break
         data += b
-sys.exit(0 if len(set(data)) == 1 and len(data) in (300000, 150000, 40000) else 1)' v || exit 1
-		done
-	) &
-	readers[r]=$!
-done
-for r in 1 2 3; do wait "${readers[$r]}" || bad=1; done
-wait "$writer"
-check_eq "readers see the old or the new value, never half" "$bad" "0"
+ok = len(set(data)) == 1 and len(data) in map(int, sys.argv[2:])
+if not ok:
+    print("# reader saw %d bytes of %s" % (len(data), sorted(set(data))))
+sys.exit(0 if ok else 1)' v "${sizes[@]}" || exit 1
+			done
+		) &
+		readers[r]=$!
+	done
+	for r in 1 2 3; do wait "${readers[$r]}" || bad=1; done
+	wait "$writer"
+	check_eq "$name: readers see the old or the new value, never half" "$bad" "0"
+}
+rewrites "values of several reads, rewritten in the mount" mount 300000 150000 40000
+rewrites "small values, rewritten in the mount" mount 3000 100 20000
+rewrites "small values, written by kvctl" kvctl 3000 100 20000
 
 # --- mount options --------------------------------------------------------
 cd /

@@ -20,7 +20,7 @@ for mode in always batch none; do
 	M=$WORK/mnt-$mode
 	t "$KVCTL" "$S" put pending old-value
 	mount_kvfs "$S" "$M" -o sync=$mode
-	pid=$KVFS_PID
+	pid=$KVFS_PID daemon=$KVFS_DAEMON_PID
 	for i in $(seq 20); do fsync_write "$M/key$i" "value $i"; done
 	mkdir -p "$M/dir/sub"
 	fsync_write "$M/dir/sub/leaf" leaf
@@ -33,7 +33,7 @@ os.write(fd, b"half of a new val")
 time.sleep(30)' "$M/pending" &
 	writer=$!
 	sleep 0.5
-	kill -KILL "$pid"
+	kill -KILL "$daemon"
 	wait "$pid" 2>/dev/null || true
 	kill "$writer" 2>/dev/null || true
 	wait "$writer" 2>/dev/null || true
@@ -56,12 +56,12 @@ for sig in TERM INT; do
 	S=$WORK/store-$sig
 	M=$WORK/mnt-$sig
 	mount_kvfs "$S" "$M"
-	pid=$KVFS_PID
+	pid=$KVFS_PID daemon=$KVFS_DAEMON_PID
 	exec 3>"$M/open"
 	printf 'written before SIG%s' "$sig" >&3
-	kill -"$sig" "$pid"
+	kill -"$sig" "$daemon"
 	check "SIG$sig: the daemon exits" within 10000 sh -c '! kill -0 "$0" 2>/dev/null' "$pid"
-	kill -KILL "$pid" 2>/dev/null || true
+	kill -KILL "$daemon" 2>/dev/null || true
 	status=0
 	wait "$pid" || status=$?
 	check_eq "SIG$sig: exit status 0" "$status" "0"
