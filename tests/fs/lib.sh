@@ -14,6 +14,7 @@ set -euo pipefail
 : "${KVFS:?KVFS must name the kvfs binary}"
 : "${KVCTL:?KVCTL must name the kvctl binary}"
 export LC_ALL=C
+. "$(dirname "${BASH_SOURCE[0]}")/../checks.sh"
 
 if [ ! -c /dev/fuse ]; then
 	echo "/dev/fuse is missing: kvfs cannot mount here" >&2
@@ -25,8 +26,6 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/kvfs-test.XXXXXX")
 MOUNTS=()
 PIDS=()
 declare -A MOUNT_OF
-CHECKS=0
-FAILED=0
 
 lib_cleanup() {
 	local rc=$? m p
@@ -50,11 +49,6 @@ lib_cleanup() {
 	exit "$rc"
 }
 trap lib_cleanup EXIT
-
-# t CMD...: run one command under a timeout (every command in these tests is).
-t() {
-	timeout "${T_SECONDS:-60}" "$@"
-}
 
 # mount_kvfs STORE MNT [ARGS...]: start kvfs -f STORE MNT ARGS in the
 # background and wait (at most 10 s) until MNT is mounted.  Sets KVFS_PID.
@@ -96,30 +90,6 @@ unmount_kvfs() {
 	timeout 10 tail --pid="$2" -f /dev/null
 }
 
-ok() {
-	CHECKS=$((CHECKS + 1))
-	echo "ok $CHECKS - $*"
-}
-
-not_ok() {
-	CHECKS=$((CHECKS + 1))
-	FAILED=$((FAILED + 1))
-	echo "not ok $CHECKS - $*"
-}
-
-# run CMD...: a command under a timeout; a function of this file runs
-# as it is (it puts its own commands under timeouts).
-run() {
-	if declare -F "$1" >/dev/null; then "$@"; else t "$@"; fi
-}
-
-# check DESC CMD...: CMD must succeed.
-check() {
-	local desc=$1
-	shift
-	if run "$@"; then ok "$desc"; else not_ok "$desc"; fi
-}
-
 # check_fails DESC ERRTEXT CMD...: CMD must fail and say ERRTEXT on stderr
 # (the strerror text of the expected errno, e.g. "File too large").
 check_fails() {
@@ -132,28 +102,6 @@ check_fails() {
 	else
 		not_ok "$desc (said: $err)"
 	fi
-}
-
-# check_eq DESC GOT WANT
-check_eq() {
-	if [ "$2" == "$3" ]; then
-		ok "$1"
-	else
-		not_ok "$1"
-		printf '#   got:  %q\n#   want: %q\n' "$2" "$3"
-	fi
-}
-
-# within MS CMD...: CMD succeeds within MS milliseconds (polled every 50 ms).
-within() {
-	local ms=$1 start
-	shift
-	start=$(date +%s%3N)
-	while :; do
-		if t "$@" >/dev/null 2>&1; then return 0; fi
-		[ $(($(date +%s%3N) - start)) -lt "$ms" ] || return 1
-		sleep 0.05
-	done
 }
 
 # finish: unmount every daemon still running, check that each exits with
@@ -172,9 +120,5 @@ finish() {
 		fi
 		check_eq "kvfs on ${MOUNT_OF[$p]##*/} unmounts and exits with status 0" "$status" "0"
 	done
-	echo "1..$CHECKS"
-	if [ "$FAILED" -ne 0 ]; then
-		echo "# $FAILED of $CHECKS checks failed"
-		return 1
-	fi
+	plan
 }

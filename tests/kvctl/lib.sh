@@ -11,10 +11,9 @@ set -euo pipefail
 
 : "${KVCTL:?KVCTL must name the kvctl binary}"
 export LC_ALL=C
+. "$(dirname "${BASH_SOURCE[0]}")/../checks.sh"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/kvctl-test.XXXXXX")
-CHECKS=0
-FAILED=0
 
 lib_cleanup() {
 	local rc=$?
@@ -23,43 +22,9 @@ lib_cleanup() {
 }
 trap lib_cleanup EXIT
 
-# t CMD...: one command under a timeout (every command in these tests is).
-t() {
-	timeout "${T_SECONDS:-60}" "$@"
-}
-
 # kv ARGS...: kvctl under a timeout.
 kv() {
 	t "$KVCTL" "$@"
-}
-
-ok() {
-	CHECKS=$((CHECKS + 1))
-	echo "ok $CHECKS - $*"
-}
-
-not_ok() {
-	CHECKS=$((CHECKS + 1))
-	FAILED=$((FAILED + 1))
-	echo "not ok $CHECKS - $*"
-}
-
-# check DESC CMD...: CMD must succeed.
-check() {
-	local desc=$1
-	shift
-	if t "$@" >/dev/null; then ok "$desc"; else not_ok "$desc (exit $?)"; fi
-}
-
-# check_eq DESC GOT WANT
-check_eq() {
-	if [ "$2" == "$3" ]; then
-		ok "$1"
-	else
-		not_ok "$1"
-		printf '#   got:  %q\n#   want: %q\n' "$2" "$3" | head -c 2000
-		echo
-	fi
 }
 
 # check_refused DESC STATUS MESSAGE CMD...: CMD must exit with STATUS and
@@ -99,9 +64,5 @@ repeat_char() {
 
 # finish: print the plan and fail if any check failed.
 finish() {
-	echo "1..$CHECKS"
-	if [ "$FAILED" -ne 0 ]; then
-		echo "# $FAILED of $CHECKS checks failed"
-		return 1
-	fi
+	plan
 }
