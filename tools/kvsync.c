@@ -14,8 +14,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -94,7 +92,7 @@ static void usage(FILE *f)
 	      "      --kvsync-path PROG  kvsync on the remote host (default kvsync)\n"
 	      "      --token-file FILE   prove knowledge of this token to a daemon\n"
 	      "  -h, --help         this help\n"
-	      "      --version      print the version\n"
+	      "  -V, --version      print the version\n"
 	      "\n"
 	      "Exit status: 0 done, 1 not converged (--check), 2 usage, 3 protocol or\n"
 	      "connection error, 4 store error, 5 authentication failure.\n",
@@ -116,8 +114,8 @@ static int usage_error(const char *fmt, ...)
 static bool parse_u64(const char *s, uint64_t *ret)
 {
 	char *end;
-	if (!*s || *s == '-')
-		return false;
+	if (*s < '0' || *s > '9')
+		return false; /* strtoull would take blanks, signs and wrap "-1" */
 	errno = 0;
 	unsigned long long v = strtoull(s, &end, 10);
 	if (errno || *end)
@@ -150,7 +148,9 @@ static int parse_endpoint(const char *arg, struct endpoint *ep)
 	const char *colon = strchr(arg, ':');
 	const char *slash = strchr(arg, '/');
 	if (colon && (!slash || colon < slash)) {
-		if (colon == arg || !colon[1])
+		/* A host starting with '-' would reach the remote shell as
+		 * an option of its own (ssh -oProxyCommand=...). */
+		if (colon == arg || !colon[1] || arg[0] == '-')
 			return -EINVAL;
 		ep->kind = EP_RSH;
 		ep->userhost = strndup(arg, (size_t)(colon - arg));
@@ -254,8 +254,10 @@ static int local_peer(int fd, void *arg)
 	struct ks_conn *conn;
 	if (ks_conn_new(fd, fd, 0, &conn))
 		return KS_EXIT_PROTO;
+	/* The client prints whatever goes wrong here (it gets it as an
+	 * ERROR frame): the same stderr must not show it twice. */
 	struct ks_server_opts so = {.store_path = store, .stop_fd = -1,
-				    .greet_timeout_ms = GREET_TIMEOUT_MS};
+				    .greet_timeout_ms = GREET_TIMEOUT_MS, .quiet = true};
 	return ks_server_run(conn, &so);
 }
 
@@ -517,6 +519,7 @@ static int run_client(struct cli *cli)
 			.local_is_src = local_is_src,
 			.rsh = remote->kind == EP_RSH,
 			.progress = cli->progress && nconn == 1,
+			.want_results = cli->stats,
 			.token_key = cli->have_token ? cli->token_key : NULL,
 			.stop_fd = stop_fd,
 			.out = stdout,
@@ -625,8 +628,7 @@ static void serve_connection(struct daemon *d, int fd)
 	const char *why = NULL;
 	if (!d->token_key && !loopback)
 		why = "refused: this server has no --token-file and accepts only loopback clients";
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	ks_tcp_tune(fd);
 	struct ks_conn *conn;
 	if (ks_conn_new(fd, fd, 0, &conn))
 		exit(KS_EXIT_PROTO);
@@ -646,13 +648,17 @@ static int run_daemon(int argc, char **argv)
 	};
 	const char *listen_at = DEFAULT_LISTEN, *token_file = NULL;
 	int c;
+	static char prog[] = "kvsync serve"; /* getopt names argv[0] in its messages */
+	argv[0] = prog;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'l': listen_at = optarg; break;
 		case 't': token_file = optarg; break;
 		case 'h': usage(stdout); return KS_EXIT_OK;
-		default: return usage_error("bad option for serve");
+		default:
+			fputs("Try 'kvsync --help'.\n", stderr);
+			return KS_EXIT_USAGE;
 		}
 	}
 	if (argc - optind != 1)
@@ -829,7 +835,9 @@ int main(int argc, char **argv)
 	struct cli cli = {.max_skew_ms = 60000, .rsh = "ssh", .kvsync_path = "kvsync"};
 	const char *server = NULL;
 	int c;
-	while ((c = getopt_long(argc, argv, "nvPe:h", opts, NULL)) != -1) {
+	static char prog[] = "kvsync"; /* getopt names argv[0] in its messages */
+	argv[0] = prog;
+	while ((c = getopt_long(argc, argv, "nvPe:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case O_BOTH: cli.both = true; break;
 		case O_WATCH: cli.watch = true; break;
@@ -848,6 +856,7 @@ int main(int argc, char **argv)
 		case O_TOKEN: cli.token_file = optarg; break;
 		case O_SERVER: server = optarg; break;
 		case 'h': usage(stdout); return KS_EXIT_OK;
+		case 'V':
 		case O_VERSION:
 			printf("kvsync %s (protocol %u)\n", KVSYNC_VERSION, KS_PROTO_VERSION);
 			return KS_EXIT_OK;

@@ -63,12 +63,18 @@ static void set_nonblock(int fd)
 int ks_conn_new(int rfd, int wfd, pid_t child, struct ks_conn **ret_conn)
 {
 	struct ks_conn *c = calloc(1, sizeof(*c));
-	if (!c) {
+	/* The input buffer exists from the start: the readers look into it
+	 * (by pointer and offset) before anything has arrived. */
+	uint8_t *in = c ? malloc(KS_READ_CHUNK) : NULL;
+	if (!in) {
+		free(c);
 		close(rfd);
 		if (wfd != rfd)
 			close(wfd);
 		return -ENOMEM;
 	}
+	c->in = in;
+	c->in_cap = KS_READ_CHUNK;
 	c->rfd = rfd;
 	c->wfd = wfd;
 	c->stop_fd = -1;
@@ -245,16 +251,19 @@ int ks_conn_maybe_flush(struct ks_conn *c)
 	return c->out.len >= KS_FLUSH_AT ? ks_conn_flush(c) : 0;
 }
 
-/* Wait until input is readable.  @return 1, 0 (timeout), -EINTR (stop) */
+/*
+ * Wait until input is readable.  A deadline already past still looks once
+ * (poll with no wait): a sender checking for acknowledgements between
+ * batches must see what has arrived, or the receiver, unable to send them,
+ * would stop reading.  @return 1, 0 (timeout), -EINTR (stop)
+ */
 static int wait_input(struct ks_conn *c, int64_t deadline)
 {
 	for (;;) {
 		int timeout = -1;
 		if (deadline >= 0) {
 			int64_t left = deadline - now_ms();
-			if (left <= 0)
-				return 0;
-			timeout = left > 1000000 ? 1000000 : (int)left;
+			timeout = left <= 0 ? 0 : left > 1000000 ? 1000000 : (int)left;
 		}
 		struct pollfd p[2] = {
 			{.fd = c->rfd, .events = POLLIN},
@@ -269,6 +278,8 @@ static int wait_input(struct ks_conn *c, int64_t deadline)
 			return -EINTR;
 		if (n > 0)
 			return 1;
+		if (timeout == 0)
+			return 0;
 	}
 }
 
@@ -510,6 +521,18 @@ int ks_split_hostport(const char *s, const char *def_port, char **ret_host, char
 	return 0;
 }
 
+void ks_tcp_tune(int fd)
+{
+	/* First probe after 60 s of silence, then every 10 s; 6 unanswered
+	 * probes end the connection. */
+	int one = 1, idle = 60, intvl = 10, cnt = 6;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
 int ks_tcp_connect(const char *host, const char *port, int *ret_fd, char *err, size_t err_size)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_UNSPEC};
@@ -527,9 +550,7 @@ int ks_tcp_connect(const char *host, const char *port, int *ret_fd, char *err, s
 			continue;
 		}
 		if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
-			int one = 1;
-			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-			setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+			ks_tcp_tune(fd);
 			freeaddrinfo(res);
 			*ret_fd = fd;
 			return 0;

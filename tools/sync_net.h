@@ -111,6 +111,13 @@ int ks_tcp_connect(const char *host, const char *port, int *ret_fd, char *err, s
 int ks_tcp_listen(const char *host, const char *port, int *ret_fd, char *bound,
 		  size_t bound_size, char *err, size_t err_size);
 
+/*
+ * Tune a connected TCP socket: no Nagle delay, and keep-alive probes that
+ * find a peer gone without a word (a host powered off, a cable pulled)
+ * within about two minutes, so neither side waits on it for ever.
+ */
+void ks_tcp_tune(int fd);
+
 /* Whether the peer of a connected socket is a loopback address; @who
  * gets its printable address. */
 bool ks_peer_is_loopback(int fd, char *who, size_t who_size);

@@ -72,6 +72,7 @@ struct ks_sess {
 	bool client;
 	const char *peer_word; /* how messages name the other side */
 	int stop_fd;
+	bool greeted; /* our magic and HELLO are out: frames may follow */
 	/* the session running now */
 	uint8_t op;
 	uint32_t flags; /* enum ks_req_flags */
@@ -104,6 +105,16 @@ static int64_t mono_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * A record clock holds 48 bits of milliseconds, so a bound of 2^48 ms or
+ * more can never be exceeded: it is no bound, and is passed on as 0 rather
+ * than left to overflow where it is added to the clock.
+ */
+static uint64_t skew_bound(uint64_t ms)
+{
+	return ms >= (UINT64_C(1) << 48) ? 0 : ms;
 }
 
 static int exit_errno(int code)
@@ -242,7 +253,8 @@ static int recv_frame(struct ks_sess *s, int timeout_ms, struct ks_frame *f)
 /* Tell the peer why we end the connection, unless it told us. */
 static void tell_peer(struct ks_sess *s)
 {
-	if (!s->code || s->from_peer || !s->conn)
+	/* Before our greeting, an ERROR frame would read as garbage. */
+	if (!s->code || s->from_peer || !s->conn || !s->greeted)
 		return;
 	ks_enc_error(out(s), (uint8_t)s->code, s->err);
 	ks_conn_flush(s->conn);
@@ -291,11 +303,12 @@ static int load_identity(struct ks_sess *s)
 	s->self.epoch = id.epoch;
 	kvc_txn *txn;
 	int rc = kvc_txn_begin(s->store, KVC_TXN_READ, &txn);
-	if (!rc)
+	if (!rc) {
 		rc = kvc_feed_head(txn, &s->self.head);
-	if (!rc)
-		rc = kvc_gc_horizon(txn, &s->self.horizon);
-	kvc_txn_abort(txn);
+		if (!rc)
+			rc = kvc_gc_horizon(txn, &s->self.horizon);
+		kvc_txn_abort(txn);
+	}
 	if (rc)
 		return store_fail(s, rc, "cannot read the store's feed");
 	if (s->self.horizon > s->self.head)
@@ -1203,11 +1216,12 @@ static int run_receiver(struct ks_sess *s)
 	struct ks_start st = {0, 0, 0};
 	kvc_txn *txn;
 	int rc = kvc_txn_begin(s->store, KVC_TXN_READ, &txn);
-	if (!rc)
+	if (!rc) {
 		rc = kvc_watermark_get(txn, s->peer.node, s->peer.epoch, &st.watermark);
-	if (!rc)
-		rc = kvc_feed_head(txn, &st.head);
-	kvc_txn_abort(txn);
+		if (!rc)
+			rc = kvc_feed_head(txn, &st.head);
+		kvc_txn_abort(txn);
+	}
 	if (rc)
 		return store_fail(s, rc, "cannot read the watermark");
 	if (!st.head)
@@ -1347,6 +1361,7 @@ static int send_greeting(struct ks_sess *s, uint32_t flags, uint8_t nonce[KS_NON
 	memcpy(nonce, h.nonce, KS_NONCE_LEN);
 	ks_enc_magic(out(s));
 	ks_enc_hello(out(s), &h);
+	s->greeted = true;
 	return ks_conn_flush(s->conn); /* the caller decides what a failure means */
 }
 
@@ -1469,14 +1484,15 @@ int ks_client_handshake(struct ks_client *c)
 {
 	struct ks_sess *s = &c->s;
 	uint8_t nonce[KS_NONCE_LEN];
-	int rc = load_identity(s);
-	if (!rc) {
-		rc = send_greeting(s, c->o.token_key ? KS_HELLO_TOKEN : 0, nonce);
-		if (rc == -EPIPE)
-			rc = 0; /* the answer (or its absence) tells more */
-		else if (rc)
-			rc = conn_fail(s, rc);
-	}
+	/* Greet first: a store that cannot be read is then told to the
+	 * server as an error, not left for it to guess. */
+	int rc = send_greeting(s, c->o.token_key ? KS_HELLO_TOKEN : 0, nonce);
+	if (rc == -EPIPE)
+		rc = 0; /* the answer (or its absence) tells more */
+	else if (rc)
+		rc = conn_fail(s, rc);
+	if (!rc)
+		rc = load_identity(s);
 	if (rc)
 		goto out;
 	char junk[100];
@@ -1519,10 +1535,14 @@ out:
 int ks_client_session(struct ks_client *c, uint8_t op)
 {
 	struct ks_sess *s = &c->s;
-	struct ks_req q = {op, c->o.req_flags, c->o.max_skew_ms};
+	struct ks_req q = {op, c->o.req_flags, skew_bound(c->o.max_skew_ms)};
 	s->op = op;
 	s->flags = q.flags;
 	s->max_skew_ms = q.max_skew_ms;
+	/* Outcomes of pushed records are known only from the receiver's
+	 * RESULT frames; the local -v printing still follows s->flags. */
+	if (op == KS_OP_PUSH && c->o.want_results)
+		q.flags |= KS_REQ_VERBOSE;
 	s->plan_mode = 0;
 	s->next_id = 0;
 	if (op == KS_OP_CHECK)
@@ -1688,7 +1708,7 @@ int ks_server_run(struct ks_conn *conn, const struct ks_server_opts *o)
 		}
 		s->op = q.op;
 		s->flags = q.flags;
-		s->max_skew_ms = q.max_skew_ms;
+		s->max_skew_ms = skew_bound(q.max_skew_ms);
 		s->next_id = 0;
 		if (q.op == KS_OP_PUSH)
 			rc = run_receiver(s);
@@ -1706,7 +1726,7 @@ out:
 		rc = 0;
 	} else if (rc && s->code) {
 		tell_peer(s);
-		if (!s->from_peer) {
+		if (!s->from_peer && !o->quiet) {
 			if (o->peer_name)
 				fprintf(stderr, "kvsync: %s: %s\n", o->peer_name, s->err);
 			else

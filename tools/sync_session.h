@@ -50,6 +50,8 @@ struct ks_client_opts {
 	bool local_is_src;      /* names the sides in messages and --check output */
 	bool rsh;               /* the peer runs behind a remote shell */
 	bool progress;          /* draw progress on stderr */
+	bool want_results;      /* have a pushed-to receiver report every key, as
+				   with -v, so tombstones applied can be counted */
 	const uint8_t *token_key; /* KS_AUTH_KEY_LEN bytes, or NULL */
 	int stop_fd;            /* readable when a --watch must end, or -1 */
 	FILE *out;              /* per-key lines (-v, --check) */
@@ -98,6 +100,8 @@ struct ks_server_opts {
 	int greet_timeout_ms;     /* how long a silent client may wait to greet */
 	int stop_fd;              /* readable when the server must end, or -1 */
 	const char *peer_name;    /* for log lines, e.g. "127.0.0.1:41000" */
+	bool quiet;               /* the client prints our failures: do not
+				     print them a second time */
 };
 
 /**

@@ -2,8 +2,10 @@
 # test_basic: the command line.  A first sync copies everything, a second
 # sends no record at all, a third sends only what changed; -n applies
 # nothing and sets no watermark; -v names each key; --check reports
-# differences with exit 1; usage errors exit 2; a kvfs mountpoint works
-# where a STORE is expected.
+# differences with exit 1; --stats counts tombstones without -v; usage
+# errors exit 2, with getopt's messages under kvsync's name; a --max-skew
+# past any clock is no bound; a local sync's error is printed once; a kvfs
+# mountpoint works where a STORE is expected.
 . "$(dirname "$0")/lib.sh"
 
 A=$WORK/a B=$WORK/b
@@ -15,6 +17,9 @@ check_exit "a first sync succeeds" 0 kvsync --stats "$A" "$B"
 check_eq "it sends every record, the tombstone included" \
 	"$(stats_field "$WORK/last.out" "records sent")" 21
 check_eq "and applies them" "$(stats_field "$WORK/last.out" "records applied")" 21
+check_eq "--stats counts the tombstone among them without -v" \
+	"$(stats_field "$WORK/last.out" "tombstones applied")" 1
+check "and prints no per-key line without -v" bash -c '! grep -q "^[+=-] " "$0"' "$WORK/last.out"
 check_err "it says it created the destination store" "created store"
 
 check_exit "a sync with nothing new succeeds" 0 kvsync --stats "$A" "$B"
@@ -80,9 +85,21 @@ check_exit "--check with --watch is a usage error" 2 kvsync --check --watch "$A"
 check_exit "a bad --max-skew is a usage error" 2 kvsync --max-skew soon "$A" "$B"
 check_exit "syncing a store with itself is refused" 2 kvsync "$A" "$A"
 check_err "and says why" "same store"
+check_eq "once: the forked peer leaves the message to the client" \
+	"$(grep -c "same store" "$WORK/last.err")" 1
+check_exit "a negative --max-skew is a usage error, even after a blank" 2 \
+	kvsync --max-skew " -1" "$A" "$B"
+kvctl "$A" put skew:recent "just written"
+check_exit "a --max-skew beyond any clock (2^64 - 10^9 ms) is no bound at all" 0 \
+	kvsync --max-skew 18446744072709551615 "$A" "$B"
+check_eq "and the record just written arrives" "$(kvctl "$B" get skew:recent)" "just written"
+check_exit "an unknown option of serve is a usage error" 2 kvsync serve --frobnicate "$B"
+check_err "named as kvsync serve's" "kvsync serve: unrecognized option '--frobnicate'"
 check_exit "a missing source is a store error" 4 kvsync "$WORK/missing" "$B"
 check_err "and names the store" "no such store"
 check_exit "--version succeeds" 0 kvsync --version
+check_exit "-V succeeds" 0 kvsync -V
+check "and prints the version" grep -q '^kvsync [0-9]' "$WORK/last.out"
 check_exit "--help succeeds" 0 kvsync --help
 
 # A mountpoint names its store (user.kv.store on the mount root).

@@ -3,7 +3,8 @@
 # in for ssh.  Push and pull through it, with [user@]host forms, -e
 # carrying options, and a remote path that needs quoting; a login script
 # that prints text before the protocol is named in a clear error (exit 3)
-# and nothing is written; a missing remote kvsync or store is reported.
+# and nothing is written; a missing remote kvsync or store is reported; a
+# host that would read as an option of the remote shell is refused.
 . "$(dirname "$0")/lib.sh"
 
 RSH=$SYNC_DIR/fake-rsh.sh
@@ -49,4 +50,10 @@ check_exit "a missing remote source is a store error (exit 4)" 4 \
 check_err "and names the store" "no such store"
 check_exit "a remote shell that cannot run is a connection error (exit 3)" 3 \
 	kvsync -e /nonexistent/ssh "$A" "host:$WORK/d"
+# ssh would read a host starting with '-' as an option (-oProxyCommand=...).
+printf '#!/bin/sh\n: >"%s"\nexec "%s" "$@"\n' "$WORK/rsh-ran" "$RSH" >"$WORK/rsh"
+chmod +x "$WORK/rsh"
+check_exit "a host that starts with '-' is a usage error (exit 2)" 2 \
+	kvsync -e "$WORK/rsh" --kvsync-path "$KVSYNC" -- "$A" "-oProxyCommand=true:$WORK/d"
+check "and the remote shell never ran" test ! -e "$WORK/rsh-ran"
 finish

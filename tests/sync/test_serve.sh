@@ -3,8 +3,9 @@
 # the right token syncs both ways, a wrong or missing token is refused with
 # exit 5 before anything is written; without one, loopback clients are
 # served and a client holding a token refuses the unauthenticated server.
-# Several connections are served at once, --watch works through the daemon
-# and SIGTERM stops it cleanly.
+# Several connections are served at once, --watch works through the daemon,
+# both ends of a connection send keep-alive probes, and SIGTERM stops the
+# daemon cleanly.
 . "$(dirname "$0")/lib.sh"
 
 A=$WORK/a SRV=$WORK/srv
@@ -60,6 +61,16 @@ sleep 0.5
 kvctl "$SRV" put live:1 "seen live"
 check "a write on the daemon's store reaches a --watch client within 2 s" \
 	within 2000 bash -c '[ "$("$0" "$1" get live:1 2>/dev/null)" = "seen live" ]' "$KVCTL" "$WORK/w"
+# A peer that vanishes without a word (host off, cable out) is found by
+# keep-alive probes after a minute of silence, on both ends.
+if command -v ss >/dev/null; then
+	probes() {
+		ss -tnoH state established "( $1 = :$port )" | grep -q 'timer:(keepalive,[0-9]*sec'
+	}
+	check "the daemon's end of a connection probes a silent peer within a minute" \
+		within 2000 probes sport
+	check "and so does the client's end" within 2000 probes dport
+fi
 kill -TERM "$watch_pid"
 rc=0
 wait "$watch_pid" || rc=$?
