@@ -1772,7 +1772,8 @@ int kvc_apply(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_re
 	if (rc)
 		return rc;
 	uint64_t now_ms = (uint64_t)(kvc_now_ns() / 1000000);
-	if (max_skew_ms && (rec->hlc >> 16) > now_ms + max_skew_ms)
+	/* Compared as a distance, so no bound overflows. */
+	if (max_skew_ms && (rec->hlc >> 16) > now_ms && (rec->hlc >> 16) - now_ms > max_skew_ms)
 		return kvc_set_errmsg(txn, -ERANGE,
 				      "record clock is %llu ms ahead of the local clock",
 				      (unsigned long long)((rec->hlc >> 16) - now_ms));

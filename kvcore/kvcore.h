@@ -382,8 +382,11 @@ int kvc_version_cmp(uint64_t hlc_a, uint64_t origin_a, uint64_t hlc_b, uint64_t 
  * the local clock advances past @rec->hlc either way.  The applied record
  * keeps the peer's hlc, origin, times, mode and owner and gets a new local
  * sequence.  An expired record is not applied over an absent key.
- * Validation is as for kvc_write, plus -ERANGE for an hlc more than
- * @max_skew_ms ahead of the local clock (0 = no bound).
+ * The key, value, metadata and mode are validated as for kvc_write; ttl
+ * and expiration are not held to min_ttl (the origin accepted them, and a
+ * replica must agree with it).  -ERANGE for an hlc more than @max_skew_ms
+ * ahead of the local clock (0 = no bound; any bound works, UINT64_MAX
+ * included).
  * @return 1 applied, 0 ignored (not newer), or -errno
  */
 int kvc_apply(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_record *rec,

@@ -231,6 +231,12 @@ static void test_apply(const struct kt_dir *d)
 	   "a refused record does not drag the local clock forward");
 	ahead.hlc = (now_ms() + 10000) << 16;
 	is_int(apply(s, "ahead", &ahead, 60000), 1, "a record 10 s ahead within max skew 60 s applies");
+	ahead.hlc = (now_ms() + 20000) << 16;
+	is_int(apply(s, "ahead", &ahead, UINT64_MAX), 1,
+	       "the largest skew bound does not overflow into refusing a record");
+	ahead.hlc = (now_ms() + 30000) << 16;
+	is_int(apply(s, "ahead", &ahead, UINT64_MAX - 1000), 1,
+	       "nor does a bound just under it");
 
 	/* Expired records. */
 	struct kvc_record exp = peer_rec("exp", H + 10, P);
