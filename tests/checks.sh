@@ -48,20 +48,21 @@ check_eq() {
 	fi
 }
 
-# within MS CMD...: CMD succeeds within MS milliseconds (polled every 50 ms).
+# within MS CMD...: CMD (a shell function too) succeeds within MS
+# milliseconds; polled every 20 ms, each try at most 10 s.
 within() {
 	local ms=$1 start
 	shift
 	start=$(date +%s%3N)
 	while :; do
-		if t "$@" >/dev/null 2>&1; then return 0; fi
+		if T_SECONDS=10 run "$@" >/dev/null 2>&1; then return 0; fi
 		[ $(($(date +%s%3N) - start)) -lt "$ms" ] || return 1
-		sleep 0.05
+		sleep 0.02
 	done
 }
 
-# plan: print the plan; fail if any check failed.
-plan() {
+# tap_plan: print the plan; fail if any check failed.
+tap_plan() {
 	echo "1..$CHECKS"
 	if [ "$FAILED" -ne 0 ]; then
 		echo "# $FAILED of $CHECKS checks failed"

@@ -120,5 +120,5 @@ finish() {
 		fi
 		check_eq "kvfs on ${MOUNT_OF[$p]##*/} unmounts and exits with status 0" "$status" "0"
 	done
-	plan
+	tap_plan
 }

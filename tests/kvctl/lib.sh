@@ -64,5 +64,5 @@ repeat_char() {
 
 # finish: print the plan and fail if any check failed.
 finish() {
-	plan
+	tap_plan
 }

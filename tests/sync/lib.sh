@@ -14,6 +14,7 @@ set -euo pipefail
 : "${KVSYNC:?KVSYNC must name the kvsync binary}"
 : "${KVCTL:?KVCTL must name the kvctl binary}"
 export LC_ALL=C
+. "$(dirname "${BASH_SOURCE[0]}")/../checks.sh"
 
 SYNC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 KVFS=${KVFS:-${BUILD_DIR:-/nonexistent}/fs/kvfs}
@@ -21,8 +22,6 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/kvsync-test.XXXXXX")
 PIDS=()
 MOUNTS=()
 NETNS=()
-CHECKS=0
-FAILED=0
 
 lib_cleanup() {
 	local rc=$? p m n
@@ -53,51 +52,12 @@ lib_cleanup() {
 }
 trap lib_cleanup EXIT
 
-# t CMD...: one command under a timeout (every command in these tests is).
-t() {
-	timeout "${T_SECONDS:-60}" "$@"
-}
-
 kvctl() {
 	t "$KVCTL" "$@"
 }
 
 kvsync() {
 	t "$KVSYNC" "$@"
-}
-
-ok() {
-	CHECKS=$((CHECKS + 1))
-	echo "ok $CHECKS - $*"
-}
-
-not_ok() {
-	CHECKS=$((CHECKS + 1))
-	FAILED=$((FAILED + 1))
-	echo "not ok $CHECKS - $*"
-}
-
-# run CMD...: a command under a timeout; a shell function runs as it is
-# (it puts its own commands under timeouts).
-run() {
-	if declare -F "$1" >/dev/null; then "$@"; else t "$@"; fi
-}
-
-# check DESC CMD...: CMD must succeed.
-check() {
-	local desc=$1
-	shift
-	if run "$@"; then ok "$desc"; else not_ok "$desc"; fi
-}
-
-# check_eq DESC GOT WANT
-check_eq() {
-	if [ "$2" == "$3" ]; then
-		ok "$1"
-	else
-		not_ok "$1"
-		printf '#   got:  %q\n#   want: %q\n' "$2" "$3"
-	fi
 }
 
 # check_exit DESC WANT CMD...: CMD must exit with status WANT; its stderr
@@ -122,18 +82,6 @@ check_err() {
 		not_ok "$1"
 		sed 's/^/#   said: /' "$WORK/last.err" | head -n 5
 	fi
-}
-
-# within MS CMD...: CMD succeeds within MS milliseconds (polled every 20 ms).
-within() {
-	local ms=$1 start
-	shift
-	start=$(date +%s%3N)
-	while :; do
-		if T_SECONDS=10 run "$@" >/dev/null 2>&1; then return 0; fi
-		[ $(($(date +%s%3N) - start)) -lt "$ms" ] || return 1
-		sleep 0.02
-	done
 }
 
 # stat_field STORE NAME: one figure of `kvctl STORE stats` (e.g. feed_head).
@@ -229,9 +177,5 @@ serve() {
 }
 
 finish() {
-	echo "1..$CHECKS"
-	if [ "$FAILED" -ne 0 ]; then
-		echo "# $FAILED of $CHECKS checks failed"
-		return 1
-	fi
+	tap_plan
 }
