@@ -43,6 +43,8 @@
 #define DEFAULT_LISTEN "127.0.0.1:" DEFAULT_PORT
 #define GREET_TIMEOUT_MS 60000
 #define MAX_CONNECTIONS 64
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
 
 enum ep_kind { EP_LOCAL, EP_RSH, EP_DAEMON };
 
@@ -621,6 +623,25 @@ static void reap_kids(struct daemon *d)
 	}
 }
 
+/*
+ * A client over the connection limit is told so rather than cut off: the
+ * greeting and the ERROR frame fit in a new socket's buffer, so this does
+ * not hold up the accept loop.  Exit 3 for the client: try again later.
+ */
+static void refuse_busy(int fd)
+{
+	char who[96];
+	struct ks_conn *conn;
+
+	ks_peer_is_loopback(fd, who, sizeof(who));
+	if (ks_conn_new(fd, fd, 0, &conn))
+		return;
+	struct ks_server_opts so = {.refuse = "refused: the server is busy with "
+					      STRINGIFY(MAX_CONNECTIONS) " connections; try again later",
+				    .refuse_code = KS_EXIT_PROTO, .stop_fd = -1, .peer_name = who};
+	ks_server_run(conn, &so);
+}
+
 static void serve_connection(struct daemon *d, int fd)
 {
 	char who[96];
@@ -722,7 +743,7 @@ static int run_daemon(int argc, char **argv)
 	}
 	fprintf(stderr, "kvsync: serving %s on %s%s\n", store, bound,
 		d.token_key ? "" : " (no token: loopback clients only)");
-	bool running = true;
+	bool running = true, fd_warned = false;
 	while (running) {
 		struct pollfd p[2] = {{.fd = lfd, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
 		if (poll(p, 2, -1) < 0) {
@@ -739,11 +760,21 @@ static int run_daemon(int argc, char **argv)
 		if (!running || !(p[0].revents & POLLIN))
 			continue;
 		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd < 0)
+		if (fd < 0) {
+			/* Out of descriptors or memory: the pending connection stays
+			 * readable, so wait a little instead of spinning on it. */
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				if (!fd_warned)
+					fprintf(stderr, "kvsync: accept: %s; retrying\n", strerror(errno));
+				fd_warned = true;
+				poll(NULL, 0, 100);
+			}
 			continue;
+		}
+		fd_warned = false;
 		reap_kids(&d);
 		if (d.nkids >= MAX_CONNECTIONS) {
-			close(fd); /* over the limit: the client sees a closed connection */
+			refuse_busy(fd);
 			continue;
 		}
 		fflush(NULL);

@@ -1669,7 +1669,7 @@ int ks_server_run(struct ks_conn *conn, const struct ks_server_opts *o)
 		goto out;
 	}
 	if (o->refuse) {
-		rc = fail(s, KS_EXIT_AUTH, "%s", o->refuse);
+		rc = fail(s, o->refuse_code ? o->refuse_code : KS_EXIT_AUTH, "%s", o->refuse);
 		goto out;
 	}
 	char junk[100];

@@ -96,7 +96,8 @@ void ks_client_peer(const struct ks_client *c, struct ks_ident *ret);
 struct ks_server_opts {
 	const char *store_path;   /* the STORE (already resolved from a mountpoint) */
 	const uint8_t *token_key; /* require this token, or NULL */
-	const char *refuse;       /* refuse the client with this message (exit 5) */
+	const char *refuse;       /* refuse the client with this message */
+	int refuse_code;          /* ... and this enum ks_exit (0: KS_EXIT_AUTH) */
 	int greet_timeout_ms;     /* how long a silent client may wait to greet */
 	int stop_fd;              /* readable when the server must end, or -1 */
 	const char *peer_name;    /* for log lines, e.g. "127.0.0.1:41000" */

@@ -4,8 +4,9 @@
 # exit 5 before anything is written; without one, loopback clients are
 # served and a client holding a token refuses the unauthenticated server.
 # Several connections are served at once, --watch works through the daemon,
-# both ends of a connection send keep-alive probes, and SIGTERM stops the
-# daemon cleanly.
+# both ends of a connection send keep-alive probes, a client over the
+# daemon's 64 connections is told it is busy, and SIGTERM stops the daemon
+# cleanly.
 . "$(dirname "$0")/lib.sh"
 
 A=$WORK/a SRV=$WORK/srv
@@ -86,6 +87,23 @@ check_exit "a client holding a token refuses a daemon that cannot prove it (exit
 	kvsync --token-file "$WORK/token" "$A" "kvsync://127.0.0.1:$port2"
 check_exit "a daemon nobody listens on is a connection error (exit 3)" 3 \
 	kvsync "$A" "kvsync://127.0.0.1:$(free_port)"
+
+# 64 connections that never greet fill the daemon; the next client is told
+# it is busy (exit 3, worth a retry) instead of finding the door shut.
+conns=()
+for i in $(seq 64); do
+	exec {fd}<>"/dev/tcp/127.0.0.1/$port2"
+	conns+=("$fd")
+done
+# SERVE_PID is the timeout the daemon runs under; its connections are
+# the daemon's children.
+busy() { [ "$(pgrep -c -P "$(pgrep -P "$1" | head -n 1)")" -ge 64 ]; }
+check "the daemon serves 64 connections at once" within 5000 busy "$SERVE_PID"
+check_exit "a 65th client is refused as busy (exit 3)" 3 kvsync "$A" "kvsync://127.0.0.1:$port2"
+check_err "the client says the daemon is busy" "busy with 64 connections"
+for fd in "${conns[@]}"; do exec {fd}>&-; done
+check_exit "once they are gone, a client is served again" 0 \
+	within 10000 kvsync "$A" "kvsync://127.0.0.1:$port2"
 
 kill -TERM "$srv_pid"
 rc=0
