@@ -1725,11 +1725,27 @@ static bool peer_wins(kvc_txn *txn, const struct kvc_record *mine, const struct 
 	return (rec->flags & KVC_REC_TOMBSTONE) || !kvc_record_expired(rec, txn->now_ns);
 }
 
-int kvc_apply_would(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_record *rec)
+/* Refuse a record stamped more than @max_skew_ms ahead of the local clock
+ * (0: no bound).  Compared as a distance, so no bound overflows. */
+static int skew_check(kvc_txn *txn, const struct kvc_record *rec, uint64_t max_skew_ms)
+{
+	uint64_t now_ms = (uint64_t)(kvc_now_ns() / 1000000), at_ms = rec->hlc >> 16;
+
+	if (max_skew_ms && at_ms > now_ms && at_ms - now_ms > max_skew_ms)
+		return kvc_set_errmsg(txn, -ERANGE, "record clock is %llu ms ahead of the local clock",
+				      (unsigned long long)(at_ms - now_ms));
+	return 0;
+}
+
+int kvc_apply_would(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_record *rec,
+		    uint64_t max_skew_ms)
 {
 	if (!txn || !rec)
 		return -EINVAL;
+	txn->errmsg[0] = 0;
 	int rc = key_check(txn, key, key_len);
+	if (!rc)
+		rc = skew_check(txn, rec, max_skew_ms);
 	if (rc)
 		return rc;
 	struct kvc_record mine;
@@ -1771,12 +1787,9 @@ int kvc_apply(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_re
 	rc = meta_load(txn);
 	if (rc)
 		return rc;
-	uint64_t now_ms = (uint64_t)(kvc_now_ns() / 1000000);
-	/* Compared as a distance, so no bound overflows. */
-	if (max_skew_ms && (rec->hlc >> 16) > now_ms && (rec->hlc >> 16) - now_ms > max_skew_ms)
-		return kvc_set_errmsg(txn, -ERANGE,
-				      "record clock is %llu ms ahead of the local clock",
-				      (unsigned long long)((rec->hlc >> 16) - now_ms));
+	rc = skew_check(txn, rec, max_skew_ms);
+	if (rc)
+		return rc;
 	if (rec->hlc > txn->hlc) {
 		txn->hlc = rec->hlc;
 		txn->meta_dirty = true;

@@ -405,11 +405,13 @@ int kvc_scan(kvc_txn *txn, const void *lo, size_t lo_len, const void *hi, size_t
 	     void *arg);
 
 /**
- * What kvc_apply would decide for @rec, without writing: for dry runs.
- * Works in a read transaction.  @return 1 (would apply), 0 (would ignore),
- * or -errno (an invalid key, -EIO)
+ * What kvc_apply would decide for @rec under @max_skew_ms, without
+ * writing: for dry runs.  Works in a read transaction.
+ * @return 1 (would apply), 0 (would ignore), or -errno (an invalid key,
+ *         -ERANGE as kvc_apply, with its message in kvc_txn_errmsg; -EIO)
  */
-int kvc_apply_would(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_record *rec);
+int kvc_apply_would(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_record *rec,
+		    uint64_t max_skew_ms);
 
 /** Watermark of peer @peer_node at @peer_epoch: the last feed sequence of
  * that peer applied here.  @return 0 (0 if unknown) or -errno */

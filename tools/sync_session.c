@@ -1145,8 +1145,18 @@ static int judge_batch(struct ks_sess *s, struct batch *b)
 	for (size_t i = 0; i < b->n; i++) {
 		struct inrec *r = b->v[i];
 		bool tomb = r->rec.flags & KVC_REC_TOMBSTONE;
-		bool wins = kvc_apply_would(txn, r->data, r->key_len, &r->rec) == 1;
-		r->outcome = !wins ? KS_OUT_IGNORED : tomb ? KS_OUT_TOMBSTONE : KS_OUT_APPLIED;
+		rc = kvc_apply_would(txn, r->data, r->key_len, &r->rec, s->max_skew_ms);
+		if (rc == -ERANGE) {
+			/* The real run would refuse the batch: say so, as it would. */
+			char key[80], msg[128];
+			printable(key, sizeof(key), r->data, r->key_len < 60 ? r->key_len : 60);
+			snprintf(msg, sizeof(msg), "%s", kvc_txn_errmsg(txn));
+			kvc_txn_abort(txn);
+			return fail(s, KS_EXIT_STORE,
+				    "record '%s' from the %s: %s (see --max-skew); nothing of its batch would be applied",
+				    key, s->peer_word, msg);
+		}
+		r->outcome = rc != 1 ? KS_OUT_IGNORED : tomb ? KS_OUT_TOMBSTONE : KS_OUT_APPLIED;
 	}
 	kvc_txn_abort(txn);
 	return 0;

@@ -229,6 +229,17 @@ static void test_apply(const struct kt_dir *d)
 	is_int((long long)kt_head(s), (long long)head, "the refusal wrote nothing to the feed");
 	ok(kt_stats(s).hlc < hour && kt_stats(s).hlc == clock,
 	   "a refused record does not drag the local clock forward");
+	{
+		kvc_txn *txn;
+		ok(kvc_txn_begin(s, KVC_TXN_READ, &txn) == 0, "a read transaction for a dry run");
+		is_int(kvc_apply_would(txn, "ahead", 5, &ahead, 60000), -ERANGE,
+		       "kvc_apply_would foresees the skew refusal");
+		ok(strstr(kvc_txn_errmsg(txn), "ahead of the local clock") != NULL,
+		   "... with kvc_apply's message");
+		is_int(kvc_apply_would(txn, "ahead", 5, &ahead, 0), 1,
+		       "... and with no bound, that the record would apply");
+		kvc_txn_abort(txn);
+	}
 	ahead.hlc = (now_ms() + 10000) << 16;
 	is_int(apply(s, "ahead", &ahead, 60000), 1, "a record 10 s ahead within max skew 60 s applies");
 	ahead.hlc = (now_ms() + 20000) << 16;

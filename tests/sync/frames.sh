@@ -47,9 +47,10 @@ ident() {
 	{ be 8 "$1"; be 8 "$2"; be 8 0; be 8 0; } | frame 4
 }
 
-# req OP: a session request (1 push, 2 pull, 3 check), no flags.
+# req OP [FLAGS]: a session request (1 push, 2 pull, 3 check), with a max
+# skew of 60 s and FLAGS (default none; 2 dry run).
 req() {
-	{ be 1 "$1"; be 4 0; be 8 60000; } | frame 16
+	{ be 1 "$1"; be 4 "${2:-0}"; be 8 60000; } | frame 16
 }
 
 # plan AFTER HEAD: the sender's plan of an incremental sync.
@@ -94,14 +95,14 @@ bye() {
 	printf '' | frame 6
 }
 
-# prologue NODE: everything a pushing client sends before its records:
-# greeting, OPEN, IDENT, REQ(push), PLAN.
+# prologue NODE [FLAGS]: everything a pushing client sends before its
+# records: greeting, OPEN, IDENT, REQ(push, FLAGS), PLAN.
 prologue() {
 	magic
 	hello
 	open_store 2
 	ident "$1" 77
-	req 1
+	req 1 "${2:-0}"
 	plan 0 100
 }
 

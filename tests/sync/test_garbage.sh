@@ -107,6 +107,13 @@ check_eq "a record an hour ahead of the clock is refused (exit 4)" "$(feed futur
 check_err "and the error names --max-skew" "max-skew"
 snapshot "$STORE" "$WORK/after"
 check "and nothing of its batch is applied" cmp -s "$WORK/before" "$WORK/after"
+{
+	prologue $NODE 2
+	rec "new:1" "from the future" $((($(date +%s%3N) + 3600000) << 16)) $NODE 1
+	batch_end 1
+} >"$WORK/future-dry.bin"
+check_eq "a dry run foresees that refusal (exit 4)" "$(feed future-dry)" 4
+check_err "and says nothing would be applied" "nothing of its batch would be applied"
 
 {
 	prologue $NODE
