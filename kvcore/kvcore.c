@@ -1854,6 +1854,34 @@ int kvc_watermark_set(kvc_txn *txn, uint64_t peer_node, uint64_t peer_epoch, uin
 	return kvc_lmdb_err(txn, mdb_put(txn->mdb, txn->store->meta, &k, &d, 0));
 }
 
+int kvc_watermark_each(kvc_txn *txn,
+		       int (*fn)(void *arg, uint64_t peer_node, uint64_t peer_epoch, uint64_t seq),
+		       void *arg)
+{
+	if (!txn || !fn)
+		return -EINVAL;
+	MDB_cursor *mc;
+	int rc = mdb_cursor_open(txn->mdb, txn->store->meta, &mc);
+	if (rc)
+		return kvc_lmdb_err(txn, rc);
+	MDB_val k = {3, "wm:"}, d;
+	int mrc = mdb_cursor_get(mc, &k, &d, MDB_SET_RANGE);
+	rc = 0;
+	while (!rc && mrc == 0 && k.mv_size >= 3 && memcmp(k.mv_data, "wm:", 3) == 0) {
+		const unsigned char *kb = k.mv_data;
+		if (k.mv_size != 19 || d.mv_size != 8)
+			rc = -EIO;
+		else
+			rc = fn(arg, kvc_get_be64(kb + 3), kvc_get_be64(kb + 11), get_le64(d.mv_data));
+		if (!rc)
+			mrc = mdb_cursor_get(mc, &k, &d, MDB_NEXT);
+	}
+	mdb_cursor_close(mc);
+	if (!rc && mrc && mrc != MDB_NOTFOUND)
+		rc = kvc_lmdb_err(txn, mrc);
+	return rc;
+}
+
 int kvc_gc_horizon(kvc_txn *txn, uint64_t *ret_seq)
 {
 	int rc = kvc_meta_get_u64(txn, "gc_horizon", ret_seq);

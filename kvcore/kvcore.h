@@ -418,6 +418,14 @@ int kvc_apply_would(kvc_txn *txn, const void *key, size_t key_len, const struct 
 int kvc_watermark_get(kvc_txn *txn, uint64_t peer_node, uint64_t peer_epoch, uint64_t *ret_seq);
 /** Set it, in the same transaction as the records applied. */
 int kvc_watermark_set(kvc_txn *txn, uint64_t peer_node, uint64_t peer_epoch, uint64_t seq);
+/**
+ * Call @fn for every watermark held, by peer node id then epoch: which
+ * peers this store has received changes from, and up to where.  A non-zero
+ * return from @fn stops the walk and is returned.  @return 0, -EIO or @fn's
+ */
+int kvc_watermark_each(kvc_txn *txn,
+		       int (*fn)(void *arg, uint64_t peer_node, uint64_t peer_epoch, uint64_t seq),
+		       void *arg);
 
 /**
  * Drop tombstones older than @grace_s seconds (and their feed entries),

@@ -1004,13 +1004,26 @@ static int cmd_reap(kvc_store *store, const struct args *a)
 	return finish_stdout(0);
 }
 
+/* One peer of "peers" in stats.  Node ids and epochs are 64-bit random
+ * numbers, beyond what a JSON number holds exactly: hex strings. */
+static int peer_fn(void *arg, uint64_t node, uint64_t epoch, uint64_t seq)
+{
+	unsigned *n = arg;
+	printf("%s\n    { \"node_id\": \"%016" PRIx64 "\", \"epoch\": \"%016" PRIx64
+	       "\", \"watermark\": %" PRIu64 " }",
+	       (*n)++ ? "," : "", node, epoch, seq);
+	return 0;
+}
+
 static int cmd_stats(kvc_store *store, const struct args *a)
 {
 	int rc;
 	struct kvc_stats st;
+	struct kvc_identity id;
 	rc = kvc_stats(store, &st);
 	if (rc)
 		return failure("cannot read the store: %s", strerror(-rc));
+	kvc_store_identity(store, &id);
 	printf("{\n"
 	       "  \"keys\": %" PRIu64 ",\n"
 	       "  \"bytes\": %" PRIu64 ",\n"
@@ -1020,10 +1033,25 @@ static int cmd_stats(kvc_store *store, const struct args *a)
 	       "  \"map_used\": %" PRIu64 ",\n"
 	       "  \"feed_head\": %" PRIu64 ",\n"
 	       "  \"gc_horizon\": %" PRIu64 ",\n"
-	       "  \"min_ttl\": %" PRIu32 "\n"
-	       "}\n",
+	       "  \"min_ttl\": %" PRIu32 ",\n"
+	       "  \"node_id\": \"%016" PRIx64 "\",\n"
+	       "  \"epoch\": \"%016" PRIx64 "\",\n"
+	       "  \"peers\": [",
 	       st.keys, st.value_bytes, st.expired_pending, st.tombstones, st.map_size,
-	       st.map_used, st.feed_head, st.gc_horizon, st.min_ttl);
+	       st.map_used, st.feed_head, st.gc_horizon, st.min_ttl, id.node_id, id.epoch);
+	/* The peers in a snapshot of their own: kvc_stats has ended its own. */
+	kvc_txn *txn;
+	unsigned peers = 0;
+	rc = kvc_txn_begin(store, KVC_TXN_READ, &txn);
+	if (rc == 0) {
+		rc = kvc_watermark_each(txn, peer_fn, &peers);
+		kvc_txn_abort(txn);
+	}
+	if (rc) {
+		fputs("]\n}\n", stdout);
+		return failure("cannot read the store's watermarks: %s", strerror(-rc));
+	}
+	fputs(peers ? "\n  ]\n}\n" : "]\n}\n", stdout);
 	return finish_stdout(0);
 }
 

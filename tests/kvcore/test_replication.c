@@ -349,6 +349,22 @@ static uint64_t wm_get(kvc_store *s, uint64_t node, uint64_t epoch)
 	return v;
 }
 
+/* Collects what kvc_watermark_each reports, as "node/epoch=seq " text. */
+static int wm_each_fn(void *arg, uint64_t node, uint64_t epoch, uint64_t seq)
+{
+	char *out = arg;
+	size_t n = strlen(out);
+	snprintf(out + n, 256 - n, "%llu/%llu=%llu ", (unsigned long long)node,
+		 (unsigned long long)epoch, (unsigned long long)seq);
+	return 0;
+}
+
+static int wm_stop_fn(void *arg, uint64_t node, uint64_t epoch, uint64_t seq)
+{
+	(*(unsigned *)arg)++;
+	return 7;
+}
+
 static void test_watermarks_and_sync(const struct kt_dir *d)
 {
 	char ap[128], bp[128];
@@ -367,6 +383,21 @@ static void test_watermarks_and_sync(const struct kt_dir *d)
 	is_int((long long)wm_get(b, 77, 88), 42, "the abandoned transaction's watermark was not kept");
 	set[2] = 43;
 	is_int(kvc_write_txn(b, wm_set_fn, set, NULL, 0), 0, "watermark set to 43");
+	uint64_t other[4] = {5, UINT64_MAX, 6, 0};
+	is_int(kvc_write_txn(b, wm_set_fn, other, NULL, 0), 0, "a second peer's watermark set");
+	{
+		kvc_txn *txn;
+		char seen[256] = "";
+		unsigned calls = 0;
+		ok(kvc_txn_begin(b, KVC_TXN_READ, &txn) == 0, "a read transaction for the peers");
+		is_int(kvc_watermark_each(txn, wm_each_fn, seen), 0, "kvc_watermark_each walks them");
+		is_str(seen, "5/18446744073709551615=6 77/88=43 ",
+		       "every peer once, by node id, with its epoch and watermark");
+		is_int(kvc_watermark_each(txn, wm_stop_fn, &calls), 7,
+		       "a non-zero return stops the walk and is returned");
+		is_int(calls, 1, "... after the first peer");
+		kvc_txn_abort(txn);
+	}
 
 	/* A small sync through the feed, with the watermark in the same txn. */
 	for (int i = 0; i < 20; i++) {

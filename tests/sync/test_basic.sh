@@ -2,7 +2,8 @@
 # test_basic: the command line.  A first sync copies everything, a second
 # sends no record at all, a third sends only what changed; -n applies
 # nothing and sets no watermark; -v names each key; --check reports
-# differences with exit 1; --stats counts tombstones without -v; usage
+# differences with exit 1; --stats counts tombstones without -v; kvctl
+# stats lists the peers a store has received from, and up to where; usage
 # errors exit 2, with getopt's messages under kvsync's name; a --max-skew
 # past any clock is no bound; a local sync's error is printed once; a kvfs
 # mountpoint works where a STORE is expected.
@@ -35,6 +36,11 @@ check_eq "-v prints a '+ KEY' line per applied record" \
 	"$(grep '^[+=-] ' "$WORK/last.out")" "$(printf '+ key:3\n+ key:21')"
 check_err "-v sums the direction up on stderr" "SRC -> DST: 2 records after"
 check_eq "the change arrived" "$(kvctl "$B" get key:3)" changed
+a_node=$(kvctl "$A" stats | sed -n 's/^  "node_id": "\([0-9a-f]*\)",$/\1/p')
+check_eq "kvctl stats of DST lists SRC as a peer, at SRC's feed head" \
+	"$(kvctl "$B" stats | grep -c "\"node_id\": \"$a_node\", .*\"watermark\": $(stat_field "$A" feed_head) ")" 1
+check_eq "and SRC, which received nothing, lists no peer" \
+	"$(kvctl "$A" stats | grep -c '"peers": \[\]')" 1
 
 # A record the destination already has is reported as ignored.
 check_exit "a digest sync (--full) succeeds" 0 kvsync --full -v --stats "$B" "$A"
