@@ -67,7 +67,8 @@ struct kfs_file {
 	bool have_version;        /* a version was served: seq, vlen */
 	uint64_t seq;
 	size_t vlen;
-	unsigned char *snap;      /* that version, when it took several reads */
+	unsigned char *snap;      /* that version: page-cache handles, and direct
+	                             ones whose value takes several reads */
 };
 
 static struct kfs_file *file_of(struct fuse_file_info *fi)
