@@ -126,38 +126,26 @@ static int reserve(struct kfs_file *f, size_t need)
 	return 0;
 }
 
-/* Load the committed value of @key into the write buffer of @f. */
-static int load_value(struct kfs *fs, struct kfs_file *f, const void *key, size_t len)
-{
-	struct kvc_record rec;
-	kvc_txn *txn;
-	int rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
-
-	if (rc < 0)
-		return rc;
-	rc = kvc_get(txn, key, len, 0, &rec);
-	if (rc == 0)
-		rc = reserve(f, rec.value_len);
-	if (rc == 0 && rec.value_len) {
-		memcpy(f->buf, rec.value, rec.value_len);
-		f->len = rec.value_len;
-	}
-	kvc_txn_abort(txn);
-	return rc;
-}
-
-/* Set up @f for writing: an empty buffer for O_TRUNC (dirty: the close
- * must store the empty value), else the current value. */
-static int prepare_writer(struct kfs *fs, struct kfs_file *f, const void *key, size_t len,
-			  bool empty)
+/* Set up @f for writing from @rec, the value as the open read it (valid
+ * in the open's transaction): an empty buffer for O_TRUNC (dirty: the close
+ * must store the empty value, unless this very call created the key
+ * empty), else a copy of the value. */
+static int prepare_writer(struct kfs *fs, struct kfs_file *f, const struct kvc_record *rec,
+			  bool created)
 {
 	if (f->flags & O_TRUNC) {
-		f->dirty = !empty;
+		f->dirty = !created;
 		if (f->dirty)
 			kfs_inode_set_dirty(fs->inodes, f->ino, true);
 		return 0;
 	}
-	return empty ? 0 : load_value(fs, f, key, len);
+	int rc = reserve(f, rec->value_len);
+
+	if (rc == 0 && rec->value_len) {
+		memcpy(f->buf, rec->value, rec->value_len);
+		f->len = rec->value_len;
+	}
+	return rc;
 }
 
 /* Decide how the kernel caches this open of @f (see the top of this
@@ -232,10 +220,10 @@ void kfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = kvc_get(txn, key, len, 0, &rec);
 		if (rc == 0)
 			rc = set_caching(fs, f, fi, &rec);
+		if (rc == 0 && f->writable)
+			rc = prepare_writer(fs, f, &rec, false);
 		kvc_txn_abort(txn);
 	}
-	if (rc == 0 && f->writable)
-		rc = prepare_writer(fs, f, key, len, false);
 	if (rc < 0) {
 		file_close(fs, f);
 		fuse_reply_err(req, -rc);
@@ -347,9 +335,9 @@ void kfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t m
 		kfs_inode_writers(fs->inodes, e.ino, +1);
 	if (rc == 0)
 		rc = set_caching(fs, f, fi, &rec);
-	kvc_txn_abort(txn);
 	if (rc == 0 && f->writable)
-		rc = prepare_writer(fs, f, key, key_len, a.created);
+		rc = prepare_writer(fs, f, &rec, a.created);
+	kvc_txn_abort(txn);
 	if (rc == 0) {
 		kfs_link_add(fs, &fs->files, &f->link);
 		fi->fh = (uintptr_t)f;
