@@ -107,16 +107,6 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/*
- * A record clock holds 48 bits of milliseconds, so a bound of 2^48 ms or
- * more can never be exceeded: it is no bound, and is passed on as 0 rather
- * than left to overflow where it is added to the clock.
- */
-static uint64_t skew_bound(uint64_t ms)
-{
-	return ms >= (UINT64_C(1) << 48) ? 0 : ms;
-}
-
 static int exit_errno(int code)
 {
 	switch (code) {
@@ -1545,7 +1535,7 @@ out:
 int ks_client_session(struct ks_client *c, uint8_t op)
 {
 	struct ks_sess *s = &c->s;
-	struct ks_req q = {op, c->o.req_flags, skew_bound(c->o.max_skew_ms)};
+	struct ks_req q = {op, c->o.req_flags, c->o.max_skew_ms};
 	s->op = op;
 	s->flags = q.flags;
 	s->max_skew_ms = q.max_skew_ms;
@@ -1718,7 +1708,7 @@ int ks_server_run(struct ks_conn *conn, const struct ks_server_opts *o)
 		}
 		s->op = q.op;
 		s->flags = q.flags;
-		s->max_skew_ms = skew_bound(q.max_skew_ms);
+		s->max_skew_ms = q.max_skew_ms;
 		s->next_id = 0;
 		if (q.op == KS_OP_PUSH)
 			rc = run_receiver(s);
