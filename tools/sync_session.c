@@ -240,6 +240,27 @@ static int recv_frame(struct ks_sess *s, int timeout_ms, struct ks_frame *f)
 	}
 }
 
+/*
+ * Receive the next frame, which must be of @type; with @bye_ends, a BYE
+ * instead (a client ending the connection between sessions) returns 1.
+ * @return 0, 1 (BYE) or the failure
+ */
+static int recv_expect(struct ks_sess *s, int timeout_ms, uint8_t type, bool bye_ends,
+		       struct ks_frame *f)
+{
+	int rc = recv_frame(s, timeout_ms, f);
+	if (rc)
+		return rc;
+	if (bye_ends && f->type == KS_BYE)
+		return 1;
+	if (f->type != type) {
+		char when[32];
+		snprintf(when, sizeof(when), "instead of %s", ks_type_name(type));
+		return unexpected(s, f, when);
+	}
+	return 0;
+}
+
 /* Tell the peer why we end the connection, unless it told us. */
 static void tell_peer(struct ks_sess *s)
 {
@@ -447,13 +468,9 @@ static int run_sender(struct ks_sess *s)
 	struct ks_frame f;
 	struct ks_start st;
 	const char *why = NULL;
-	int rc = recv_frame(s, -1, &f);
+	int rc = recv_expect(s, -1, KS_START, !s->client, &f);
 	if (rc)
 		return rc;
-	if (f.type == KS_BYE && !s->client)
-		return 1;
-	if (f.type != KS_START)
-		return unexpected(s, &f, "instead of START");
 	if (ks_dec_start(&f, &st, &why))
 		return proto_fail(s, why);
 	rc = load_identity(s);
@@ -1231,13 +1248,9 @@ static int run_receiver(struct ks_sess *s)
 	struct ks_frame f;
 	struct ks_plan plan;
 	const char *why = NULL;
-	rc = recv_frame(s, -1, &f);
+	rc = recv_expect(s, -1, KS_PLAN, !s->client, &f);
 	if (rc)
 		return rc;
-	if (f.type == KS_BYE && !s->client)
-		return 1;
-	if (f.type != KS_PLAN)
-		return unexpected(s, &f, "instead of PLAN");
 	if (ks_dec_plan(&f, &plan, &why))
 		return proto_fail(s, why);
 	s->plan_mode = plan.mode;
@@ -1342,11 +1355,9 @@ static int run_check_driver(struct ks_sess *s)
 		return rc;
 	ks_enc_u64(out(s), KS_DONE, 0);
 	struct ks_frame f;
-	rc = recv_frame(s, -1, &f);
+	rc = recv_expect(s, -1, KS_FIN, false, &f);
 	if (rc)
 		return rc;
-	if (f.type != KS_FIN)
-		return unexpected(s, &f, "instead of FIN");
 	if (s->out)
 		fflush(s->out);
 	return 0;
@@ -1369,11 +1380,9 @@ static int recv_hello(struct ks_sess *s, int timeout_ms, struct ks_hello *h)
 {
 	struct ks_frame f;
 	const char *why = NULL;
-	int rc = recv_frame(s, timeout_ms, &f);
+	int rc = recv_expect(s, timeout_ms, KS_HELLO, false, &f);
 	if (rc)
 		return rc;
-	if (f.type != KS_HELLO)
-		return unexpected(s, &f, "instead of HELLO");
 	if (ks_dec_hello(&f, h, &why))
 		return proto_fail(s, why);
 	if (h->version != KS_PROTO_VERSION)
@@ -1390,11 +1399,9 @@ static int recv_ident(struct ks_sess *s, int timeout_ms)
 {
 	struct ks_frame f;
 	const char *why = NULL;
-	int rc = recv_frame(s, timeout_ms, &f);
+	int rc = recv_expect(s, timeout_ms, KS_IDENT, false, &f);
 	if (rc)
 		return rc;
-	if (f.type != KS_IDENT)
-		return unexpected(s, &f, "instead of IDENT");
 	if (ks_dec_ident(&f, &s->peer, &why))
 		return proto_fail(s, why);
 	if (s->peer.node == s->self.node && s->peer.epoch == s->self.epoch)
@@ -1468,11 +1475,9 @@ static int client_auth(struct ks_client *c, const struct ks_hello *sh, const uin
 	ks_enc_auth(out(s), mac);
 	struct ks_frame f;
 	const char *why = NULL;
-	int rc = recv_frame(s, -1, &f);
+	int rc = recv_expect(s, -1, KS_AUTH, false, &f);
 	if (rc)
 		return rc;
-	if (f.type != KS_AUTH)
-		return unexpected(s, &f, "instead of AUTH");
 	if (ks_dec_auth(&f, mac, &why))
 		return proto_fail(s, why);
 	if (!ks_auth_check(key, true, sh->nonce, cn, mac))
@@ -1608,11 +1613,9 @@ static int server_auth(struct ks_sess *s, const struct ks_server_opts *o,
 	struct ks_frame f;
 	uint8_t mac[KS_MAC_LEN];
 	const char *why = NULL;
-	int rc = recv_frame(s, timeout, &f);
+	int rc = recv_expect(s, timeout, KS_AUTH, false, &f);
 	if (rc)
 		return rc;
-	if (f.type != KS_AUTH)
-		return unexpected(s, &f, "instead of AUTH");
 	if (ks_dec_auth(&f, mac, &why))
 		return proto_fail(s, why);
 	if (!ks_auth_check(o->token_key, false, sn, ch->nonce, mac))
@@ -1627,11 +1630,9 @@ static int server_open(struct ks_sess *s, const struct ks_server_opts *o, int ti
 	struct ks_frame f;
 	uint32_t flags;
 	const char *why = NULL;
-	int rc = recv_frame(s, timeout, &f);
+	int rc = recv_expect(s, timeout, KS_OPEN, false, &f);
 	if (rc)
 		return rc;
-	if (f.type != KS_OPEN)
-		return unexpected(s, &f, "instead of OPEN");
 	if (ks_dec_open(&f, &flags, &why))
 		return proto_fail(s, why);
 	struct kvc_open_opts oo = {.no_create = !(flags & KS_OPEN_CREATE)};
