@@ -9,20 +9,13 @@
  * export followed by import is exact.  A broken rule traps; leaks and
  * out-of-bounds reads are AddressSanitizer's to find.
  */
+#include "fuzz.h"
 #include "bulk.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define require(cond)                   \
-	do {                            \
-		if (!(cond))            \
-			__builtin_trap(); \
-	} while (0)
 
 static void check_entries(const struct kt_bulk *b, bool put)
 {

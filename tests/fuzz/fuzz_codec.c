@@ -7,6 +7,7 @@
  * removed, as a key segment (its name and alias must be safe path
  * components that decode back to it).  A broken rule traps.
  */
+#include "fuzz.h"
 #include "codec.h"
 
 #include <errno.h>
@@ -15,14 +16,6 @@
 #include <string.h>
 
 #define SEG_MAX 2048
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define require(cond)                   \
-	do {                            \
-		if (!(cond))            \
-			__builtin_trap(); \
-	} while (0)
 
 static char pick_sep(uint8_t b)
 {

@@ -9,6 +9,7 @@
  * frame); a broken rule traps.  ASan and UBSan catch any read out of
  * bounds.
  */
+#include "fuzz.h"
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -16,14 +17,6 @@
 #include <string.h>
 
 #include "sync_proto.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define require(cond)                     \
-	do {                              \
-		if (!(cond))              \
-			__builtin_trap(); \
-	} while (0)
 
 static bool in_range(const struct ks_range *r, const uint8_t *key, size_t n)
 {
