@@ -104,14 +104,21 @@ struct args {
 	int64_t limit_n;      /* --limit, parsed */
 };
 
+/* "kvctl: MESSAGE" and a newline on stderr. */
+static void say(const char *fmt, va_list ap)
+{
+	fputs("kvctl: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
 {
 	va_list ap;
-	fputs("kvctl: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	say(fmt, ap);
 	va_end(ap);
-	fputs("\n\n", stderr);
+	fputc('\n', stderr);
 	fputs(usage_text, stderr);
 	return EXIT_USAGE;
 }
@@ -119,11 +126,9 @@ __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ..
 __attribute__((format(printf, 1, 2))) static int failure(const char *fmt, ...)
 {
 	va_list ap;
-	fputs("kvctl: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	say(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	return EXIT_FAILURE;
 }
 
