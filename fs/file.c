@@ -262,7 +262,7 @@ void kfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t m
 	unsigned char dir[KFS_KEYBUF], key[KFS_KEYBUF];
 	size_t dir_len, key_len = 0;
 	enum kfs_kind kind;
-	struct kfs_seg s;
+	bool alias = false;
 	struct fuse_entry_param e;
 	struct kvc_record rec;
 	kvc_txn *txn;
@@ -279,19 +279,14 @@ void kfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t m
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	rc = kfs_name_seg(fs, txn, dir, dir_len, name, &s);
+	rc = kfs_new_name(fs, txn, dir, dir_len, name, key, &key_len, &alias);
 	kvc_txn_abort(txn);
-	if (rc == -ENOENT)
-		rc = -EINVAL; /* a hashed name denotes an existing child only */
-	else if (rc == 0 && s.alias)
+	if (rc == 0 && alias)
 		rc = -EISDIR; /* a name ending with the separator is a directory */
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	memcpy(key, dir, dir_len);
-	memcpy(key + dir_len, s.seg, s.len);
-	key_len = dir_len + s.len;
 
 	/* The key exists from create on (empty), so ls shows it at once.
 	 * The owner is stored only when it is not the mount's default. */

@@ -143,6 +143,16 @@ int kfs_name_seg(struct kfs *fs, kvc_txn *txn, const void *dir, size_t dir_len,
 		 const char *name, struct kfs_seg *ret);
 
 /**
+ * The key (or, with *@ret_alias, the directory prefix without its
+ * separator) that @name would give a new child of @dir.  A hashed name
+ * denotes an existing child only, so one that names none is -EINVAL.
+ * @param[out] ret_key KFS_KEYBUF bytes
+ * @return 0, -EINVAL, -ENAMETOOLONG
+ */
+int kfs_new_name(struct kfs *fs, kvc_txn *txn, const void *dir, size_t dir_len,
+		 const char *name, unsigned char *ret_key, size_t *ret_len, bool *ret_alias);
+
+/**
  * Resolve @name in directory @dir: the file if dir+seg is a live key
  * (unless the name is an alias), else the directory if dir+seg+sep is one.
  * An alias also resolves (to an empty directory) when dir+seg is a key.

@@ -167,6 +167,23 @@ int kfs_name_seg(struct kfs *fs, kvc_txn *txn, const void *dir, size_t dir_len,
 			   ret->seg, &ret->len);
 }
 
+int kfs_new_name(struct kfs *fs, kvc_txn *txn, const void *dir, size_t dir_len,
+		 const char *name, unsigned char *ret_key, size_t *ret_len, bool *ret_alias)
+{
+	struct kfs_seg s;
+	int rc = kfs_name_seg(fs, txn, dir, dir_len, name, &s);
+
+	if (rc == -ENOENT)
+		return -EINVAL;
+	if (rc < 0)
+		return rc;
+	memcpy(ret_key, dir, dir_len);
+	memcpy(ret_key + dir_len, s.seg, s.len);
+	*ret_len = dir_len + s.len;
+	*ret_alias = s.alias;
+	return 0;
+}
+
 /* Whether key @k of @klen bytes is live (used to decide a directory's name). */
 static bool key_live(kvc_txn *txn, const void *k, size_t klen)
 {

@@ -267,7 +267,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	unsigned char dir[KFS_KEYBUF];
 	size_t dir_len;
-	struct kfs_seg s;
+	bool alias = false;
 	kvc_txn *txn;
 	int rc = dir_of(fs, parent, dir, &dir_len);
 
@@ -283,17 +283,12 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	size_t len = 0;
 	struct kvc_record rec;
 
-	rc = kfs_name_seg(fs, txn, dir, dir_len, name, &s);
+	rc = kfs_new_name(fs, txn, dir, dir_len, name, p, &len, &alias);
 	if (rc == 0) {
-		memcpy(p, dir, dir_len);
-		memcpy(p + dir_len, s.seg, s.len);
-		len = dir_len + s.len;
 		/* The plain name of a key that exists is that file. */
-		if (!s.alias && kvc_get(txn, p, len, 0, &rec) == 0)
+		if (!alias && kvc_get(txn, p, len, 0, &rec) == 0)
 			rc = -EEXIST;
 		p[len++] = (unsigned char)fs->cfg.sep;
-	} else if (rc == -ENOENT) {
-		rc = -EINVAL; /* a hashed name denotes an existing child only */
 	}
 	/* The prefix is itself a well-formed key when keys can live under it. */
 	if (rc == 0)
@@ -312,9 +307,9 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 
 	a.ctime_ns = a.mtime_ns;
 	if (rc == 0)
-		rc = kfs_dirset_mkdir(fs->dirs, p, len, &a, s.alias);
+		rc = kfs_dirset_mkdir(fs->dirs, p, len, &a, alias);
 	if (rc == 0)
-		rc = kfs_entry(fs, s.alias ? KFS_ALIAS : KFS_DIR, p, len, NULL, &e);
+		rc = kfs_entry(fs, alias ? KFS_ALIAS : KFS_DIR, p, len, NULL, &e);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else
@@ -456,7 +451,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	unsigned char dir[KFS_KEYBUF], ndir[KFS_KEYBUF], to[KFS_KEYBUF], to_file[KFS_KEYBUF];
 	size_t dir_len, ndir_len, to_len;
 	struct kfs_node node;
-	struct kfs_seg s;
+	bool to_alias = false;
 	kvc_txn *txn;
 	int rc = 0;
 
@@ -474,19 +469,13 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		return;
 	}
 	rc = kfs_resolve(fs, txn, dir, dir_len, name, &node);
-	if (rc == 0) {
-		rc = kfs_name_seg(fs, txn, ndir, ndir_len, newname, &s);
-		if (rc == -ENOENT)
-			rc = -EINVAL; /* a hashed name denotes an existing child only */
-	}
+	if (rc == 0)
+		rc = kfs_new_name(fs, txn, ndir, ndir_len, newname, to, &to_len, &to_alias);
 	kvc_txn_abort(txn);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	memcpy(to, ndir, ndir_len);
-	memcpy(to + ndir_len, s.seg, s.len);
-	to_len = ndir_len + s.len;
 
 	struct rename_arg a = {
 		.from = node.key,
@@ -496,7 +485,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	};
 
 	if (node.kind == KFS_FILE) {
-		if (s.alias) {
+		if (to_alias) {
 			fuse_reply_err(req, EISDIR); /* that name is always a directory */
 			return;
 		}
@@ -511,7 +500,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		return;
 	}
 
-	if (!s.alias) {
+	if (!to_alias) {
 		memcpy(to_file, to, to_len);
 		a.to_file = to_file;
 		a.to_file_len = to_len;
