@@ -15,11 +15,14 @@
  * between buckets and plain keys, and the bucket keeps it inside, so a
  * cursor walks every key in order.  Only keys longer than 510 bytes pay.
  *
- * Record (all integers little-endian, version 1):
+ * Record (all integers little-endian, version 2):
  *   0 u8 version  1 u8 flags  2 u16 metadata_len  4 u32 ttl  8 u32 mode
  *   12 u32 uid  16 u32 gid  20 u32 reserved  24 i64 expiration
  *   32 i64 mtime_ns  40 i64 ctime_ns  48 u64 hlc  56 u64 origin  64 u64 seq
- *   72 metadata bytes, then value bytes
+ *   72 u64 ino  80 metadata bytes, then value bytes
+ * Version 1 (format 1 stores) has no ino: its header ends at 72.  A
+ * writable open of a format 1 store rewrites every record as version 2,
+ * giving each live one an inode number.
  * Bucket: entries of  u8 tail_len | u8 tail | u32 record_len | record,
  *   sorted by (tail_len, tail).
  */
@@ -31,9 +34,10 @@
 
 #include "kvcore.h"
 
-#define KVC_FORMAT_VERSION 1u
-#define KVC_REC_VERSION 1u
-#define KVC_REC_HDR 72u
+#define KVC_FORMAT_VERSION 2u
+#define KVC_REC_VERSION 2u
+#define KVC_REC_HDR 80u
+#define KVC_REC_HDR_V1 72u
 #define KVC_STORED_KEY_MAX 511u /* Debian's LMDB key limit */
 #define KVC_BUCKET_ENT_HDR 6u
 #define KVC_POOL_MAX 64u
@@ -64,6 +68,7 @@ struct kvc_txn {
 	bool meta_loaded;
 	uint64_t seq;    /* last sequence handed out (write txns) */
 	uint64_t hlc;    /* last clock stamped (write txns) */
+	uint64_t ino;    /* last inode number handed out (write txns) */
 	int64_t now_ns;  /* the transaction's notion of now */
 	void *scratch;   /* growable buffer for building records */
 	size_t scratch_cap;

@@ -214,10 +214,15 @@ static int scratch_reserve(kvc_txn *txn, size_t need)
 int kvc_rec_decode(const void *data, size_t len, struct kvc_record *ret)
 {
 	const unsigned char *p = data;
-	if (len < KVC_REC_HDR || p[0] != KVC_REC_VERSION)
+	size_t hdr;
+	if (len >= KVC_REC_HDR && p[0] == KVC_REC_VERSION)
+		hdr = KVC_REC_HDR;
+	else if (len >= KVC_REC_HDR_V1 && p[0] == 1)
+		hdr = KVC_REC_HDR_V1;
+	else
 		return -EIO;
 	size_t mlen = get_le16(p + 2);
-	if (KVC_REC_HDR + mlen > len)
+	if (hdr + mlen > len)
 		return -EIO;
 	ret->flags = p[1];
 	ret->ttl = get_le32(p + 4);
@@ -230,10 +235,11 @@ int kvc_rec_decode(const void *data, size_t len, struct kvc_record *ret)
 	ret->hlc = get_le64(p + 48);
 	ret->origin = get_le64(p + 56);
 	ret->seq = get_le64(p + 64);
-	ret->metadata = mlen ? (const char *)p + KVC_REC_HDR : NULL;
+	ret->ino = hdr == KVC_REC_HDR ? get_le64(p + 72) : 0;
+	ret->metadata = mlen ? (const char *)p + hdr : NULL;
 	ret->metadata_len = mlen;
-	ret->value = p + KVC_REC_HDR + mlen;
-	ret->value_len = len - KVC_REC_HDR - mlen;
+	ret->value = p + hdr + mlen;
+	ret->value_len = len - hdr - mlen;
 	return 0;
 }
 
@@ -258,6 +264,7 @@ static void rec_encode(const struct kvc_record *rec, unsigned char *p)
 	put_le64(p + 48, rec->hlc);
 	put_le64(p + 56, rec->origin);
 	put_le64(p + 64, rec->seq);
+	put_le64(p + 72, rec->ino);
 	if (rec->metadata_len)
 		memcpy(p + KVC_REC_HDR, rec->metadata, rec->metadata_len);
 	if (rec->value_len)
@@ -374,6 +381,12 @@ static int meta_load(kvc_txn *txn)
 		txn->hlc = 0;
 	else if (rc)
 		return rc;
+	/* Inode numbers start at 2: kvfs gives its root directory 1. */
+	rc = kvc_meta_get_u64(txn, "ino", &txn->ino);
+	if (rc == -ENOENT)
+		txn->ino = 1;
+	else if (rc)
+		return rc;
 	txn->meta_loaded = true;
 	return 0;
 }
@@ -396,6 +409,17 @@ static int hlc_stamp(kvc_txn *txn, uint64_t *ret)
 	txn->hlc = l << 16 | c;
 	txn->meta_dirty = true;
 	*ret = txn->hlc;
+	return 0;
+}
+
+/* A new inode number: never one a record of this store had before. */
+static int next_ino(kvc_txn *txn, uint64_t *ret)
+{
+	int rc = meta_load(txn);
+	if (rc)
+		return rc;
+	*ret = ++txn->ino;
+	txn->meta_dirty = true;
 	return 0;
 }
 
@@ -670,6 +694,8 @@ int kvc_txn_commit(kvc_txn *txn)
 		rc = kvc_meta_put_u64(txn, "seq", txn->seq);
 		if (!rc)
 			rc = kvc_meta_put_u64(txn, "hlc", txn->hlc);
+		if (!rc)
+			rc = kvc_meta_put_u64(txn, "ino", txn->ino);
 	}
 	if (rc) {
 		mdb_txn_abort(txn->mdb);
@@ -741,6 +767,76 @@ static int open_dbs(kvc_store *s, MDB_txn *t, unsigned flags)
 	return 0;
 }
 
+struct key_list {
+	unsigned char *buf; /* u16 length, then the key, for each key */
+	size_t len, cap;
+};
+
+static int collect_key(void *arg, const void *key, size_t key_len,
+		       const struct kvc_record *rec, int decode_err)
+{
+	struct key_list *l = arg;
+	if (decode_err)
+		return decode_err;
+	if (l->len + 2 + key_len > l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 65536;
+		unsigned char *p = realloc(l->buf, cap);
+		if (!p)
+			return -ENOMEM;
+		l->buf = p;
+		l->cap = cap;
+	}
+	put_le16(l->buf + l->len, (uint16_t)key_len);
+	memcpy(l->buf + l->len + 2, key, key_len);
+	l->len += 2 + key_len;
+	return 0;
+}
+
+/*
+ * Format 1 -> 2: rewrite every record as version 2, giving each one that
+ * is not a tombstone an inode number, in key order.  Sequences, clocks and
+ * times are kept: this is no change a peer needs to see.
+ */
+static int upgrade_v1(kvc_txn *txn)
+{
+	struct key_list l = {0};
+	int rc = kvc_rec_scan(txn, collect_key, &l);
+	for (size_t off = 0; !rc && off < l.len;) {
+		size_t key_len = get_le16(l.buf + off);
+		const unsigned char *key = l.buf + off + 2;
+		struct kvc_record old, rec;
+		off += 2 + key_len;
+		rc = kvc_rec_lookup(txn, key, key_len, &old);
+		if (rc)
+			break;
+		if (old.ino)
+			continue;
+		/* Copy: storing the longer record moves bytes in the page. */
+		size_t n = old.metadata_len + old.value_len;
+		char *copy = malloc(n ? n : 1);
+		if (!copy) {
+			rc = -ENOMEM;
+			break;
+		}
+		memcpy(copy, old.metadata ? old.metadata : "", old.metadata_len);
+		memcpy(copy + old.metadata_len, old.value, old.value_len);
+		rec = old;
+		rec.metadata = old.metadata_len ? copy : NULL;
+		rec.value = copy + old.metadata_len;
+		if (!(old.flags & KVC_REC_TOMBSTONE))
+			rc = next_ino(txn, &rec.ino);
+		if (!rc)
+			rc = kvc_rec_store(txn, key, key_len, &old, &rec);
+		free(copy);
+	}
+	free(l.buf);
+	if (!rc)
+		rc = kvc_meta_put_u64(txn, "ino", txn->ino);
+	if (!rc)
+		rc = kvc_meta_put_u64(txn, "format", KVC_FORMAT_VERSION);
+	return rc;
+}
+
 /* Create the databases and identity of a new store, or check an old one's. */
 static int store_init(kvc_store *s, const struct kvc_open_opts *o)
 {
@@ -772,7 +868,11 @@ static int store_init(kvc_store *s, const struct kvc_open_opts *o)
 		rc = rc == -ENOENT ? -EPROTO : rc;
 		goto out_abort;
 	}
-	if (format != KVC_FORMAT_VERSION) {
+	if (format == 1 && !s->readonly) {
+		rc = upgrade_v1(&txn);
+		if (rc)
+			goto out_abort;
+	} else if (format != KVC_FORMAT_VERSION && format != 1) {
 		rc = -EPROTO;
 		goto out_abort;
 	}
@@ -1076,6 +1176,9 @@ static int compose(kvc_txn *txn, const struct kvc_write *w, const struct kvc_rec
 		memset(rec, 0, sizeof(*rec));
 		rec->mtime_ns = now;
 		rec->value = "";
+		int rc = next_ino(txn, &rec->ino);
+		if (rc)
+			return rc;
 	}
 	rec->metadata = meta_len ? meta : NULL;
 	rec->metadata_len = meta_len;
@@ -1129,23 +1232,24 @@ static int try_insert(kvc_txn *txn, const void *key, size_t key_len, const struc
 {
 	struct kvc_record rec;
 	void *kept;
-	int rc = compose(txn, w, NULL, meta, meta_len, &rec, &kept);
+	int rc = meta_load(txn);
 	if (rc)
 		return rc;
-	rc = meta_load(txn);
-	if (rc)
-		return rc;
-	uint64_t seq = txn->seq, hlc = txn->hlc;
+	uint64_t seq = txn->seq, hlc = txn->hlc, ino = txn->ino;
 	bool dirty = txn->meta_dirty;
+	rc = compose(txn, w, NULL, meta, meta_len, &rec, &kept);
+	if (rc)
+		return rc;
 	if ((rc = hlc_stamp(txn, &rec.hlc)) || (rc = next_seq(txn, &rec.seq)))
 		return rc;
 	rec.origin = txn->store->id.node_id;
 	MDB_val k = {key_len, (void *)key}, d = {rec_encoded_len(&rec), NULL};
 	rc = mdb_put(txn->mdb, txn->store->rec, &k, &d, MDB_NOOVERWRITE | MDB_RESERVE);
 	if (rc == MDB_KEYEXIST) {
-		/* Not a new key after all: give the clock and sequence back. */
+		/* Not a new key after all: give the numbers back. */
 		txn->seq = seq;
 		txn->hlc = hlc;
+		txn->ino = ino;
 		txn->meta_dirty = dirty;
 		return kvc_rec_decode(d.mv_data, d.mv_size, ret_old);
 	}
@@ -1173,7 +1277,8 @@ int kvc_write(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_wr
 		return rc;
 
 	struct kvc_record old, rec;
-	if (!(w->set & KVC_MUST_EXIST) && !is_bucket_key(stored_key(key, key_len).mv_size)) {
+	if (!(w->set & (KVC_MUST_EXIST | KVC_IF_INO)) &&
+	    !is_bucket_key(stored_key(key, key_len).mv_size)) {
 		rc = try_insert(txn, key, key_len, w, meta, meta_len, &old);
 		if (rc)
 			return rc < 0 ? rc : 0;
@@ -1188,6 +1293,8 @@ int kvc_write(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_wr
 		return kvc_set_errmsg(txn, -EEXIST, "key exists");
 	if ((w->set & KVC_MUST_EXIST) && !live)
 		return kvc_set_errmsg(txn, -ENOENT, "key not found");
+	if ((w->set & KVC_IF_INO) && (!live || old.ino != w->ino))
+		return kvc_set_errmsg(txn, -ESTALE, "key was removed or replaced");
 	void *kept;
 	rc = compose(txn, w, live ? &old : NULL, meta, meta_len, &rec, &kept);
 	if (!rc)
@@ -1810,6 +1917,13 @@ int kvc_apply(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_re
 		in.metadata_len = 0;
 		in.expiration = 0;
 		in.ttl = 0;
+		in.ino = 0;
+	} else if (have_old && kvc_rec_live(&old, txn->now_ns) && old.ino) {
+		in.ino = old.ino; /* the same key, changed elsewhere: the same file */
+	} else {
+		rc = next_ino(txn, &in.ino);
+		if (rc)
+			return rc;
 	}
 	rc = next_seq(txn, &in.seq);
 	if (rc)

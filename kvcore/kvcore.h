@@ -197,6 +197,11 @@ struct kvc_record {
 				  48 bits of milliseconds, 16 bits of counter */
 	uint64_t origin;       /* node id of the store that made the change */
 	uint64_t seq;          /* local change-feed sequence of the last change */
+	uint64_t ino;          /* inode number: given when the key is created
+				  here (or first arrives from a peer), kept by
+				  every later write and by kvc_rename, never
+				  reused by the store; 0 for tombstones (and
+				  records of a format 1 store opened read-only) */
 };
 
 enum kvc_get_flags {
@@ -226,6 +231,10 @@ enum kvc_write_set {
 	KVC_CREATE = 1u << 7,         /* fail with -EEXIST if the key is live */
 	KVC_MUST_EXIST = 1u << 8,     /* fail with -ENOENT if it is not */
 	KVC_SET_CTIME = 1u << 9,      /* ctime_ns as given (else: now) */
+	KVC_IF_INO = 1u << 10,        /* fail with -ESTALE unless the key is live
+					 with inode number ino: a writer of an
+					 open file never brings back a key that
+					 was removed or replaced meanwhile */
 };
 
 /*
@@ -246,6 +255,7 @@ struct kvc_write {
 	uint32_t uid, gid;
 	int64_t mtime_ns; /* with KVC_SET_MTIME; else the write's time */
 	int64_t ctime_ns; /* with KVC_SET_CTIME */
+	uint64_t ino;     /* with KVC_IF_INO */
 };
 
 /**
@@ -255,7 +265,8 @@ struct kvc_write {
  * @return 0, -EINVAL (bad key, expiration or ttl below min_ttl, metadata
  *         not JSON), -ENAMETOOLONG (key over 512 bytes), -EFBIG (value
  *         over 25 MiB), -E2BIG (metadata over 1024 bytes), -EEXIST
- *         (KVC_CREATE), -ENOENT (KVC_MUST_EXIST), -EBADF (read txn),
+ *         (KVC_CREATE), -ENOENT (KVC_MUST_EXIST), -ESTALE (KVC_IF_INO),
+ *         -EBADF (read txn),
  *         -ENOSPC (map full: see kvc_txn_commit), -EIO
  */
 int kvc_write(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_write *w);
@@ -268,8 +279,8 @@ int kvc_write(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_wr
 int kvc_delete(kvc_txn *txn, const void *key, size_t key_len);
 
 /**
- * Rename a live key: @to gets @from's value, metadata, times, mode and
- * owner (and replaces any live @to); @from is deleted.  Both keys get new
+ * Rename a live key: @to gets @from's value, metadata, times, mode, owner
+ * and inode number (and replaces any live @to); @from is deleted.  Both keys get new
  * clocks.  @return 0, -ENOENT (@from not live), -EEXIST (@to live and
  * @noreplace), key errors, -EBADF, -ENOSPC, -EIO
  */

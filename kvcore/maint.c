@@ -105,6 +105,7 @@ static int reap_batch(kvc_txn *txn, void *arg)
 		tomb.metadata_len = 0;
 		tomb.expiration = 0;
 		tomb.ttl = 0;
+		tomb.ino = 0;
 		rc = kvc_rec_store(txn, e->key, e->key_len, &old, &tomb);
 		sw->batch++;
 	}

@@ -284,6 +284,46 @@ static void test_sync_modes(const struct kt_dir *d)
 	}
 }
 
+static uint64_t ino_of(kvc_store *s, const char *key)
+{
+	struct kt_rec r;
+	if (kt_get(s, key, strlen(key), 0, &r))
+		return 0;
+	uint64_t ino = r.r.ino;
+	kt_rec_free(&r);
+	return ino;
+}
+
+/* Inode numbers: what kvfs shows as st_ino and what a writer's commit is
+ * conditional on. */
+static void test_inode_numbers(kvc_store *s)
+{
+	is_int(kt_puts(s, "ino:a", "1"), 0, "fixture: ino:a");
+	is_int(kt_puts(s, "ino:b", "2"), 0, "fixture: ino:b");
+	uint64_t a = ino_of(s, "ino:a"), b = ino_of(s, "ino:b");
+	ok(a >= 2 && b >= 2 && a != b, "a new key gets a number of its own (%" PRIu64 ", %" PRIu64 ")", a, b);
+	is_int(kt_puts(s, "ino:a", "changed"), 0, "rewrite ino:a");
+	ok(ino_of(s, "ino:a") == a, "a write keeps the number");
+	is_int(do_rename(s, "ino:a", "ino:c", false), 0, "rename ino:a -> ino:c");
+	ok(ino_of(s, "ino:c") == a, "a rename carries the number");
+	is_int(do_rename(s, "ino:b", "ino:c", false), 0, "rename ino:b over ino:c");
+	ok(ino_of(s, "ino:c") == b, "a rename over a key carries the moved key's number");
+
+	struct kvc_write w = {.set = KVC_SET_VALUE | KVC_IF_INO, .value = "w", .value_len = 1, .ino = a};
+	is_int(kt_write(s, "ino:c", 5, &w, NULL, 0), -ESTALE,
+	       "a write conditional on a replaced file's number is refused");
+	ok(kt_has(s, "ino:c", 5, "2", 1), "and leaves the key alone");
+	w.ino = b;
+	is_int(kt_write(s, "ino:c", 5, &w, NULL, 0), 0, "a write conditional on the live number lands");
+	is_int(kt_delete(s, "ino:c", 5), 0, "delete ino:c");
+	is_int(kt_write(s, "ino:c", 5, &w, NULL, 0), -ESTALE,
+	       "a write conditional on a deleted file's number does not bring the key back");
+	is_int(kt_get(s, "ino:c", 5, 0, &(struct kt_rec){0}), -ENOENT, "ino:c stays deleted");
+	is_int(kt_puts(s, "ino:c", "again"), 0, "recreate ino:c");
+	uint64_t c = ino_of(s, "ino:c");
+	ok(c != a && c != b && c > b, "a recreated key gets a new number, never an old one");
+}
+
 static void test_readonly(const char *path)
 {
 	struct kvc_open_opts o = {.readonly = true};
@@ -304,6 +344,7 @@ int main(void)
 	kvc_store *s = kt_open(kt_dir_sub(&d, "store", path, sizeof(path)), NULL);
 	test_rename(s);
 	test_batch(s);
+	test_inode_numbers(s);
 	is_int(kt_check(s), 0, "kvc_check finds nothing on the rename/batch store");
 	kvc_close(s);
 	test_readonly(path);
