@@ -1,9 +1,26 @@
 /*
- * file: open files.  A value is committed atomically, so a file open for
- * writing is a private buffer (loaded from the value unless O_TRUNC) that
- * write, pwrite, O_APPEND and ftruncate change, and that flush (every
- * close), fsync and release commit with one kvc_write: another reader sees
- * the old value or the new one, never a mix.
+ * file: open files.  A value is committed atomically, so the handles of an
+ * inode open for writing share one write buffer, the inode's pending value
+ * (loaded from the value at the first writable open, emptied by O_TRUNC),
+ * that write, pwrite, O_APPEND and ftruncate change, and that flush (every
+ * close), fsync and release commit with one kvc_write: a reader of the
+ * store sees the old value or the new one, never a mix.  Within the mount
+ * the writers see each other's writes at once, as on any local
+ * filesystem, and every attribute reply for the inode gives the pending
+ * size (fstat, SEEK_END and O_APPEND agree with what was written).
+ *
+ * A commit is conditional on the inode number the value had when the
+ * buffer was loaded (KVC_IF_INO): if the key was removed or replaced
+ * meanwhile, the commit stores nothing, as writes to an unlinked file go
+ * nowhere.  fs->ns_lock makes the commit and a rename in this mount one
+ * decision each: the commit reads the key of its inode and writes under
+ * it while no rename or unlink runs, so data follows a file that mv moved.
+ *
+ * Handles open for writing read and write through the kernel's page cache
+ * (so mmap works on them, shared and writable too), unless a read-only
+ * page-cache handle of the inode is open (its pages hold a committed
+ * version): then they use direct I/O, and so do writers opened after them
+ * until the last one closes.
  *
  * Every open gives its reader one version from start to end.  Two ways:
  *
@@ -49,6 +66,20 @@
 /* Values up to this size may be read through the page cache. */
 #define KFS_CACHED_MAX (128u * 1024u)
 
+/* The pending value of an inode, shared by its writable handles; owned
+ * by them (the last to release frees it), found through the inode table. */
+struct kfs_wbuf {
+	pthread_mutex_t lock;     /* protects every field */
+	uint64_t ino;             /* the inode (node id) */
+	uint64_t store_ino;       /* the record's inode number at load */
+	unsigned char *buf;
+	size_t len, cap;
+	bool dirty;               /* buf is not what the store holds */
+	bool wrote;               /* write or ftruncate since the last commit */
+	bool failed;              /* a write hit the size limit: never commit */
+	int64_t mtime_ns;         /* last write, or a time set by utimens */
+};
+
 struct kfs_file {
 	struct kfs_link link;     /* on fs->files; first, see file_at */
 	pthread_mutex_t lock;     /* protects every field but link */
@@ -57,12 +88,8 @@ struct kfs_file {
 	bool writable;
 	bool cached;              /* read through the page cache */
 	/* write side */
-	unsigned char *buf;
-	size_t len, cap;
-	bool dirty;               /* buf is not what the store holds */
-	bool wrote;               /* write or ftruncate since the last commit */
+	struct kfs_wbuf *wb;      /* the inode's pending value */
 	unsigned flushes;         /* flush requests seen */
-	bool failed;              /* a write hit the size limit: never commit */
 	/* read side (read-only handles) */
 	bool have_version;        /* a version was served: seq, vlen */
 	uint64_t seq;
@@ -94,9 +121,17 @@ static void file_free(struct kfs_file *f)
 	if (!f)
 		return;
 	pthread_mutex_destroy(&f->lock);
-	free(f->buf);
 	free(f->snap);
 	free(f);
+}
+
+static void wbuf_free(struct kfs_wbuf *wb)
+{
+	if (!wb)
+		return;
+	pthread_mutex_destroy(&wb->lock);
+	free(wb->buf);
+	free(wb);
 }
 
 static struct kfs_file *file_at(struct kfs_link *l)
@@ -105,7 +140,7 @@ static struct kfs_file *file_at(struct kfs_link *l)
 }
 
 /* Make room for @need bytes; the buffer never grows past the value limit. */
-static int reserve(struct kfs_file *f, size_t need)
+static int reserve(struct kfs_wbuf *f, size_t need)
 {
 	if (need <= f->cap)
 		return 0;
@@ -126,26 +161,77 @@ static int reserve(struct kfs_file *f, size_t need)
 	return 0;
 }
 
-/* Set up @f for writing from @rec, the value as the open read it (valid
- * in the open's transaction): an empty buffer for O_TRUNC (dirty: the close
- * must store the empty value, unless this very call created the key
- * empty), else a copy of the value. */
+/* Tell attribute replies what the pending value of @wb (locked) is. */
+static void wbuf_publish(struct kfs *fs, struct kfs_wbuf *wb)
+{
+	kfs_inode_set_pending(fs->inodes, wb->ino, wb->len, wb->mtime_ns);
+}
+
+/* Truncate @wb (locked) to @size bytes. */
+static int wbuf_resize(struct kfs *fs, struct kfs_wbuf *wb, uint64_t size)
+{
+	int rc = size > KVC_VALUE_MAX ? -EFBIG : reserve(wb, (size_t)size);
+
+	if (rc < 0)
+		return rc;
+	if (size > wb->len)
+		memset(wb->buf + wb->len, 0, (size_t)size - wb->len);
+	wb->len = (size_t)size;
+	wb->dirty = wb->wrote = true;
+	wb->failed = false; /* cut back under the limit: a value again */
+	wb->mtime_ns = kvc_now_ns();
+	wbuf_publish(fs, wb);
+	return 0;
+}
+
+/*
+ * Set up @f for writing: share the inode's pending value, or make it from
+ * @rec, the value as the open read it (valid in the open's transaction).
+ * O_TRUNC empties it (dirty: the close must store the empty value, unless
+ * this very call created the key empty).
+ */
 static int prepare_writer(struct kfs *fs, struct kfs_file *f, const struct kvc_record *rec,
 			  bool created)
 {
-	if (f->flags & O_TRUNC) {
-		f->dirty = !created;
-		if (f->dirty)
-			kfs_inode_set_dirty(fs->inodes, f->ino, true);
-		return 0;
-	}
-	int rc = reserve(f, rec->value_len);
+	struct kfs_wbuf *wb = kfs_inode_wbuf_attach(fs->inodes, f->ino, NULL);
+	int rc = 0;
 
-	if (rc == 0 && rec->value_len) {
-		memcpy(f->buf, rec->value, rec->value_len);
-		f->len = rec->value_len;
+	if (!wb) {
+		struct kfs_wbuf *fresh = calloc(1, sizeof(*fresh));
+
+		if (!fresh)
+			return -ENOMEM;
+		pthread_mutex_init(&fresh->lock, NULL);
+		fresh->ino = f->ino;
+		fresh->store_ino = rec->ino;
+		fresh->mtime_ns = rec->mtime_ns;
+		if (!(f->flags & O_TRUNC))
+			rc = reserve(fresh, rec->value_len);
+		if (rc == 0 && !(f->flags & O_TRUNC) && rec->value_len) {
+			memcpy(fresh->buf, rec->value, rec->value_len);
+			fresh->len = rec->value_len;
+		}
+		if (rc < 0) {
+			wbuf_free(fresh);
+			return rc;
+		}
+		wb = kfs_inode_wbuf_attach(fs->inodes, f->ino, fresh);
+		if (wb != fresh)
+			wbuf_free(fresh); /* another writer made it first */
+		if (!wb)
+			return -ESTALE;
 	}
-	return rc;
+	f->wb = wb;
+	pthread_mutex_lock(&wb->lock);
+	if ((f->flags & O_TRUNC) && (wb->len || !created)) {
+		wb->len = 0;
+		wb->dirty = true;
+		wb->failed = false;
+		wb->mtime_ns = kvc_now_ns();
+	}
+	wbuf_publish(fs, wb);
+	pthread_mutex_unlock(&wb->lock);
+	return 0;
 }
 
 /* Decide how the kernel caches this open of @f (see the top of this
@@ -155,7 +241,12 @@ static int set_caching(struct kfs *fs, struct kfs_file *f, struct fuse_file_info
 {
 	bool keep;
 
-	if (f->writable || fs->cfg.direct_io || rec->value_len > KFS_CACHED_MAX ||
+	if (f->writable) {
+		/* Counted before the value is read (see kfs_op_open). */
+		fi->direct_io = !f->cached;
+		return 0;
+	}
+	if (fs->cfg.direct_io || rec->value_len > KFS_CACHED_MAX ||
 	    rec->seq > atomic_load(&fs->settled_seq) ||
 	    !kfs_inode_cache_open(fs->inodes, f->ino, rec->seq, &keep)) {
 		fi->direct_io = 1;
@@ -181,10 +272,18 @@ static void file_close(struct kfs *fs, struct kfs_file *f)
 {
 	kfs_link_remove(fs, &fs->files, &f->link);
 	if (f->writable)
-		kfs_inode_writers(fs->inodes, f->ino, -1);
-	if (f->cached)
+		kfs_inode_writer_close(fs->inodes, f->ino, f->cached);
+	else if (f->cached)
 		kfs_inode_cache_close(fs->inodes, f->ino);
+	if (f->wb && kfs_inode_wbuf_detach(fs->inodes, f->ino))
+		wbuf_free(f->wb);
 	file_free(f);
+}
+
+/* Count @f as a writer of its inode, choosing its caching. */
+static void writer_open(struct kfs *fs, struct kfs_file *f)
+{
+	f->cached = kfs_inode_writer_open(fs->inodes, f->ino, !fs->cfg.direct_io);
 }
 
 void kfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -211,10 +310,10 @@ void kfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	/* Counted before the value is read: from here on, opens of the
-	 * inode do not use the page cache. */
+	/* Counted before the value is read: from here on, read-only opens
+	 * of the inode do not use the page cache. */
 	if (f->writable)
-		kfs_inode_writers(fs->inodes, ino, +1);
+		writer_open(fs, f);
 	rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
 	if (rc == 0) {
 		rc = kvc_get(txn, key, len, 0, &rec);
@@ -309,6 +408,8 @@ void kfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t m
 		return;
 	}
 	kfs_dirset_key_written(fs->dirs, key, key_len);
+	if (a.created)
+		kfs_dir_touch(fs, parent, dir, dir_len);
 
 	rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
 	if (rc < 0) {
@@ -327,7 +428,7 @@ void kfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t m
 	if (!f)
 		rc = -ENOMEM;
 	else if (f->writable)
-		kfs_inode_writers(fs->inodes, e.ino, +1);
+		writer_open(fs, f);
 	if (rc == 0)
 		rc = set_caching(fs, f, fi, &rec);
 	if (rc == 0 && f->writable)
@@ -425,11 +526,15 @@ void kfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct kfs *fs = kfs_from(req);
 	struct kfs_file *f = file_of(fi);
 
+	if (f->wb) {
+		/* See your own writes, and the other writers'. */
+		pthread_mutex_lock(&f->wb->lock);
+		reply_slice(req, f->wb->buf, f->wb->len, size, off);
+		pthread_mutex_unlock(&f->wb->lock);
+		return;
+	}
 	pthread_mutex_lock(&f->lock);
-	if (f->writable)
-		reply_slice(req, f->buf, f->len, size, off); /* see your own writes */
-	else
-		read_committed(req, fs, f, size, off);
+	read_committed(req, fs, f, size, off);
 	pthread_mutex_unlock(&f->lock);
 }
 
@@ -438,9 +543,10 @@ void kfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size,
 {
 	struct kfs *fs = kfs_from(req);
 	struct kfs_file *f = file_of(fi);
+	struct kfs_wbuf *wb = f->wb;
 	int rc = 0;
 
-	if (!f->writable) {
+	if (!wb) {
 		fuse_reply_err(req, EBADF);
 		return;
 	}
@@ -448,27 +554,30 @@ void kfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size,
 		fuse_reply_write(req, 0);
 		return;
 	}
-	pthread_mutex_lock(&f->lock);
-	if (f->flags & O_APPEND)
-		off = (off_t)f->len;
+	pthread_mutex_lock(&wb->lock);
+	/* The kernel's idea of the end is ours (every attribute reply gives
+	 * the pending size), but another writer may have moved it since. */
+	if (f->flags & O_APPEND && !fi->writepage)
+		off = (off_t)wb->len;
 	if (off < 0)
 		rc = -EINVAL;
 	else if ((uint64_t)off + size > KVC_VALUE_MAX)
 		rc = -EFBIG;
 	else
-		rc = reserve(f, (size_t)off + size);
+		rc = reserve(wb, (size_t)off + size);
 	if (rc == -EFBIG)
-		f->failed = true; /* the value is over the limit: store nothing */
+		wb->failed = true; /* the value is over the limit: store nothing */
 	if (rc == 0) {
-		if ((size_t)off > f->len)
-			memset(f->buf + f->len, 0, (size_t)off - f->len);
-		memcpy(f->buf + off, data, size);
-		if ((size_t)off + size > f->len)
-			f->len = (size_t)off + size;
-		f->dirty = f->wrote = true;
-		kfs_inode_set_dirty(fs->inodes, f->ino, true);
+		if ((size_t)off > wb->len)
+			memset(wb->buf + wb->len, 0, (size_t)off - wb->len);
+		memcpy(wb->buf + off, data, size);
+		if ((size_t)off + size > wb->len)
+			wb->len = (size_t)off + size;
+		wb->dirty = wb->wrote = true;
+		wb->mtime_ns = kvc_now_ns();
+		wbuf_publish(fs, wb);
 	}
-	pthread_mutex_unlock(&f->lock);
+	pthread_mutex_unlock(&wb->lock);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else
@@ -480,19 +589,11 @@ int kfs_file_truncate(struct kfs *fs, struct fuse_file_info *fi, uint64_t size)
 	struct kfs_file *f = file_of(fi);
 	int rc;
 
-	if (!f->writable)
+	if (!f->wb)
 		return -EBADF;
-	pthread_mutex_lock(&f->lock);
-	rc = size > KVC_VALUE_MAX ? -EFBIG : reserve(f, (size_t)size);
-	if (rc == 0) {
-		if (size > f->len)
-			memset(f->buf + f->len, 0, (size_t)size - f->len);
-		f->len = (size_t)size;
-		f->dirty = f->wrote = true;
-		f->failed = false; /* cut back under the limit: a value again */
-		kfs_inode_set_dirty(fs->inodes, f->ino, true);
-	}
-	pthread_mutex_unlock(&f->lock);
+	pthread_mutex_lock(&f->wb->lock);
+	rc = wbuf_resize(fs, f->wb, size);
+	pthread_mutex_unlock(&f->wb->lock);
 	return rc;
 }
 
@@ -509,8 +610,24 @@ static int commit_fn(kvc_txn *txn, void *arg)
 	return kvc_write(txn, a->key, a->key_len, &a->w);
 }
 
-/* Store the buffer of @f (locked) as the value, in one write. */
-static int commit(struct kfs *fs, struct kfs_file *f)
+/* The kernel's attributes of @ino are out of date: ask it to drop them,
+ * so the next stat shows the committed size and ctime at once.  Only the
+ * attributes: dropping pages would wait on page locks a reader holds. */
+static void attrs_changed(struct kfs *fs, uint64_t ino)
+{
+	kfs_inode_attr_sent(fs->inodes, ino, 0);
+	if (fs->se)
+		fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
+}
+
+/*
+ * Store the pending value @wb (locked) with one write, conditional on the
+ * record still being the one it was loaded from.  A key removed or
+ * replaced since is left alone and the value dropped, as data written to
+ * an unlinked file is.  ns_lock (shared) keeps a rename or unlink in this
+ * mount from running between reading the inode's key and the write.
+ */
+static int commit(struct kfs *fs, struct kfs_wbuf *wb)
 {
 	unsigned char key[KFS_KEYBUF];
 	size_t len;
@@ -518,32 +635,31 @@ static int commit(struct kfs *fs, struct kfs_file *f)
 	struct commit_arg a = { .key = key };
 	int rc;
 
-	if (!f->writable || !f->dirty || f->failed)
+	if (!wb->dirty || wb->failed)
 		return 0;
-	if (kfs_inode_is_unlinked(fs->inodes, f->ino)) {
-		/* Removed while open: like writes to an unlinked file. */
-		f->dirty = false;
-		kfs_inode_set_dirty(fs->inodes, f->ino, false);
+	a.w.set = KVC_SET_VALUE | KVC_SET_MTIME | (wb->store_ino ? KVC_IF_INO : KVC_MUST_EXIST);
+	a.w.value = wb->buf;
+	a.w.value_len = wb->len;
+	a.w.mtime_ns = wb->mtime_ns;
+	a.w.ino = wb->store_ino;
+	pthread_rwlock_rdlock(&fs->ns_lock);
+	rc = kfs_ino(fs, wb->ino, &kind, key, &len);
+	if (rc == 0 && kfs_inode_gone(fs->inodes, wb->ino, &(struct stat){0}))
+		rc = -ESTALE;
+	if (rc == 0) {
+		a.key_len = len;
+		rc = kvc_write_txn(fs->store, commit_fn, &a, NULL, 0);
+	}
+	pthread_rwlock_unlock(&fs->ns_lock);
+	if (rc == -ESTALE || rc == -ENOENT) {
+		wb->dirty = wb->wrote = false; /* removed while open */
 		return 0;
 	}
-	rc = kfs_ino(fs, f->ino, &kind, key, &len);
 	if (rc < 0)
 		return rc;
-	a.key_len = len;
-	a.w.set = KVC_SET_VALUE;
-	a.w.value = f->buf;
-	a.w.value_len = f->len;
-	if (kfs_inode_take_pending_mtime(fs->inodes, f->ino, &a.w.mtime_ns))
-		a.w.set |= KVC_SET_MTIME;
-	rc = kvc_write_txn(fs->store, commit_fn, &a, NULL, 0);
-	if (rc < 0) {
-		if (a.w.set & KVC_SET_MTIME)
-			kfs_inode_set_pending_mtime(fs->inodes, f->ino, a.w.mtime_ns);
-		return rc;
-	}
-	f->dirty = f->wrote = false;
-	kfs_inode_set_dirty(fs->inodes, f->ino, false);
+	wb->dirty = wb->wrote = false;
 	kfs_dirset_key_written(fs->dirs, key, len);
+	attrs_changed(fs, wb->ino);
 	return 0;
 }
 
@@ -559,13 +675,17 @@ void kfs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct kfs *fs = kfs_from(req);
 	struct kfs_file *f = file_of(fi);
+	int rc = 0;
 
-	pthread_mutex_lock(&f->lock);
-	bool due = f->wrote || f->flushes > 0;
-	int rc = due ? commit(fs, f) : 0;
-
+	if (!f->wb) {
+		fuse_reply_err(req, 0);
+		return;
+	}
+	pthread_mutex_lock(&f->wb->lock);
+	if (f->wb->wrote || f->flushes > 0)
+		rc = commit(fs, f->wb);
 	f->flushes++;
-	pthread_mutex_unlock(&f->lock);
+	pthread_mutex_unlock(&f->wb->lock);
 	fuse_reply_err(req, -rc);
 }
 
@@ -573,11 +693,13 @@ void kfs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file
 {
 	struct kfs *fs = kfs_from(req);
 	struct kfs_file *f = file_of(fi);
+	int rc = 0;
 
-	pthread_mutex_lock(&f->lock);
-	int rc = commit(fs, f);
-
-	pthread_mutex_unlock(&f->lock);
+	if (f->wb) {
+		pthread_mutex_lock(&f->wb->lock);
+		rc = commit(fs, f->wb);
+		pthread_mutex_unlock(&f->wb->lock);
+	}
 	/* With sync=batch or none a commit is not yet on disk; fsync is. */
 	if (rc == 0 && fs->cfg.sync != KVC_SYNC_ALWAYS)
 		rc = kvc_store_sync(fs->store);
@@ -589,15 +711,15 @@ void kfs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct kfs *fs = kfs_from(req);
 	struct kfs_file *f = file_of(fi);
 
-	pthread_mutex_lock(&f->lock);
-	int rc = commit(fs, f);
+	if (f->wb) {
+		pthread_mutex_lock(&f->wb->lock);
+		int rc = commit(fs, f->wb);
 
-	if (rc < 0)
-		kfs_log(fs, LOG_ERR, "lost a write at close of inode %llu: %s",
-			(unsigned long long)f->ino, strerror(-rc));
-	if (f->dirty || f->failed)
-		kfs_inode_set_dirty(fs->inodes, f->ino, false);
-	pthread_mutex_unlock(&f->lock);
+		if (rc < 0)
+			kfs_log(fs, LOG_ERR, "lost a write at close of inode %llu: %s",
+				(unsigned long long)f->ino, strerror(-rc));
+		pthread_mutex_unlock(&f->wb->lock);
+	}
 	file_close(fs, f);
 	fuse_reply_err(req, 0);
 }
@@ -608,13 +730,15 @@ void kfs_files_flush_all(struct kfs *fs)
 	for (struct kfs_link *l = fs->files; l; l = l->next) {
 		struct kfs_file *f = file_at(l);
 
-		pthread_mutex_lock(&f->lock);
-		int rc = commit(fs, f);
+		if (!f->wb)
+			continue;
+		pthread_mutex_lock(&f->wb->lock);
+		int rc = commit(fs, f->wb);
 
 		if (rc < 0)
 			kfs_log(fs, LOG_ERR, "lost a write at unmount of inode %llu: %s",
 				(unsigned long long)f->ino, strerror(-rc));
-		pthread_mutex_unlock(&f->lock);
+		pthread_mutex_unlock(&f->wb->lock);
 	}
 	pthread_mutex_unlock(&fs->files_lock);
 }
@@ -626,7 +750,65 @@ void kfs_files_release_all(struct kfs *fs)
 		struct kfs_file *f = file_at(fs->files);
 
 		fs->files = f->link.next;
+		if (f->wb && kfs_inode_wbuf_detach(fs->inodes, f->ino))
+			wbuf_free(f->wb);
 		file_free(f);
+	}
+	pthread_mutex_unlock(&fs->files_lock);
+}
+
+int kfs_file_set_mtime(struct kfs *fs, uint64_t ino, int64_t mtime_ns)
+{
+	struct kfs_wbuf *wb = kfs_inode_wbuf_attach(fs->inodes, ino, NULL);
+
+	if (!wb)
+		return 0;
+	pthread_mutex_lock(&wb->lock);
+	wb->mtime_ns = mtime_ns;
+	wbuf_publish(fs, wb);
+	pthread_mutex_unlock(&wb->lock);
+	if (kfs_inode_wbuf_detach(fs->inodes, ino))
+		wbuf_free(wb);
+	return 1;
+}
+
+int kfs_file_truncate_pending(struct kfs *fs, uint64_t ino, uint64_t size)
+{
+	struct kfs_wbuf *wb = kfs_inode_wbuf_attach(fs->inodes, ino, NULL);
+	int rc;
+
+	if (!wb)
+		return 0;
+	pthread_mutex_lock(&wb->lock);
+	rc = wbuf_resize(fs, wb, size);
+	/* truncate(2) by name takes effect at once, as a commit. */
+	if (rc == 0)
+		rc = commit(fs, wb);
+	pthread_mutex_unlock(&wb->lock);
+	if (kfs_inode_wbuf_detach(fs->inodes, ino))
+		wbuf_free(wb);
+	return rc < 0 ? rc : 1;
+}
+
+void kfs_files_keep(struct kfs *fs, uint64_t ino, const struct kvc_record *rec)
+{
+	pthread_mutex_lock(&fs->files_lock);
+	for (struct kfs_link *l = fs->files; l; l = l->next) {
+		struct kfs_file *f = file_at(l);
+
+		if (f->ino != ino || f->writable)
+			continue;
+		pthread_mutex_lock(&f->lock);
+		if (!f->snap) {
+			f->snap = malloc(rec->value_len ? rec->value_len : 1);
+			if (f->snap) {
+				memcpy(f->snap, rec->value, rec->value_len);
+				f->have_version = true;
+				f->seq = rec->seq;
+				f->vlen = rec->value_len;
+			}
+		}
+		pthread_mutex_unlock(&f->lock);
 	}
 	pthread_mutex_unlock(&fs->files_lock);
 }

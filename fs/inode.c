@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,12 +21,16 @@ struct kfs_inode {
 	uint64_t cached_seq;    /* value version last handed to the page cache */
 	uint64_t attr_seq;      /* value version of the last attributes replied */
 	unsigned writers;       /* open handles that may write */
+	unsigned direct_writers; /* of them, those not using the page cache */
 	unsigned cache_users;   /* open handles reading version cached_seq */
-	bool dirty;             /* a write buffer is pending */
-	int64_t pending_mtime;  /* valid when has_pending_mtime */
-	bool has_pending_mtime;
+	void *wbuf;             /* the pending value shared by the writers */
+	unsigned wbuf_refs;
+	bool pending;           /* pending_len/mtime describe wbuf */
+	uint64_t pending_len;
+	int64_t pending_mtime;
 	bool keyed;             /* in the key index (false once detached) */
 	bool unlinked;
+	struct stat gone;       /* unlinked: the attributes it had */
 	struct kfs_inode *key_next, *ino_next;
 	size_t key_len;
 	unsigned char *key;
@@ -275,7 +280,9 @@ void kfs_inode_forget(kfs_inodes *t, uint64_t ino, uint64_t nlookup)
 
 	if (n) {
 		n->nlookup = nlookup < n->nlookup ? n->nlookup - nlookup : 0;
-		if (n->nlookup == 0) {
+		/* A directory keeps its number for the mount's life: it has
+		 * no record to keep one in. */
+		if (n->nlookup == 0 && n->kind == KFS_FILE && !n->wbuf) {
 			key_unlink(t, n);
 			ino_unlink(t, n);
 			t->count--;
@@ -326,25 +333,36 @@ static int set_key(struct kfs_inode *n, const void *key, size_t len)
 	return 0;
 }
 
-/* Detach whatever inode holds (@kind, @key) so @n can take that key. */
-static void evict(kfs_inodes *t, enum kfs_kind kind, const void *key, size_t len)
+/* Detach whatever inode holds (@kind, @key) so @n can take that key;
+ * a file keeps @gone (if given) as its attributes. */
+static void evict(kfs_inodes *t, enum kfs_kind kind, const void *key, size_t len,
+		  const struct stat *gone)
 {
 	struct kfs_inode *old = find_key(t, kind, key, len);
 
-	if (old) {
-		key_unlink(t, old);
-		if (kind == KFS_FILE)
-			old->unlinked = true;
+	if (!old)
+		return;
+	key_unlink(t, old);
+	if (kind == KFS_FILE) {
+		old->unlinked = true;
+		if (gone)
+			old->gone = *gone;
+		old->gone.st_nlink = 0;
+		if (old->nlookup == 0 && !old->wbuf) {
+			ino_unlink(t, old);
+			t->count--;
+			node_free(old);
+		}
 	}
 }
 
 void kfs_inode_rename_file(kfs_inodes *t, const void *from, size_t from_len, const void *to,
-			   size_t to_len)
+			   size_t to_len, const struct stat *replaced)
 {
 	pthread_mutex_lock(&t->lock);
 	struct kfs_inode *n = find_key(t, KFS_FILE, from, from_len);
 
-	evict(t, KFS_FILE, to, to_len);
+	evict(t, KFS_FILE, to, to_len, replaced);
 	if (n) {
 		key_unlink(t, n);
 		/* Out of memory leaves the inode detached: stale, not wrong. */
@@ -388,7 +406,7 @@ void kfs_inode_rename_prefix(kfs_inodes *t, const void *from, size_t from_len,
 		}
 		memcpy(k, to, to_len);
 		memcpy(k + to_len, n->key + from_len, n->key_len - from_len);
-		evict(t, n->kind, k, len);
+		evict(t, n->kind, k, len, NULL);
 		free(n->key);
 		n->key = k;
 		n->key_len = len;
@@ -397,19 +415,35 @@ void kfs_inode_rename_prefix(kfs_inodes *t, const void *from, size_t from_len,
 	pthread_mutex_unlock(&t->lock);
 }
 
-void kfs_inode_unlinked(kfs_inodes *t, const void *key, size_t key_len)
+void kfs_inode_unlinked(kfs_inodes *t, const void *key, size_t key_len, const struct stat *gone)
 {
 	pthread_mutex_lock(&t->lock);
-	evict(t, KFS_FILE, key, key_len);
+	evict(t, KFS_FILE, key, key_len, gone);
 	pthread_mutex_unlock(&t->lock);
 }
 
-bool kfs_inode_is_unlinked(kfs_inodes *t, uint64_t ino)
+bool kfs_inode_gone(kfs_inodes *t, uint64_t ino, struct stat *ret)
 {
 	pthread_mutex_lock(&t->lock);
 	struct kfs_inode *n = find_ino(t, ino);
-	bool r = !n || n->unlinked;
+	bool r = n && n->unlinked;
 
+	if (r)
+		*ret = n->gone;
+	pthread_mutex_unlock(&t->lock);
+	return r;
+}
+
+bool kfs_inode_set_gone_attr(kfs_inodes *t, uint64_t ino, const struct stat *st)
+{
+	pthread_mutex_lock(&t->lock);
+	struct kfs_inode *n = find_ino(t, ino);
+	bool r = n && n->unlinked;
+
+	if (r) {
+		n->gone = *st;
+		n->gone.st_nlink = 0;
+	}
 	pthread_mutex_unlock(&t->lock);
 	return r;
 }
@@ -450,51 +484,120 @@ void kfs_inode_attr_sent(kfs_inodes *t, uint64_t ino, uint64_t seq)
 	pthread_mutex_unlock(&t->lock);
 }
 
-void kfs_inode_writers(kfs_inodes *t, uint64_t ino, int delta)
+bool kfs_inode_writer_open(kfs_inodes *t, uint64_t ino, bool may_cache)
 {
 	pthread_mutex_lock(&t->lock);
 	struct kfs_inode *n = find_ino(t, ino);
+	bool cached = false;
 
-	if (n)
-		n->writers += (unsigned)delta;
+	if (n) {
+		cached = may_cache && n->cache_users == 0 && n->direct_writers == 0;
+		n->writers++;
+		if (!cached)
+			n->direct_writers++;
+		/* The writer's pages are not of any committed version. */
+		n->cached_seq = 0;
+	}
 	pthread_mutex_unlock(&t->lock);
+	return cached;
 }
 
-void kfs_inode_set_dirty(kfs_inodes *t, uint64_t ino, bool dirty)
+void kfs_inode_writer_close(kfs_inodes *t, uint64_t ino, bool cached)
 {
 	pthread_mutex_lock(&t->lock);
 	struct kfs_inode *n = find_ino(t, ino);
 
 	if (n) {
-		n->dirty = dirty;
-		if (dirty)
-			n->has_pending_mtime = false;
+		n->writers--;
+		if (!cached)
+			n->direct_writers--;
 	}
 	pthread_mutex_unlock(&t->lock);
 }
 
-void kfs_inode_set_pending_mtime(kfs_inodes *t, uint64_t ino, int64_t mtime_ns)
+void *kfs_inode_wbuf_attach(kfs_inodes *t, uint64_t ino, void *wbuf)
+{
+	pthread_mutex_lock(&t->lock);
+	struct kfs_inode *n = find_ino(t, ino);
+	void *r = NULL;
+
+	if (n && n->wbuf) {
+		n->wbuf_refs++;
+		r = n->wbuf;
+	} else if (n && wbuf) {
+		n->wbuf = r = wbuf;
+		n->wbuf_refs = 1;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return r;
+}
+
+bool kfs_inode_wbuf_detach(kfs_inodes *t, uint64_t ino)
+{
+	pthread_mutex_lock(&t->lock);
+	struct kfs_inode *n = find_ino(t, ino);
+	bool last = false;
+
+	if (n && n->wbuf && --n->wbuf_refs == 0) {
+		n->wbuf = NULL;
+		n->pending = false;
+		last = true;
+		if (n->nlookup == 0 && n->kind == KFS_FILE) {
+			key_unlink(t, n);
+			ino_unlink(t, n);
+			t->count--;
+			node_free(n);
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+	return last;
+}
+
+void kfs_inode_set_pending(kfs_inodes *t, uint64_t ino, uint64_t len, int64_t mtime_ns)
 {
 	pthread_mutex_lock(&t->lock);
 	struct kfs_inode *n = find_ino(t, ino);
 
-	if (n && n->dirty) {
+	if (n) {
+		n->pending = true;
+		n->pending_len = len;
 		n->pending_mtime = mtime_ns;
-		n->has_pending_mtime = true;
 	}
 	pthread_mutex_unlock(&t->lock);
 }
 
-bool kfs_inode_take_pending_mtime(kfs_inodes *t, uint64_t ino, int64_t *ret_mtime_ns)
+bool kfs_inode_pending(kfs_inodes *t, uint64_t ino, uint64_t *ret_len, int64_t *ret_mtime_ns)
 {
 	pthread_mutex_lock(&t->lock);
 	struct kfs_inode *n = find_ino(t, ino);
-	bool had = n && n->has_pending_mtime;
+	bool r = n && n->pending;
 
-	if (had) {
+	if (r) {
+		*ret_len = n->pending_len;
 		*ret_mtime_ns = n->pending_mtime;
-		n->has_pending_mtime = false;
 	}
 	pthread_mutex_unlock(&t->lock);
-	return had;
+	return r;
+}
+
+uint64_t kfs_inode_dir_number(kfs_inodes *t, enum kfs_kind kind, const void *key, size_t key_len)
+{
+	pthread_mutex_lock(&t->lock);
+	struct kfs_inode *n = find_key(t, kind, key, key_len);
+
+	if (!n) {
+		n = node_new(kind, key, key_len);
+		if (n) {
+			n->ino = t->next_ino++;
+			if (t->count >= t->nbuckets)
+				grow(t);
+			key_link(t, n);
+			ino_link(t, n);
+			t->count++;
+		}
+	}
+	uint64_t ino = n ? n->ino : 0;
+
+	pthread_mutex_unlock(&t->lock);
+	return ino;
 }

@@ -11,14 +11,19 @@
  *   KFS_ALIAS  the same directory reached by its alias name "seg:".  It
  *              lists the same children but has an inode number of its own,
  *              because the kernel refuses two names for one directory inode.
- * Inodes are found by (kind, key) and by number.  Numbers are never reused
- * within a mount (a 64-bit counter), so the generation is always 0.
+ * Inodes are found by (kind, key) and by number.  These numbers are the
+ * FUSE node ids, never reused within a mount (a 64-bit counter), so the
+ * generation is always 0.  They are not what stat shows: a file's st_ino
+ * comes from its record (kfs_stat_file), stable for the key's life.  A
+ * file inode is freed when the kernel forgets it; a directory inode is
+ * kept for the mount's life, so its number (and st_ino) stays the same.
  *
  * Besides the mapping, a file inode carries the little state that is shared
  * by all open handles of the file: the change sequence of the value the
- * kernel may hold in its page cache, whether a write buffer is pending, an
- * mtime set while one is (so cp -a's futimens before close survives the
- * commit), and whether the key was unlinked while open.
+ * kernel may hold in its page cache, the pending value its writers share
+ * (file.c's write buffer, with its size and mtime for attribute replies),
+ * and, once the key was unlinked or replaced while the kernel still held
+ * the inode, the attributes it had.
  *
  * Locking: one mutex inside the table protects everything in it.  It is
  * never held across a kvcore call or a FUSE reply; callers get copies.
@@ -30,6 +35,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "kvcore.h"
 
@@ -85,10 +91,11 @@ uint64_t kfs_inode_find(kfs_inodes *t, enum kfs_kind kind, const void *key, size
 
 /**
  * Give the file inode of key @from the key @to, after a rename in the
- * store.  An inode that had key @to is detached (its key was replaced).
+ * store.  An inode that had key @to is detached (its key was replaced)
+ * and keeps @replaced (may be NULL) as its attributes.
  */
 void kfs_inode_rename_file(kfs_inodes *t, const void *from, size_t from_len, const void *to,
-			   size_t to_len);
+			   size_t to_len, const struct stat *replaced);
 
 /**
  * Re-key every inode whose key starts with @from (a directory prefix) to
@@ -98,12 +105,17 @@ void kfs_inode_rename_file(kfs_inodes *t, const void *from, size_t from_len, con
 void kfs_inode_rename_prefix(kfs_inodes *t, const void *from, size_t from_len,
 			     const void *to, size_t to_len);
 
-/** Detach the file inode of @key: the key is gone, open writers of it
- *  must not bring it back. */
-void kfs_inode_unlinked(kfs_inodes *t, const void *key, size_t key_len);
+/** Detach the file inode of @key, which was deleted: it keeps @gone (may
+ *  be NULL) as its attributes, with st_nlink 0, for fstat of open files. */
+void kfs_inode_unlinked(kfs_inodes *t, const void *key, size_t key_len, const struct stat *gone);
 
-/** Whether @ino was detached by kfs_inode_unlinked or a rename over it. */
-bool kfs_inode_is_unlinked(kfs_inodes *t, uint64_t ino);
+/** If @ino was detached (unlinked or replaced), copy its last attributes.
+ *  @return true if it was */
+bool kfs_inode_gone(kfs_inodes *t, uint64_t ino, struct stat *ret);
+
+/** Change the attributes of detached inode @ino (fchmod of an unlinked
+ *  open file).  @return false if @ino is not detached */
+bool kfs_inode_set_gone_attr(kfs_inodes *t, uint64_t ino, const struct stat *st);
 
 /**
  * Decide whether a read-only open of value version @seq of @ino may go
@@ -123,17 +135,40 @@ void kfs_inode_cache_close(kfs_inodes *t, uint64_t ino);
  *  the kernel's copy is no longer known (after an invalidation). */
 void kfs_inode_attr_sent(kfs_inodes *t, uint64_t ino, uint64_t seq);
 
-/** Count a handle of @ino that may write opening (+1) or released (-1). */
-void kfs_inode_writers(kfs_inodes *t, uint64_t ino, int delta);
+/**
+ * A handle of @ino that may write is opening: decide whether it uses the
+ * page cache (@may_cache, and no read-only page-cache handle or direct
+ * writer is open; the kernel's pages then follow the writers' shared
+ * value).  @return true for the page cache
+ */
+bool kfs_inode_writer_open(kfs_inodes *t, uint64_t ino, bool may_cache);
 
-/** Record whether a write buffer of @ino is pending (not committed); a
- *  write also cancels a pending mtime. */
-void kfs_inode_set_dirty(kfs_inodes *t, uint64_t ino, bool dirty);
+/** A handle opened by kfs_inode_writer_open (returning @cached) closed. */
+void kfs_inode_writer_close(kfs_inodes *t, uint64_t ino, bool cached);
 
-/** Remember an mtime set while a write buffer of @ino is pending. */
-void kfs_inode_set_pending_mtime(kfs_inodes *t, uint64_t ino, int64_t mtime_ns);
+/**
+ * Share the pending value of @ino: take a reference on the one its writers
+ * share, or make @wbuf (if non-NULL) that value.  The table never looks
+ * inside it; file.c owns it.
+ * @return the shared value (@wbuf, another one, or NULL)
+ */
+void *kfs_inode_wbuf_attach(kfs_inodes *t, uint64_t ino, void *wbuf);
 
-/** Take (and clear) the pending mtime.  @return true if there was one. */
-bool kfs_inode_take_pending_mtime(kfs_inodes *t, uint64_t ino, int64_t *ret_mtime_ns);
+/** Drop a reference.  @return true if it was the last: the caller frees
+ *  the value (the inode no longer points to it). */
+bool kfs_inode_wbuf_detach(kfs_inodes *t, uint64_t ino);
+
+/** The pending value of @ino is @len bytes long, last written at @mtime_ns:
+ *  what attribute replies say while it is pending. */
+void kfs_inode_set_pending(kfs_inodes *t, uint64_t ino, uint64_t len, int64_t mtime_ns);
+
+/** The size and mtime set by kfs_inode_set_pending.  @return false if
+ *  @ino has no pending value */
+bool kfs_inode_pending(kfs_inodes *t, uint64_t ino, uint64_t *ret_len, int64_t *ret_mtime_ns);
+
+/** The number of the directory inode of (@kind, @key), made (without a
+ *  lookup reference) if the table has none: for readdir's d_ino.
+ *  @return it, or 0 when out of memory */
+uint64_t kfs_inode_dir_number(kfs_inodes *t, enum kfs_kind kind, const void *key, size_t key_len);
 
 #endif

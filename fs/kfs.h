@@ -14,15 +14,21 @@
  *   watch.c  background threads: change-feed watcher, reaper, syncer.
  *
  * Locks, in the order they may be taken:
- *   kfs->files_lock -> a file handle's lock (committing all at unmount)
- *   a file or directory handle's lock -> the inode table's lock, the
- *                                        dirset's lock
+ *   kfs->files_lock -> a file handle's or write buffer's lock (committing
+ *                      all at unmount, keeping versions at unlink)
+ *   a write buffer's lock -> kfs->ns_lock (a commit)
+ *   a file or directory handle's lock, a write buffer's lock, ns_lock
+ *                      -> the inode table's lock, the dirset's lock
  *   the inode table's and the dirset's locks are leaves.
  * The table's and the dirset's locks are never held across a kvcore call, a
- * FUSE reply or a notification; a handle's lock is held across its own
- * commit and reads (requests on one handle are serialized anyway).  Only
- * the watcher thread sends notifications to the kernel, never a request
- * handler.
+ * FUSE reply or a notification; a handle's or write buffer's lock is held
+ * across its own commit and reads.  ns_lock is held exclusively by unlink
+ * and rename around their write and the inode table's update, shared by a
+ * commit around reading its key and writing it.
+ *
+ * Notifications: the watcher thread invalidates entries and pages.  A
+ * request handler only ever invalidates an inode's attributes (offset -1),
+ * which takes no lock a pending request could hold.
  */
 #ifndef KFS_KFS_H
 #define KFS_KFS_H
@@ -91,6 +97,7 @@ struct kfs {
 	kfs_inodes *inodes;
 	kfs_dirset *dirs;
 
+	pthread_rwlock_t ns_lock; /* see the lock order above */
 	pthread_mutex_t files_lock;
 	struct kfs_link *files;  /* open files; protected by files_lock */
 	struct kfs_link *dirhs;  /* open directories; protected by files_lock */
@@ -189,12 +196,23 @@ int kfs_next_child(struct kfs *fs, kvc_txn *txn, const void *dir, size_t dir_len
 		   const void *bound, size_t bound_len, struct kfs_child *ret);
 
 /** Fill @st for file inode @ino from @rec, attributes the caller replies
- *  to the kernel with (noted by kfs_inode_attr_sent). */
+ *  to the kernel with (noted by kfs_inode_attr_sent); the size and mtime
+ *  of a pending value of the inode win over the record's. */
 void kfs_stat_file(struct kfs *fs, uint64_t ino, const struct kvc_record *rec,
 		   struct stat *st);
 
 /** Fill @st for directory inode @ino of prefix @p. */
 void kfs_stat_dir(struct kfs *fs, uint64_t ino, const void *p, size_t len, struct stat *st);
+
+/** The st_ino of file inode @ino whose record has inode number
+ *  @store_ino, and of directory inode @ino: never the same number. */
+uint64_t kfs_st_ino_file(uint64_t ino, uint64_t store_ino);
+uint64_t kfs_st_ino_dir(uint64_t ino);
+
+/** An entry was added to or removed from directory @p (inode @ino, 0 if
+ *  unknown): its mtime and ctime become now, and the kernel's copy of its
+ *  attributes is dropped. */
+void kfs_dir_touch(struct kfs *fs, uint64_t ino, const void *p, size_t len);
 
 /** How long the kernel may cache an entry/attributes of @rec (NULL: a
  *  directory): cache_ttl, but never past the key's expiration. */
@@ -239,6 +257,20 @@ void kfs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
  * @return 0, -EFBIG, -ENOMEM, -EBADF (not open for writing)
  */
 int kfs_file_truncate(struct kfs *fs, struct fuse_file_info *fi, uint64_t size);
+
+/** utimens while @ino has a pending value: the commit keeps @mtime_ns.
+ *  @return 1 if it has one, 0 if not */
+int kfs_file_set_mtime(struct kfs *fs, uint64_t ino, int64_t mtime_ns);
+
+/**
+ * truncate(2) by name of @ino while it has a pending value: truncate that
+ * and commit it.  @return 1 (done), 0 (no pending value), -errno
+ */
+int kfs_file_truncate_pending(struct kfs *fs, uint64_t ino, uint64_t size);
+
+/** @ino's key is about to go: give its open read-only handles that have
+ *  no copy of their version a copy of @rec, so they keep reading. */
+void kfs_files_keep(struct kfs *fs, uint64_t ino, const struct kvc_record *rec);
 
 /** Commit every open write buffer (at unmount). */
 void kfs_files_flush_all(struct kfs *fs);

@@ -287,6 +287,7 @@ static int state_init(struct kfs *fs)
 	if (rc < 0)
 		return rc;
 	pthread_mutex_init(&fs->files_lock, NULL);
+	pthread_rwlock_init(&fs->ns_lock, NULL);
 	pthread_mutex_init(&fs->bg_lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -302,6 +303,7 @@ static void state_release(struct kfs *fs)
 		kfs_files_release_all(fs);
 		kfs_dirhs_release_all(fs);
 		pthread_mutex_destroy(&fs->files_lock);
+		pthread_rwlock_destroy(&fs->ns_lock);
 		pthread_mutex_destroy(&fs->bg_lock);
 		pthread_cond_destroy(&fs->bg_cond);
 	}

@@ -327,14 +327,30 @@ static void set_time(struct timespec *ts, int64_t ns)
 	}
 }
 
+uint64_t kfs_st_ino_file(uint64_t ino, uint64_t store_ino)
+{
+	/* Even numbers for files, odd ones for directories.  A record
+	 * without a number (a format 1 store mounted read-only) gets one
+	 * from the node id, far above what a store hands out. */
+	return store_ino ? store_ino * 2 : (ino | (UINT64_C(1) << 61)) * 2;
+}
+
+uint64_t kfs_st_ino_dir(uint64_t ino)
+{
+	return ino * 2 - 1; /* the root (node 1) is 1 */
+}
+
 void kfs_stat_file(struct kfs *fs, uint64_t ino, const struct kvc_record *rec, struct stat *st)
 {
-	/* The committed size, also while a write buffer is pending: other
-	 * readers of the inode read the committed value. */
+	/* The writers' pending size, while they have one: the kernel's file
+	 * size is theirs (SEEK_END, O_APPEND, fstat).  Readers of the
+	 * committed value use direct I/O meanwhile, which ignores it. */
 	uint64_t size = rec->value_len;
+	int64_t mtime_ns = rec->mtime_ns;
 
+	kfs_inode_pending(fs->inodes, ino, &size, &mtime_ns);
 	memset(st, 0, sizeof(*st));
-	st->st_ino = ino;
+	st->st_ino = kfs_st_ino_file(ino, rec->ino);
 	st->st_mode = S_IFREG | ((rec->flags & KVC_REC_HAS_MODE) ? rec->mode & 07777
 							       : 0666 & ~fs->cfg.umask);
 	st->st_nlink = 1;
@@ -344,9 +360,9 @@ void kfs_stat_file(struct kfs *fs, uint64_t ino, const struct kvc_record *rec, s
 	/* stdio sizes its buffers by this: one request per 128 KiB, not 4 KiB. */
 	st->st_blksize = 128 * 1024;
 	st->st_blocks = (blkcnt_t)((size + 511) / 512);
-	set_time(&st->st_mtim, rec->mtime_ns);
-	set_time(&st->st_atim, rec->mtime_ns);
-	set_time(&st->st_ctim, rec->ctime_ns);
+	set_time(&st->st_mtim, mtime_ns);
+	set_time(&st->st_atim, mtime_ns);
+	set_time(&st->st_ctim, rec->ctime_ns > mtime_ns ? rec->ctime_ns : mtime_ns);
 	/* These attributes are for the kernel: their size decides whether
 	 * opens of this version may use the page cache (see file.c). */
 	kfs_inode_attr_sent(fs->inodes, ino, rec->seq);
@@ -363,7 +379,7 @@ void kfs_stat_dir(struct kfs *fs, uint64_t ino, const void *p, size_t len, struc
 		a.mtime_ns = a.ctime_ns = fs->start_ns;
 	}
 	memset(st, 0, sizeof(*st));
-	st->st_ino = ino;
+	st->st_ino = kfs_st_ino_dir(ino);
 	st->st_mode = S_IFDIR | (a.mode & 07777);
 	/* 1, not 2 + subdirectories: counting them would cost a listing, and
 	 * 1 tells find and fts not to infer leaf directories from it. */
@@ -374,6 +390,30 @@ void kfs_stat_dir(struct kfs *fs, uint64_t ino, const void *p, size_t len, struc
 	set_time(&st->st_mtim, a.mtime_ns);
 	set_time(&st->st_atim, a.mtime_ns);
 	set_time(&st->st_ctim, a.ctime_ns);
+}
+
+void kfs_dir_touch(struct kfs *fs, uint64_t ino, const void *p, size_t len)
+{
+	struct kfs_dir_attr a;
+	struct stat st;
+
+	kfs_stat_dir(fs, 0, p, len, &st);
+	a.mode = st.st_mode & 07777;
+	a.uid = st.st_uid;
+	a.gid = st.st_gid;
+	a.mtime_ns = a.ctime_ns = kvc_now_ns();
+	kfs_dirset_set_attr(fs->dirs, p, len, &a); /* -ENOMEM: the times stay */
+	if (!fs->se)
+		return;
+	uint64_t dir = kfs_inode_find(fs->inodes, KFS_DIR, p, len);
+	uint64_t alias = kfs_inode_find(fs->inodes, KFS_ALIAS, p, len);
+
+	if (ino && ino != dir && ino != alias)
+		fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
+	if (dir)
+		fuse_lowlevel_notify_inval_inode(fs->se, dir, -1, 0);
+	if (alias)
+		fuse_lowlevel_notify_inval_inode(fs->se, alias, -1, 0);
 }
 
 double kfs_cache_timeout(const struct kfs *fs, const struct kvc_record *rec)

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
+#include <time.h>
 
 /* Copy a directory inode's prefix; -ENOTDIR for a file. */
 static int dir_of(struct kfs *fs, fuse_ino_t ino, unsigned char *dir, size_t *ret_len)
@@ -81,6 +82,49 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 	fuse_reply_none(req);
 }
 
+/* Reply with the attributes @st of @ino, a file whose key is gone (open
+ * but unlinked or replaced): nlink 0, and the pending size if any. */
+static void reply_gone(fuse_req_t req, struct kfs *fs, fuse_ino_t ino, struct stat *st)
+{
+	uint64_t size;
+	int64_t mtime_ns;
+
+	if (kfs_inode_pending(fs->inodes, ino, &size, &mtime_ns)) {
+		st->st_size = (off_t)size;
+		st->st_blocks = (blkcnt_t)((size + 511) / 512);
+		st->st_mtim.tv_sec = mtime_ns / 1000000000;
+		st->st_mtim.tv_nsec = mtime_ns % 1000000000;
+	}
+	fuse_reply_attr(req, st, 0);
+}
+
+/* setattr of a file whose key is gone: only the inode changes. */
+static void setattr_gone(fuse_req_t req, struct kfs *fs, fuse_ino_t ino, struct stat *st,
+			 const struct stat *attr, int to_set, struct fuse_file_info *fi)
+{
+	int rc = 0;
+
+	if (to_set & FUSE_SET_ATTR_SIZE)
+		rc = fi && fi->fh ? kfs_file_truncate(fs, fi, (uint64_t)attr->st_size) : -ENOENT;
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	if (to_set & FUSE_SET_ATTR_MODE)
+		st->st_mode = (st->st_mode & S_IFMT) | (attr->st_mode & 07777);
+	if (to_set & FUSE_SET_ATTR_UID)
+		st->st_uid = attr->st_uid;
+	if (to_set & FUSE_SET_ATTR_GID)
+		st->st_gid = attr->st_gid;
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+		clock_gettime(CLOCK_REALTIME, &st->st_mtim);
+	else if (to_set & FUSE_SET_ATTR_MTIME)
+		st->st_mtim = attr->st_mtim;
+	clock_gettime(CLOCK_REALTIME, &st->st_ctim);
+	kfs_inode_set_gone_attr(fs->inodes, ino, st);
+	reply_gone(req, fs, ino, st);
+}
+
 /* Reply with the attributes of @ino. */
 static void reply_attr(fuse_req_t req, struct kfs *fs, fuse_ino_t ino)
 {
@@ -95,6 +139,10 @@ static void reply_attr(fuse_req_t req, struct kfs *fs, fuse_ino_t ino)
 	if (rc == 0 && kind != KFS_FILE) {
 		kfs_stat_dir(fs, ino, key, len, &st);
 		fuse_reply_attr(req, &st, kfs_cache_timeout(fs, NULL));
+		return;
+	}
+	if (rc == 0 && kfs_inode_gone(fs->inodes, ino, &st)) {
+		reply_gone(req, fs, ino, &st);
 		return;
 	}
 	if (rc == 0)
@@ -217,17 +265,27 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		setattr_dir(req, fs, ino, key, len, attr, to_set);
 		return;
 	}
+	struct stat gone;
+
+	if (kfs_inode_gone(fs->inodes, ino, &gone)) {
+		setattr_gone(req, fs, ino, &gone, attr, to_set, fi);
+		return;
+	}
 
 	struct setattr_arg a = { .key = key, .key_len = len };
 
 	a.w.set = KVC_MUST_EXIST;
 	if (to_set & FUSE_SET_ATTR_SIZE) {
-		/* ftruncate resizes the handle's buffer; it commits at close. */
-		if (fi && fi->fh)
-			rc = kfs_file_truncate(fs, fi, (uint64_t)attr->st_size);
-		else if (attr->st_size < 0)
+		/* ftruncate resizes the writers' shared buffer, which commits
+		 * at close; truncate(2) by name of a file being written
+		 * truncates that buffer and commits it. */
+		if (attr->st_size < 0)
 			rc = -EINVAL;
+		else if (fi && fi->fh)
+			rc = kfs_file_truncate(fs, fi, (uint64_t)attr->st_size);
 		else
+			rc = kfs_file_truncate_pending(fs, ino, (uint64_t)attr->st_size);
+		if (rc == 0 && !(fi && fi->fh))
 			a.truncate = true, a.size = (uint64_t)attr->st_size;
 		if (rc < 0) {
 			fuse_reply_err(req, -rc);
@@ -247,8 +305,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		a.w.set |= KVC_SET_MTIME;
 		a.w.mtime_ns = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? kvc_now_ns()
 								 : ts_ns(&attr->st_mtim);
-		/* A write buffer committed later must keep this mtime. */
-		kfs_inode_set_pending_mtime(fs->inodes, ino, a.w.mtime_ns);
+		/* A pending value committed later must keep this mtime. */
+		kfs_file_set_mtime(fs, ino, a.w.mtime_ns);
 	}
 	/* atime is not stored: a key has no access time. */
 	if (a.w.set != KVC_MUST_EXIST || a.truncate) {
@@ -310,6 +368,8 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		rc = kfs_dirset_mkdir(fs->dirs, p, len, &a, alias);
 	if (rc == 0)
 		rc = kfs_entry(fs, alias ? KFS_ALIAS : KFS_DIR, p, len, NULL, &e);
+	if (rc == 0)
+		kfs_dir_touch(fs, parent, dir, dir_len);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else
@@ -350,12 +410,32 @@ static int delete_fn(kvc_txn *txn, void *arg)
 	return kvc_delete(txn, n->key, n->key_len);
 }
 
+/*
+ * Before key @key (with record @rec, valid in the caller's transaction)
+ * goes: what the kernel's inode of it (if any) keeps.  Its open read-only
+ * handles get a copy of the value to go on reading, and @ret_st gets the
+ * attributes fstat will show.  @return whether the kernel holds the inode
+ */
+static bool before_gone(struct kfs *fs, const unsigned char *key, size_t len,
+			const struct kvc_record *rec, struct stat *ret_st)
+{
+	uint64_t ino = kfs_inode_find(fs->inodes, KFS_FILE, key, len);
+
+	if (!ino)
+		return false;
+	kfs_stat_file(fs, ino, rec, ret_st);
+	kfs_files_keep(fs, ino, rec);
+	return true;
+}
+
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct kfs *fs = kfs_from(req);
 	unsigned char dir[KFS_KEYBUF];
 	size_t dir_len;
 	struct kfs_node node;
+	struct stat st;
+	bool held = false;
 	kvc_txn *txn;
 	int rc = dir_of(fs, parent, dir, &dir_len);
 
@@ -366,14 +446,21 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	rc = kfs_resolve(fs, txn, dir, dir_len, name, &node);
-	kvc_txn_abort(txn);
 	if (rc == 0 && node.kind != KFS_FILE)
 		rc = -EISDIR;
 	if (rc == 0)
-		rc = kvc_write_txn(fs->store, delete_fn, &node, NULL, 0);
+		held = before_gone(fs, node.key, node.key_len, &node.rec, &st);
+	kvc_txn_abort(txn);
 	if (rc == 0) {
-		kfs_inode_unlinked(fs->inodes, node.key, node.key_len);
+		pthread_rwlock_wrlock(&fs->ns_lock);
+		rc = kvc_write_txn(fs->store, delete_fn, &node, NULL, 0);
+		if (rc == 0)
+			kfs_inode_unlinked(fs->inodes, node.key, node.key_len, held ? &st : NULL);
+		pthread_rwlock_unlock(&fs->ns_lock);
+	}
+	if (rc == 0) {
 		keep_dir(fs, dir, dir_len);
+		kfs_dir_touch(fs, parent, dir, dir_len);
 	}
 	fuse_reply_err(req, -rc);
 }
@@ -403,8 +490,10 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		rc = -ENOTEMPTY;
 	if (rc == 0)
 		rc = kfs_dirset_rmdir(fs->dirs, node.key, node.key_len);
-	if (rc == 0)
+	if (rc == 0) {
 		keep_dir(fs, dir, dir_len);
+		kfs_dir_touch(fs, parent, dir, dir_len);
+	}
 	fuse_reply_err(req, -rc);
 }
 
@@ -444,6 +533,16 @@ static int rename_dir_fn(kvc_txn *txn, void *arg)
 	return rc == -ENOENT ? 0 : rc;
 }
 
+/* A rename took an entry out of one directory and put one in another. */
+static void renamed_in(struct kfs *fs, fuse_ino_t parent, const unsigned char *dir,
+		       size_t dir_len, fuse_ino_t newparent, const unsigned char *ndir,
+		       size_t ndir_len)
+{
+	kfs_dir_touch(fs, parent, dir, dir_len);
+	if (newparent != parent)
+		kfs_dir_touch(fs, newparent, ndir, ndir_len);
+}
+
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      fuse_ino_t newparent, const char *newname, unsigned int flags)
 {
@@ -451,7 +550,8 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	unsigned char dir[KFS_KEYBUF], ndir[KFS_KEYBUF], to[KFS_KEYBUF], to_file[KFS_KEYBUF];
 	size_t dir_len, ndir_len, to_len;
 	struct kfs_node node;
-	bool to_alias = false;
+	struct stat replaced;
+	bool to_alias = false, to_held = false;
 	kvc_txn *txn;
 	int rc = 0;
 
@@ -471,6 +571,12 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	rc = kfs_resolve(fs, txn, dir, dir_len, name, &node);
 	if (rc == 0)
 		rc = kfs_new_name(fs, txn, ndir, ndir_len, newname, to, &to_len, &to_alias);
+	if (rc == 0 && node.kind == KFS_FILE && !to_alias) {
+		struct kvc_record trec;
+
+		if (kvc_get(txn, to, to_len, 0, &trec) == 0)
+			to_held = before_gone(fs, to, to_len, &trec, &replaced);
+	}
 	kvc_txn_abort(txn);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
@@ -490,11 +596,16 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 			return;
 		}
 		a.to_len = to_len;
+		pthread_rwlock_wrlock(&fs->ns_lock);
 		rc = kvc_write_txn(fs->store, rename_file_fn, &a, NULL, 0);
+		if (rc == 0)
+			kfs_inode_rename_file(fs->inodes, node.key, node.key_len, to, to_len,
+					      to_held ? &replaced : NULL);
+		pthread_rwlock_unlock(&fs->ns_lock);
 		if (rc == 0) {
-			kfs_inode_rename_file(fs->inodes, node.key, node.key_len, to, to_len);
 			kfs_dirset_key_written(fs->dirs, to, to_len);
 			keep_dir(fs, dir, dir_len);
+			renamed_in(fs, parent, dir, dir_len, newparent, ndir, ndir_len);
 		}
 		fuse_reply_err(req, -rc);
 		return;
@@ -519,15 +630,20 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		rc = -ENOTEMPTY;
 	else if (a.noreplace && kfs_dirset_exists(fs->dirs, to, to_len))
 		rc = -EEXIST;
-	if (rc == 0)
-		rc = kvc_write_txn(fs->store, rename_dir_fn, &a, NULL, 0);
 	if (rc == 0) {
-		kfs_inode_rename_prefix(fs->inodes, node.key, node.key_len, to, to_len);
+		pthread_rwlock_wrlock(&fs->ns_lock);
+		rc = kvc_write_txn(fs->store, rename_dir_fn, &a, NULL, 0);
+		if (rc == 0)
+			kfs_inode_rename_prefix(fs->inodes, node.key, node.key_len, to, to_len);
+		pthread_rwlock_unlock(&fs->ns_lock);
+	}
+	if (rc == 0) {
 		kfs_dirset_rename(fs->dirs, node.key, node.key_len, to, to_len);
 		/* Its new parents hold it now (not the moved prefix itself,
 		 * which may be an empty directory). */
 		kfs_dirset_key_written(fs->dirs, to, to_len - 1);
 		keep_dir(fs, dir, dir_len);
+		renamed_in(fs, parent, dir, dir_len, newparent, ndir, ndir_len);
 	}
 	fuse_reply_err(req, -rc);
 }
@@ -660,7 +776,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		memset(&e, 0, sizeof(e));
 		if (h->next_off < 2) {
 			name = h->next_off == 0 ? "." : "..";
-			e.attr.st_ino = h->next_off == 0 ? ino : KFS_ROOT_INO;
+			e.attr.st_ino = kfs_st_ino_dir(h->next_off == 0 ? ino : KFS_ROOT_INO);
 			e.attr.st_mode = S_IFDIR;
 		} else {
 			rc = kfs_next_child(fs, txn, dir, dir_len, h->bound, h->bound_len, c);
@@ -675,9 +791,13 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 					break;
 				counted = true;
 			} else {
-				e.attr.st_ino = kfs_inode_find(fs->inodes, c->kind, c->key, c->key_len);
-				if (!e.attr.st_ino)
-					e.attr.st_ino = 0xffffffffu; /* not known yet */
+				if (c->kind == KFS_FILE)
+					e.attr.st_ino = kfs_st_ino_file(
+						kfs_inode_find(fs->inodes, c->kind, c->key, c->key_len),
+						c->rec.ino);
+				else
+					e.attr.st_ino = kfs_st_ino_dir(kfs_inode_dir_number(
+						fs->inodes, c->kind, c->key, c->key_len));
 				e.attr.st_mode = c->kind == KFS_FILE ? S_IFREG : S_IFDIR;
 			}
 		}
