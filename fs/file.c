@@ -31,7 +31,9 @@
  * pages and its idea of the file size between all opens of the inode and
  * trusts them, so this is used only while they agree with one version:
  *  - the version was committed KFS_SETTLE_MS ago or more (the watcher
- *    tells), so a value being rewritten is read with direct I/O;
+ *    tells), or by this mount's last commit of the inode (whose size the
+ *    kernel was told while it was pending), so a value being rewritten
+ *    elsewhere is read with direct I/O;
  *  - no handle that may write the inode is open in this mount (the kernel
  *    moves the size as such a handle writes);
  *  - no page-cache handle of another version is open;
@@ -78,6 +80,8 @@ struct kfs_wbuf {
 	bool wrote;               /* write or ftruncate since the last commit */
 	bool failed;              /* a write hit the size limit: never commit */
 	int64_t mtime_ns;         /* last write, or a time set by utimens */
+	bool privs_checked;       /* no set-ID bit to clear since the last
+				     chmod or chown */
 };
 
 struct kfs_file {
@@ -247,7 +251,8 @@ static int set_caching(struct kfs *fs, struct kfs_file *f, struct fuse_file_info
 		return 0;
 	}
 	if (fs->cfg.direct_io || rec->value_len > KFS_CACHED_MAX ||
-	    rec->seq > atomic_load(&fs->settled_seq) ||
+	    (rec->seq > atomic_load(&fs->settled_seq) &&
+	     rec->seq != kfs_inode_own_seq(fs->inodes, f->ino)) ||
 	    !kfs_inode_cache_open(fs->inodes, f->ino, rec->seq, &keep)) {
 		fi->direct_io = 1;
 	} else {
@@ -538,6 +543,82 @@ void kfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	pthread_mutex_unlock(&f->lock);
 }
 
+/* The kernel's attributes of @ino are out of date: ask it to drop them,
+ * so the next stat shows the committed size and ctime at once.  Only the
+ * attributes: dropping pages would wait on page locks a reader holds. */
+static void attrs_changed(struct kfs *fs, uint64_t ino)
+{
+	kfs_inode_attr_sent(fs->inodes, ino, 0);
+	if (fs->se)
+		fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
+}
+
+struct mode_arg {
+	const unsigned char *key;
+	size_t key_len;
+	uint64_t store_ino;
+	bool changed;
+};
+
+static int clear_privs_fn(kvc_txn *txn, void *arg)
+{
+	struct mode_arg *a = arg;
+	struct kvc_record rec;
+	int rc = kvc_get(txn, a->key, a->key_len, 0, &rec);
+
+	a->changed = false;
+	if (rc < 0 || rec.ino != a->store_ino)
+		return rc == -ENOENT ? 0 : rc;
+	uint32_t mode = rec.mode;
+
+	if (!(rec.flags & KVC_REC_HAS_MODE))
+		return 0;
+	if (mode & S_IXGRP)
+		mode &= ~(uint32_t)(S_ISUID | S_ISGID);
+	else
+		mode &= ~(uint32_t)S_ISUID;
+	if (mode == rec.mode)
+		return 0;
+	struct kvc_write w = {
+		.set = KVC_SET_MODE | KVC_IF_INO,
+		.mode = mode,
+		.ino = a->store_ino,
+	};
+	a->changed = true;
+	return kvc_write(txn, a->key, a->key_len, &w);
+}
+
+/*
+ * A write by anyone but root clears set-user-ID (and set-group-ID of a
+ * group-executable file), as the kernel does for local filesystems.  The
+ * kernel does it itself for writes through the page cache; this covers
+ * direct I/O.  Checked once per pending value until the next chmod or
+ * chown, so ordinary writes cost nothing.  @wb is locked.
+ */
+static void clear_privs(fuse_req_t req, struct kfs *fs, struct kfs_wbuf *wb)
+{
+	unsigned char key[KFS_KEYBUF];
+	size_t len;
+	enum kfs_kind kind;
+
+	if (wb->privs_checked || fuse_req_ctx(req)->uid == 0)
+		return;
+	wb->privs_checked = true;
+	pthread_rwlock_rdlock(&fs->ns_lock);
+	struct mode_arg a = { .key = key, .store_ino = wb->store_ino };
+	int rc = kfs_ino(fs, wb->ino, &kind, key, &len);
+
+	if (rc == 0 && wb->store_ino) {
+		a.key_len = len;
+		rc = kvc_write_txn(fs->store, clear_privs_fn, &a, NULL, 0);
+	}
+	pthread_rwlock_unlock(&fs->ns_lock);
+	if (rc < 0)
+		wb->privs_checked = false; /* try again at the next write */
+	else if (a.changed)
+		attrs_changed(fs, wb->ino);
+}
+
 void kfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t off,
 		  struct fuse_file_info *fi)
 {
@@ -576,6 +657,8 @@ void kfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size,
 		wb->dirty = wb->wrote = true;
 		wb->mtime_ns = kvc_now_ns();
 		wbuf_publish(fs, wb);
+		if (!fi->writepage)
+			clear_privs(req, fs, wb);
 	}
 	pthread_mutex_unlock(&wb->lock);
 	if (rc < 0)
@@ -601,23 +684,20 @@ struct commit_arg {
 	const unsigned char *key;
 	size_t key_len;
 	struct kvc_write w;
+	uint64_t seq;             /* out: the version committed */
 };
 
 static int commit_fn(kvc_txn *txn, void *arg)
 {
-	const struct commit_arg *a = arg;
+	struct commit_arg *a = arg;
+	struct kvc_record rec;
+	int rc = kvc_write(txn, a->key, a->key_len, &a->w);
 
-	return kvc_write(txn, a->key, a->key_len, &a->w);
-}
-
-/* The kernel's attributes of @ino are out of date: ask it to drop them,
- * so the next stat shows the committed size and ctime at once.  Only the
- * attributes: dropping pages would wait on page locks a reader holds. */
-static void attrs_changed(struct kfs *fs, uint64_t ino)
-{
-	kfs_inode_attr_sent(fs->inodes, ino, 0);
-	if (fs->se)
-		fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
+	if (rc == 0)
+		rc = kvc_get(txn, a->key, a->key_len, 0, &rec);
+	if (rc == 0)
+		a->seq = rec.seq;
+	return rc;
 }
 
 /*
@@ -659,7 +739,11 @@ static int commit(struct kfs *fs, struct kfs_wbuf *wb)
 		return rc;
 	wb->dirty = wb->wrote = false;
 	kfs_dirset_key_written(fs->dirs, key, len);
-	attrs_changed(fs, wb->ino);
+	/* The kernel's size is the committed one already (it was the pending
+	 * one); its ctime is not, so drop its attributes. */
+	kfs_inode_committed(fs->inodes, wb->ino, a.seq);
+	if (fs->se)
+		fuse_lowlevel_notify_inval_inode(fs->se, wb->ino, -1, 0);
 	return 0;
 }
 
@@ -720,6 +804,11 @@ void kfs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 				(unsigned long long)f->ino, strerror(-rc));
 		pthread_mutex_unlock(&f->wb->lock);
 	}
+	/* The kernel may release a handle as soon as it has the reply of its
+	 * last read, while the reading thread still returns from sending it
+	 * (and a sanitizer looks at the buffer it sent): wait for it. */
+	pthread_mutex_lock(&f->lock);
+	pthread_mutex_unlock(&f->lock);
 	file_close(fs, f);
 	fuse_reply_err(req, 0);
 }
@@ -770,6 +859,19 @@ int kfs_file_set_mtime(struct kfs *fs, uint64_t ino, int64_t mtime_ns)
 	if (kfs_inode_wbuf_detach(fs->inodes, ino))
 		wbuf_free(wb);
 	return 1;
+}
+
+void kfs_file_mode_changed(struct kfs *fs, uint64_t ino)
+{
+	struct kfs_wbuf *wb = kfs_inode_wbuf_attach(fs->inodes, ino, NULL);
+
+	if (!wb)
+		return;
+	pthread_mutex_lock(&wb->lock);
+	wb->privs_checked = false;
+	pthread_mutex_unlock(&wb->lock);
+	if (kfs_inode_wbuf_detach(fs->inodes, ino))
+		wbuf_free(wb);
 }
 
 int kfs_file_truncate_pending(struct kfs *fs, uint64_t ino, uint64_t size)

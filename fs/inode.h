@@ -135,6 +135,14 @@ void kfs_inode_cache_close(kfs_inodes *t, uint64_t ino);
  *  the kernel's copy is no longer known (after an invalidation). */
 void kfs_inode_attr_sent(kfs_inodes *t, uint64_t ino, uint64_t seq);
 
+/** This mount committed version @seq of @ino, whose size the kernel
+ *  already holds (the pending size was replied): its attributes are of
+ *  that version, and read-only opens of it may use the page cache. */
+void kfs_inode_committed(kfs_inodes *t, uint64_t ino, uint64_t seq);
+
+/** The version of @ino this mount committed last (0: none). */
+uint64_t kfs_inode_own_seq(kfs_inodes *t, uint64_t ino);
+
 /**
  * A handle of @ino that may write is opening: decide whether it uses the
  * page cache (@may_cache, and no read-only page-cache handle or direct

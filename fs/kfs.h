@@ -262,6 +262,9 @@ int kfs_file_truncate(struct kfs *fs, struct fuse_file_info *fi, uint64_t size);
  *  @return 1 if it has one, 0 if not */
 int kfs_file_set_mtime(struct kfs *fs, uint64_t ino, int64_t mtime_ns);
 
+/** chmod or chown of @ino: its writers check the set-ID bits again. */
+void kfs_file_mode_changed(struct kfs *fs, uint64_t ino);
+
 /**
  * truncate(2) by name of @ino while it has a pending value: truncate that
  * and commit it.  @return 1 (done), 0 (no pending value), -errno

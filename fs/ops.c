@@ -308,6 +308,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		/* A pending value committed later must keep this mtime. */
 		kfs_file_set_mtime(fs, ino, a.w.mtime_ns);
 	}
+	if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
+		kfs_file_mode_changed(fs, ino);
 	/* atime is not stored: a key has no access time. */
 	if (a.w.set != KVC_MUST_EXIST || a.truncate) {
 		rc = kvc_write_txn(fs->store, setattr_fn, &a, NULL, 0);
