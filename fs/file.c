@@ -31,9 +31,9 @@
  * pages and its idea of the file size between all opens of the inode and
  * trusts them, so this is used only while they agree with one version:
  *  - the version was committed KFS_SETTLE_MS ago or more (the watcher
- *    tells), or by this mount's last commit of the inode (whose size the
- *    kernel was told while it was pending), so a value being rewritten
- *    elsewhere is read with direct I/O;
+ *    tells), so a value being rewritten is read with direct I/O (a
+ *    writer's O_TRUNC open sets the kernel's size to 0 whatever the
+ *    other opens of the inode read);
  *  - no handle that may write the inode is open in this mount (the kernel
  *    moves the size as such a handle writes);
  *  - no page-cache handle of another version is open;
@@ -82,6 +82,7 @@ struct kfs_wbuf {
 	int64_t mtime_ns;         /* last write, or a time set by utimens */
 	bool privs_checked;       /* no set-ID bit to clear since the last
 				     chmod or chown */
+	unsigned handles;         /* writable handles sharing it */
 };
 
 struct kfs_file {
@@ -227,6 +228,7 @@ static int prepare_writer(struct kfs *fs, struct kfs_file *f, const struct kvc_r
 	}
 	f->wb = wb;
 	pthread_mutex_lock(&wb->lock);
+	wb->handles++;
 	if ((f->flags & O_TRUNC) && (wb->len || !created)) {
 		wb->len = 0;
 		wb->dirty = true;
@@ -251,8 +253,7 @@ static int set_caching(struct kfs *fs, struct kfs_file *f, struct fuse_file_info
 		return 0;
 	}
 	if (fs->cfg.direct_io || rec->value_len > KFS_CACHED_MAX ||
-	    (rec->seq > atomic_load(&fs->settled_seq) &&
-	     rec->seq != kfs_inode_own_seq(fs->inodes, f->ino)) ||
+	    rec->seq > atomic_load(&fs->settled_seq) ||
 	    !kfs_inode_cache_open(fs->inodes, f->ino, rec->seq, &keep)) {
 		fi->direct_io = 1;
 	} else {
@@ -753,7 +754,10 @@ static int commit(struct kfs *fs, struct kfs_wbuf *wb)
  * anything is written: committing the O_TRUNC truncation then would show
  * readers an empty value until the data comes.  So a flush commits what
  * was written since the last commit, and a truncation alone only from the
- * second flush on (": > f" closes twice) or at release.
+ * second flush of the truncating handle on (": > f" closes twice) or at
+ * the release of the last writable handle.  The release of another one
+ * (a previous "cmd > f" whose release the kernel sends late) must not
+ * commit the truncation of the next.
  */
 void kfs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -766,7 +770,7 @@ void kfs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	pthread_mutex_lock(&f->wb->lock);
-	if (f->wb->wrote || f->flushes > 0)
+	if (f->wb->wrote || (f->flushes > 0 && (f->flags & O_TRUNC)))
 		rc = commit(fs, f->wb);
 	f->flushes++;
 	pthread_mutex_unlock(&f->wb->lock);
@@ -797,8 +801,11 @@ void kfs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	if (f->wb) {
 		pthread_mutex_lock(&f->wb->lock);
-		int rc = commit(fs, f->wb);
+		int rc = 0;
 
+		if (f->wb->wrote || f->wb->handles == 1)
+			rc = commit(fs, f->wb);
+		f->wb->handles--;
 		if (rc < 0)
 			kfs_log(fs, LOG_ERR, "lost a write at close of inode %llu: %s",
 				(unsigned long long)f->ino, strerror(-rc));

@@ -20,7 +20,6 @@ struct kfs_inode {
 	uint64_t nlookup;
 	uint64_t cached_seq;    /* value version last handed to the page cache */
 	uint64_t attr_seq;      /* value version of the last attributes replied */
-	uint64_t own_seq;       /* value version of this mount's last commit */
 	unsigned writers;       /* open handles that may write */
 	unsigned direct_writers; /* of them, those not using the page cache */
 	unsigned cache_users;   /* open handles reading version cached_seq */
@@ -609,16 +608,6 @@ void kfs_inode_committed(kfs_inodes *t, uint64_t ino, uint64_t seq)
 	struct kfs_inode *n = find_ino(t, ino);
 
 	if (n)
-		n->attr_seq = n->own_seq = seq;
+		n->attr_seq = seq;
 	pthread_mutex_unlock(&t->lock);
-}
-
-uint64_t kfs_inode_own_seq(kfs_inodes *t, uint64_t ino)
-{
-	pthread_mutex_lock(&t->lock);
-	struct kfs_inode *n = find_ino(t, ino);
-	uint64_t seq = n ? n->own_seq : 0;
-
-	pthread_mutex_unlock(&t->lock);
-	return seq;
 }

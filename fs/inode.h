@@ -137,11 +137,8 @@ void kfs_inode_attr_sent(kfs_inodes *t, uint64_t ino, uint64_t seq);
 
 /** This mount committed version @seq of @ino, whose size the kernel
  *  already holds (the pending size was replied): its attributes are of
- *  that version, and read-only opens of it may use the page cache. */
+ *  that version. */
 void kfs_inode_committed(kfs_inodes *t, uint64_t ino, uint64_t seq);
-
-/** The version of @ino this mount committed last (0: none). */
-uint64_t kfs_inode_own_seq(kfs_inodes *t, uint64_t ino);
 
 /**
  * A handle of @ino that may write is opening: decide whether it uses the

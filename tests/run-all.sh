@@ -22,19 +22,40 @@ if ! ninja -C "$build"; then
   exit 1
 fi
 
-log=$(mktemp)
-meson test -C "$build" --print-errorlogs --num-processes 2 2>&1 | tee "$log"
-count() { sed -n "s/^$1: *\([0-9][0-9]*\).*/\1/p" "$log" | tail -n 1; }
-ok=$(count Ok); fail=$(count Fail); skip=$(count Skipped); tmo=$(count Timeout)
-xfail=$(count 'Expected Fail'); xpass=$(count 'Unexpected Pass')
-passed=$((passed + ${ok:-0} + ${xfail:-0}))
-failed=$((failed + ${fail:-0} + ${tmo:-0} + ${xpass:-0}))
-skipped=$((skipped + ${skip:-0}))
-if [ -z "$ok" ]; then
-  echo "meson test printed no summary"
+# meson_test BUILD [TEST...]: run meson's tests and add up its summary.
+meson_test() {
+  local dir=$1 log ok fail skip tmo xfail xpass
+  shift
+  log=$(mktemp)
+  meson test -C "$dir" --print-errorlogs --num-processes 2 "$@" 2>&1 | tee "$log"
+  count() { sed -n "s/^$1: *\([0-9][0-9]*\).*/\1/p" "$log" | tail -n 1; }
+  ok=$(count Ok); fail=$(count Fail); skip=$(count Skipped); tmo=$(count Timeout)
+  xfail=$(count 'Expected Fail'); xpass=$(count 'Unexpected Pass')
+  passed=$((passed + ${ok:-0} + ${xfail:-0}))
+  failed=$((failed + ${fail:-0} + ${tmo:-0} + ${xpass:-0}))
+  skipped=$((skipped + ${skip:-0}))
+  if [ -z "$ok" ]; then
+    echo "meson test printed no summary"
+    failed=$((failed + 1))
+  fi
+  rm -f "$log"
+}
+meson_test "$build"
+
+# ThreadSanitizer: the tests whose threads and processes share a store or
+# a mount, built again with -fsanitize=thread.  A report fails the test
+# (halt_on_error; a daemon's report makes it exit non-zero at unmount).
+tsan_build=${KVFS_TSAN_BUILD:-$root/build-tsan}
+if [ ! -f "$tsan_build/build.ninja" ]; then
+  meson setup "$tsan_build" -Db_sanitize=thread --buildtype=debugoptimized >/dev/null
+fi
+if ninja -C "$tsan_build" >/dev/null; then
+  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+    meson_test "$tsan_build" multiproc write feed stress posix coherence
+else
+  echo "FAIL ThreadSanitizer build"
   failed=$((failed + 1))
 fi
-rm -f "$log"
 
 # Fuzzers: clang + libFuzzer, a short run each from the seed corpus.
 if [ ! -f "$fuzz_build/build.ninja" ]; then
