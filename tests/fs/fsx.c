@@ -301,8 +301,8 @@ static void model_write(struct fsx_obj *o, size_t off, const uint8_t *p, size_t 
 		o->len = off + n;
 }
 
-/* The bytes a write sends: never 0 (so holes show) and telling which op
- * wrote them. */
+/* The bytes a write sends: never 0 (so holes show), and a pattern that
+ * depends on the op, so a stale or misplaced write shows. */
 static void fill(struct fsx *x, size_t off, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -1176,6 +1176,8 @@ struct fsx_pair {
 	uint64_t rename_back;    /* f exists after a rename raced the close */
 	uint64_t rename_lost;    /* g missing or not A's data */
 	uint64_t op_errors;      /* a syscall failed */
+	uint64_t rounds_when[3]; /* rounds by when B went: after the create, */
+	uint64_t back_when[3];   /* before the close, after it; came back */
 	bool failed_once;
 };
 
@@ -1232,14 +1234,14 @@ static void *race_a(void *arg)
 						 : rng_below(&p->rng, cap) + 1;
 		struct stat st;
 		ssize_t got = 0;
-		bool late;
-		int fd;
+		int when, fd;
 
 		snprintf(p->f, sizeof(p->f), "race%" PRIu64 ".%d.%" PRIu64, x->seed, p->id, r);
 		snprintf(p->g, sizeof(p->g), "%s.moved", p->f);
 		p->rename = rng_below(&p->rng, 2);
 		p->unlinks += !p->rename;
-		late = rng_below(&p->rng, 2);
+		when = (int)rng_below(&p->rng, 3);
+		p->rounds_when[when]++;
 		for (size_t i = 0; i < n; i++)
 			data[i] = (uint8_t)((r * 13 + i) % 255 + 1);
 		fd = openat(x->dirfd, p->f, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0644);
@@ -1248,21 +1250,22 @@ static void *race_a(void *arg)
 			p->op_errors++;
 		}
 		/* B goes right after the create (racing the write and the
-		 * close) or, every other round, right before the close. */
-		if (!late)
+		 * close), right before the close, or right after close
+		 * returned (racing the daemon's handling of the release). */
+		if (when == 0)
 			sem_post(&p->opened);
 		if (fd >= 0 && write(fd, data, n) != (ssize_t)n) {
 			race_note(p, r, "write %s: %s", p->f, strerror(errno));
 			p->op_errors++;
 		}
-		if (late)
+		if (when == 1)
 			sem_post(&p->opened);
-		if (fd >= 0) {
-			if (close(fd) < 0) {
-				race_note(p, r, "close %s: %s", p->f, strerror(errno));
-				p->op_errors++;
-			}
+		if (fd >= 0 && close(fd) < 0) {
+			race_note(p, r, "close %s: %s", p->f, strerror(errno));
+			p->op_errors++;
 		}
+		if (when == 2)
+			sem_post(&p->opened);
 		pthread_barrier_wait(&p->done);
 		if (p->b_errno) {
 			race_note(p, r, "%s %s: %s", p->rename ? "rename" : "unlink", p->f,
@@ -1272,6 +1275,7 @@ static void *race_a(void *arg)
 		if (fstatat(x->dirfd, p->f, &st, 0) == 0) {
 			race_note(p, r, "%s came back (size %jd) after %s raced the close", p->f,
 				  (intmax_t)st.st_size, p->rename ? "rename" : "unlink");
+			p->back_when[when]++;
 			if (p->rename)
 				p->rename_back++;
 			else
@@ -1303,12 +1307,42 @@ static void *race_a(void *arg)
 	return NULL;
 }
 
+/* Every name a round made was removed after its check: one still listed
+ * came back later (a commit that landed after the check).  Counts and
+ * removes them. */
+static uint64_t race_leftovers(struct fsx *x)
+{
+	char prefix[32];
+	size_t plen;
+	uint64_t n = 0;
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(prefix, sizeof(prefix), "race%" PRIu64 ".", x->seed);
+	plen = strlen(prefix);
+	d = fdopendir(dup(x->dirfd));
+	if (!d) {
+		fprintf(stderr, "fsx: opendir %s: %s\n", x->dir, strerror(errno));
+		return 1;
+	}
+	rewinddir(d);
+	while ((de = readdir(d)))
+		if (strncmp(de->d_name, prefix, plen) == 0) {
+			fprintf(stderr, "fsx: %s is listed after the last round\n", de->d_name);
+			unlinkat(x->dirfd, de->d_name, 0);
+			n++;
+		}
+	closedir(d);
+	return n;
+}
+
 static int run_race(struct fsx *x, int nthreads)
 {
 	int npairs = nthreads / 2 > 0 ? nthreads / 2 : 1;
 	struct fsx_pair *pairs = calloc((size_t)npairs, sizeof(*pairs));
 	pthread_t *tids = calloc((size_t)npairs * 2, sizeof(*tids));
 	uint64_t back_u = 0, back_r = 0, lost = 0, errs = 0, unlinks = 0;
+	uint64_t rounds_when[3] = { 0 }, back_when[3] = { 0 };
 
 	if (!pairs || !tids) {
 		fprintf(stderr, "fsx: out of memory\n");
@@ -1335,6 +1369,10 @@ static int run_race(struct fsx *x, int nthreads)
 		struct fsx_pair *p = &pairs[i];
 
 		unlinks += p->unlinks;
+		for (int w = 0; w < 3; w++) {
+			rounds_when[w] += p->rounds_when[w];
+			back_when[w] += p->back_when[w];
+		}
 		back_u += p->unlink_back;
 		back_r += p->rename_back;
 		lost += p->rename_lost;
@@ -1343,6 +1381,7 @@ static int run_race(struct fsx *x, int nthreads)
 		pthread_barrier_destroy(&p->done);
 	}
 	uint64_t total = x->nops * (uint64_t)npairs;
+	uint64_t late = race_leftovers(x);
 
 	printf("fsx: race seed %" PRIu64 ": %d pairs, %" PRIu64 " rounds (%" PRIu64 " unlink, %"
 	       PRIu64 " rename)\n", x->seed, npairs, total, unlinks, total - unlinks);
@@ -1351,10 +1390,15 @@ static int run_race(struct fsx *x, int nthreads)
 	       back_r, total - unlinks);
 	printf("fsx: renamed, new name missing or without the writer's data: %" PRIu64 " of %"
 	       PRIu64 "\n", lost, total - unlinks);
+	printf("fsx: came back, by when the removal went: after the create %" PRIu64 " of %"
+	       PRIu64 ", before the close %" PRIu64 " of %" PRIu64 ", after the close %" PRIu64
+	       " of %" PRIu64 "\n", back_when[0], rounds_when[0], back_when[1], rounds_when[1],
+	       back_when[2], rounds_when[2]);
+	printf("fsx: removed names back in the listing at the end: %" PRIu64 "\n", late);
 	printf("fsx: failed system calls: %" PRIu64 "\n", errs);
 	free(pairs);
 	free(tids);
-	return back_u || back_r || lost || errs ? 1 : 0;
+	return back_u || back_r || lost || late || errs ? 1 : 0;
 }
 
 /* ---- command line ---- */
