@@ -64,6 +64,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
 
 /* Values up to this size may be read through the page cache. */
 #define KFS_CACHED_MAX (128u * 1024u)
@@ -83,7 +84,12 @@ struct kfs_wbuf {
 	bool privs_checked;       /* no set-ID bit to clear since the last
 				     chmod or chown */
 	unsigned handles;         /* writable handles sharing it */
+	unsigned unflushed;       /* of them, those never flushed */
+	pthread_cond_t changed;   /* signalled by writes, commits, releases */
 };
+
+/* How long a read-only open waits for a truncation to be published. */
+#define KFS_TRUNC_WAIT_MS 100
 
 struct kfs_file {
 	struct kfs_link link;     /* on fs->files; first, see file_at */
@@ -134,6 +140,7 @@ static void wbuf_free(struct kfs_wbuf *wb)
 {
 	if (!wb)
 		return;
+	pthread_cond_destroy(&wb->changed);
 	pthread_mutex_destroy(&wb->lock);
 	free(wb->buf);
 	free(wb);
@@ -207,6 +214,7 @@ static int prepare_writer(struct kfs *fs, struct kfs_file *f, const struct kvc_r
 		if (!fresh)
 			return -ENOMEM;
 		pthread_mutex_init(&fresh->lock, NULL);
+		pthread_cond_init(&fresh->changed, NULL);
 		fresh->ino = f->ino;
 		fresh->store_ino = rec->ino;
 		fresh->mtime_ns = rec->mtime_ns;
@@ -229,6 +237,7 @@ static int prepare_writer(struct kfs *fs, struct kfs_file *f, const struct kvc_r
 	f->wb = wb;
 	pthread_mutex_lock(&wb->lock);
 	wb->handles++;
+	wb->unflushed++;
 	if ((f->flags & O_TRUNC) && (wb->len || !created)) {
 		wb->len = 0;
 		wb->dirty = true;
@@ -292,6 +301,35 @@ static void writer_open(struct kfs *fs, struct kfs_file *f)
 	f->cached = kfs_inode_writer_open(fs->inodes, f->ino, !fs->cfg.direct_io);
 }
 
+/*
+ * A truncation with nothing written is committed when the last writable
+ * handle is released, which the kernel sends after close(2) has returned
+ * (an earlier commit would show readers of "cmd > f" an empty value
+ * before cmd writes).  A read-only open in that window, after every
+ * writer flushed, waits a little for the release or for the data, so a
+ * program that empties a file by open(O_TRUNC) and close and then reads
+ * it sees it empty.
+ */
+static void wait_truncation(struct kfs *fs, uint64_t ino)
+{
+	struct kfs_wbuf *wb = kfs_inode_wbuf_attach(fs->inodes, ino, NULL);
+	struct timespec until;
+
+	if (!wb)
+		return;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += KFS_TRUNC_WAIT_MS * 1000000L;
+	until.tv_sec += until.tv_nsec / 1000000000L;
+	until.tv_nsec %= 1000000000L;
+	pthread_mutex_lock(&wb->lock);
+	while (wb->dirty && !wb->wrote && wb->unflushed == 0 && wb->handles > 0 &&
+	       pthread_cond_timedwait(&wb->changed, &wb->lock, &until) == 0)
+		;
+	pthread_mutex_unlock(&wb->lock);
+	if (kfs_inode_wbuf_detach(fs->inodes, ino))
+		wbuf_free(wb);
+}
+
 void kfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct kfs *fs = kfs_from(req);
@@ -320,6 +358,8 @@ void kfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * of the inode do not use the page cache. */
 	if (f->writable)
 		writer_open(fs, f);
+	else
+		wait_truncation(fs, ino);
 	rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
 	if (rc == 0) {
 		rc = kvc_get(txn, key, len, 0, &rec);
@@ -658,6 +698,7 @@ void kfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size,
 		wb->dirty = wb->wrote = true;
 		wb->mtime_ns = kvc_now_ns();
 		wbuf_publish(fs, wb);
+		pthread_cond_broadcast(&wb->changed);
 		if (!fi->writepage)
 			clear_privs(req, fs, wb);
 	}
@@ -772,7 +813,9 @@ void kfs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	pthread_mutex_lock(&f->wb->lock);
 	if (f->wb->wrote || (f->flushes > 0 && (f->flags & O_TRUNC)))
 		rc = commit(fs, f->wb);
-	f->flushes++;
+	if (f->flushes++ == 0)
+		f->wb->unflushed--;
+	pthread_cond_broadcast(&f->wb->changed);
 	pthread_mutex_unlock(&f->wb->lock);
 	fuse_reply_err(req, -rc);
 }
@@ -806,6 +849,9 @@ void kfs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (f->wb->wrote || f->wb->handles == 1)
 			rc = commit(fs, f->wb);
 		f->wb->handles--;
+		if (f->flushes == 0)
+			f->wb->unflushed--;
+		pthread_cond_broadcast(&f->wb->changed);
 		if (rc < 0)
 			kfs_log(fs, LOG_ERR, "lost a write at close of inode %llu: %s",
 				(unsigned long long)f->ino, strerror(-rc));
