@@ -124,6 +124,12 @@ int kvc_rec_scan(kvc_txn *txn,
 			   const struct kvc_record *rec, int decode_err),
 		 void *arg);
 
+/* Seconds of @ns rounded up, for any int64 (no overflow near INT64_MAX). */
+static inline int64_t kvc_ceil_sec(int64_t ns)
+{
+	return ns / 1000000000 + (ns % 1000000000 > 0);
+}
+
 /* Whether @rec would be visible to readers at @now_ns. */
 static inline bool kvc_rec_live(const struct kvc_record *rec, int64_t now_ns)
 {

@@ -391,7 +391,13 @@ static int meta_load(kvc_txn *txn)
 	return 0;
 }
 
-/* The next clock: past both the wall clock and every clock seen. */
+/*
+ * The next clock: past both the wall clock and every clock seen.  At the
+ * largest value it saturates: a clock that wrapped to 0 would lose every
+ * conflict and read as "no clock".  kvc_apply keeps peers' clocks far
+ * below it (KVC_HLC_MS_MAX), so only a store damaged by other means gets
+ * there.
+ */
 static int hlc_stamp(kvc_txn *txn, uint64_t *ret)
 {
 	int rc = meta_load(txn);
@@ -402,7 +408,9 @@ static int hlc_stamp(kvc_txn *txn, uint64_t *ret)
 	if (now_ms > l) {
 		l = now_ms;
 		c = 0;
-	} else if (++c > 0xFFFF) {
+	} else if (c < 0xFFFF) {
+		c++;
+	} else if (l < 0xFFFFFFFFFFFFull) {
 		l++;
 		c = 0;
 	}
@@ -1085,9 +1093,17 @@ int kvc_get(kvc_txn *txn, const void *key, size_t key_len, unsigned flags,
 
 /* ---------------------------------------------------------------- writes */
 
-static int64_t ceil_sec(int64_t ns)
+/* The latest mtime or ctime a record written at @now_ns may hold. */
+static int64_t time_limit(int64_t now_ns)
 {
-	return (ns + 999999999) / 1000000000;
+	const int64_t ahead = KVC_TIME_AHEAD_MAX_S * 1000000000;
+	return now_ns > INT64_MAX - ahead ? INT64_MAX : now_ns + ahead;
+}
+
+static int64_t time_clamp(int64_t ns, int64_t now_ns)
+{
+	int64_t hi = time_limit(now_ns);
+	return ns < 0 ? 0 : ns > hi ? hi : ns;
 }
 
 static int validate_write(kvc_txn *txn, const struct kvc_write *w, char *meta_buf,
@@ -1216,9 +1232,15 @@ static int compose(kvc_txn *txn, const struct kvc_write *w, const struct kvc_rec
 			rec->expiration = 0;
 		rearm = true;
 	}
+	/* Times out of range (touch -d @9223372036, or a date before 1970)
+	 * are clamped, kept ones too: every record written is then one a
+	 * peer's kvc_apply accepts, and a ttl's expiration stays positive. */
+	int64_t mtime = time_clamp(rec->mtime_ns, now);
+	rearm = rearm || mtime != rec->mtime_ns;
+	rec->mtime_ns = mtime;
 	if (rec->ttl && rearm)
-		rec->expiration = ceil_sec(rec->mtime_ns) + rec->ttl;
-	rec->ctime_ns = (w->set & KVC_SET_CTIME) ? w->ctime_ns : now;
+		rec->expiration = kvc_ceil_sec(rec->mtime_ns) + rec->ttl;
+	rec->ctime_ns = time_clamp((w->set & KVC_SET_CTIME) ? w->ctime_ns : now, now);
 	return 0;
 }
 
@@ -1844,36 +1866,51 @@ static int skew_check(kvc_txn *txn, const struct kvc_record *rec, uint64_t max_s
 	return 0;
 }
 
-int kvc_apply_would(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_record *rec,
-		    uint64_t max_skew_ms)
+/*
+ * Refuse a peer's record whose fields disagree with each other or with any
+ * clock.  The bound on times follows the record's own clock (which the
+ * skew check holds to the local one): a record a store wrote itself always
+ * passes, because its clock was at least the wall clock when compose()
+ * clamped its times.
+ */
+static int times_check(kvc_txn *txn, const struct kvc_record *rec)
 {
-	if (!txn || !rec)
-		return -EINVAL;
-	txn->errmsg[0] = 0;
-	int rc = key_check(txn, key, key_len);
-	if (!rc)
-		rc = skew_check(txn, rec, max_skew_ms);
-	if (rc)
-		return rc;
-	struct kvc_record mine;
-	rc = kvc_rec_lookup(txn, key, key_len, &mine);
-	if (rc && rc != -ENOENT)
-		return rc;
-	return peer_wins(txn, rc == 0 ? &mine : NULL, rec) ? 1 : 0;
+	uint64_t at_ms = rec->hlc >> 16;
+	if (at_ms > KVC_HLC_MS_MAX)
+		return kvc_set_errmsg(txn, -EINVAL,
+				      "record clock of %llu ms is beyond any real clock",
+				      (unsigned long long)at_ms);
+	/* Whole milliseconds of the clock, rounded up: the write that made
+	 * the record clamped against a time within that millisecond. */
+	int64_t hi = at_ms >= KVC_HLC_MS_MAX ? INT64_MAX
+					     : time_limit((int64_t)(at_ms + 1) * 1000000);
+	if (rec->mtime_ns < 0 || rec->mtime_ns > hi)
+		return kvc_set_errmsg(txn, -EINVAL,
+				      "record mtime of %lld ns is outside 1970 .. its clock + %lld s",
+				      (long long)rec->mtime_ns, (long long)KVC_TIME_AHEAD_MAX_S);
+	if (rec->ctime_ns < 0 || rec->ctime_ns > hi)
+		return kvc_set_errmsg(txn, -EINVAL,
+				      "record ctime of %lld ns is outside 1970 .. its clock + %lld s",
+				      (long long)rec->ctime_ns, (long long)KVC_TIME_AHEAD_MAX_S);
+	if (rec->flags & KVC_REC_TOMBSTONE)
+		return 0; /* its expiry is dropped */
+	if (rec->expiration < 0)
+		return kvc_set_errmsg(txn, -EINVAL, "record expiration of %lld is negative",
+				      (long long)rec->expiration);
+	if (rec->ttl && rec->expiration != kvc_ceil_sec(rec->mtime_ns) + rec->ttl)
+		return kvc_set_errmsg(txn, -EINVAL,
+				      "record expiration of %lld is not its mtime + ttl of %u",
+				      (long long)rec->expiration, rec->ttl);
+	return 0;
 }
 
-int kvc_apply(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_record *rec,
-	      uint64_t max_skew_ms)
+/* Everything kvc_apply and kvc_apply_would refuse, in one place. */
+static int apply_check(kvc_txn *txn, const void *key, size_t key_len,
+		       const struct kvc_record *rec, uint64_t max_skew_ms)
 {
-	if (!txn || !rec)
-		return -EINVAL;
-	if (!txn->write)
-		return -EBADF;
-	txn->errmsg[0] = 0;
 	int rc = key_check(txn, key, key_len);
 	if (rc)
 		return rc;
-	bool tomb = rec->flags & KVC_REC_TOMBSTONE;
 	if (rec->value_len > KVC_VALUE_MAX)
 		return kvc_set_errmsg(txn, -EFBIG, "Value length of %zu exceeds limit of %u.",
 				      rec->value_len, KVC_VALUE_MAX);
@@ -1891,10 +1928,41 @@ int kvc_apply(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_re
 		return kvc_set_errmsg(txn, -EINVAL, "invalid mode %o", rec->mode);
 	if (rec->hlc == 0 || rec->origin == 0)
 		return kvc_set_errmsg(txn, -EINVAL, "record without a clock or origin");
-	rc = meta_load(txn);
+	rc = times_check(txn, rec);
+	if (!rc)
+		rc = skew_check(txn, rec, max_skew_ms);
+	return rc;
+}
+
+int kvc_apply_would(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_record *rec,
+		    uint64_t max_skew_ms)
+{
+	if (!txn || !rec)
+		return -EINVAL;
+	txn->errmsg[0] = 0;
+	int rc = apply_check(txn, key, key_len, rec, max_skew_ms);
 	if (rc)
 		return rc;
-	rc = skew_check(txn, rec, max_skew_ms);
+	struct kvc_record mine;
+	rc = kvc_rec_lookup(txn, key, key_len, &mine);
+	if (rc && rc != -ENOENT)
+		return rc;
+	return peer_wins(txn, rc == 0 ? &mine : NULL, rec) ? 1 : 0;
+}
+
+int kvc_apply(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_record *rec,
+	      uint64_t max_skew_ms)
+{
+	if (!txn || !rec)
+		return -EINVAL;
+	if (!txn->write)
+		return -EBADF;
+	txn->errmsg[0] = 0;
+	int rc = apply_check(txn, key, key_len, rec, max_skew_ms);
+	if (rc)
+		return rc;
+	bool tomb = rec->flags & KVC_REC_TOMBSTONE;
+	rc = meta_load(txn);
 	if (rc)
 		return rc;
 	if (rec->hlc > txn->hlc) {

@@ -37,6 +37,24 @@
 #define KVC_TOMBSTONE_GRACE_DEFAULT (7u * 24u * 3600u)
 /* Largest opaque list cursor kvc_list() produces, including the NUL. */
 #define KVC_CURSOR_MAX 700u
+/*
+ * The range of a record's times.  mtime and ctime lie between the epoch and
+ * KVC_TIME_AHEAD_MAX_S seconds (100 years) after the record's clock: a
+ * local write clamps them into [0, now + 100 years] (as the kernel clamps a
+ * timestamp into what a filesystem can hold), and kvc_apply refuses a peer's
+ * record outside [0, its clock + 100 years].  Since a record's clock is at
+ * least the wall clock when it was made, every record a store writes is one
+ * its peers accept, and ceil(mtime) + ttl never overflows.
+ */
+#define KVC_TIME_AHEAD_MAX_S (36525ll * 24 * 3600) /* 100 years of 365.25 days */
+/*
+ * The latest clock a record may carry, in milliseconds: the last one
+ * kvcore's own time (int64 nanoseconds, 2262-04-11) can reach.  No real
+ * clock stamps beyond it, so kvc_apply refuses such a record whatever its
+ * skew bound; the local clock therefore stays far below the 48 bits where
+ * it would saturate.
+ */
+#define KVC_HLC_MS_MAX 9223372036854ull
 
 typedef struct kvc_store kvc_store;
 typedef struct kvc_txn kvc_txn;
@@ -227,10 +245,12 @@ enum kvc_write_set {
 	KVC_SET_TTL = 1u << 3,        /* ttl; sets expiration = mtime + ttl; 0 clears */
 	KVC_SET_MODE = 1u << 4,       /* mode */
 	KVC_SET_OWNER = 1u << 5,      /* uid, gid (UINT32_MAX keeps one) */
-	KVC_SET_MTIME = 1u << 6,      /* mtime_ns (re-arms the ttl) */
+	KVC_SET_MTIME = 1u << 6,      /* mtime_ns (re-arms the ttl); clamped
+					 into [0, now + KVC_TIME_AHEAD_MAX_S] */
 	KVC_CREATE = 1u << 7,         /* fail with -EEXIST if the key is live */
 	KVC_MUST_EXIST = 1u << 8,     /* fail with -ENOENT if it is not */
-	KVC_SET_CTIME = 1u << 9,      /* ctime_ns as given (else: now) */
+	KVC_SET_CTIME = 1u << 9,      /* ctime_ns as given (else: now), clamped
+					 as mtime_ns */
 	KVC_IF_INO = 1u << 10,        /* fail with -ESTALE unless the key is live
 					 with inode number ino: a writer of an
 					 open file never brings back a key that
@@ -395,10 +415,17 @@ int kvc_version_cmp(uint64_t hlc_a, uint64_t origin_a, uint64_t hlc_b, uint64_t 
  * sequence.  An expired record is not applied over an absent key.
  * The key, value, metadata and mode are validated as for kvc_write; ttl
  * and expiration are not held to min_ttl (the origin accepted them, and a
- * replica must agree with it).  -ERANGE for an hlc more than @max_skew_ms
- * ahead of the local clock (0 = no bound; any bound works, UINT64_MAX
- * included).
- * @return 1 applied, 0 ignored (not newer), or -errno
+ * replica must agree with it), but the record's fields must agree: no
+ * negative expiration, a ttl only with expiration == ceil(mtime) + ttl,
+ * mtime and ctime within [0, clock + KVC_TIME_AHEAD_MAX_S], a clock and an
+ * origin, a clock no later than KVC_HLC_MS_MAX.  A tombstone's value,
+ * metadata, expiration and ttl are dropped, not checked.  -ERANGE for an
+ * hlc more than @max_skew_ms ahead of the local clock (0 = no bound; any
+ * bound works, UINT64_MAX included).  kvc_apply_would makes the same checks.
+ * @return 1 applied, 0 ignored (not newer), -ERANGE (clock too far ahead),
+ *         -EINVAL (fields that disagree, bad key, metadata or mode),
+ *         -ENAMETOOLONG, -EFBIG, -E2BIG, -EBADF (read txn), -ENOSPC, -EIO;
+ *         kvc_txn_errmsg() says why
  */
 int kvc_apply(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_record *rec,
 	      uint64_t max_skew_ms);
@@ -417,9 +444,10 @@ int kvc_scan(kvc_txn *txn, const void *lo, size_t lo_len, const void *hi, size_t
 
 /**
  * What kvc_apply would decide for @rec under @max_skew_ms, without
- * writing: for dry runs.  Works in a read transaction.
- * @return 1 (would apply), 0 (would ignore), or -errno (an invalid key,
- *         -ERANGE as kvc_apply, with its message in kvc_txn_errmsg; -EIO)
+ * writing: for dry runs.  Works in a read transaction.  It refuses exactly
+ * the records kvc_apply refuses (one function checks for both).
+ * @return 1 (would apply), 0 (would ignore), or the -errno kvc_apply would
+ *         return, with its message in kvc_txn_errmsg; -EIO
  */
 int kvc_apply_would(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_record *rec,
 		    uint64_t max_skew_ms);

@@ -376,7 +376,9 @@ static int check_rec(void *arg, const void *key, size_t key_len, const struct kv
 		if (!idx_has(txn, txn->store->exp, (uint64_t)rec->expiration, rec->seq, key, key_len))
 			problem(ck, "key '%s' is missing from the expiry index", name);
 	}
-	if (rec->ttl && rec->expiration != (rec->mtime_ns + 999999999) / 1000000000 + rec->ttl)
+	if (!tomb && rec->expiration < 0)
+		problem(ck, "key '%s' has a negative expiration", name);
+	if (rec->ttl && rec->expiration != kvc_ceil_sec(rec->mtime_ns) + rec->ttl)
 		problem(ck, "key '%s' has a ttl but its expiration is not mtime + ttl", name);
 	if (rec->value_len > KVC_VALUE_MAX)
 		problem(ck, "key '%s' has a value over the limit", name);

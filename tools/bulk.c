@@ -909,8 +909,8 @@ void kt_json_pretty(FILE *f, const char *json, size_t len, unsigned indent)
 }
 
 void kt_bulk_write_put_entry(FILE *f, const void *key, size_t key_len, const void *value,
-			     size_t value_len, int64_t expiration, const char *metadata,
-			     size_t metadata_len)
+			     size_t value_len, int64_t expiration, uint32_t ttl,
+			     const char *metadata, size_t metadata_len)
 {
 	bool text = kt_utf8_valid(value, value_len);
 	fputs("{\"key\":", f);
@@ -922,7 +922,9 @@ void kt_bulk_write_put_entry(FILE *f, const void *key, size_t key_len, const voi
 		kt_json_base64(f, value, value_len);
 	if (!text)
 		fputs(",\"base64\":true", f);
-	if (expiration)
+	if (ttl)
+		fprintf(f, ",\"expiration_ttl\":%lu", (unsigned long)ttl);
+	else if (expiration)
 		fprintf(f, ",\"expiration\":%lld", (long long)expiration);
 	if (metadata) {
 		fputs(",\"metadata\":", f);

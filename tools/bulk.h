@@ -105,11 +105,13 @@ void kt_json_pretty(FILE *f, const char *json, size_t len, unsigned indent);
 /**
  * Write one bulk-put entry as compact JSON (no trailing newline or comma):
  * the value as a string when it is valid UTF-8, else as base64 with
- * "base64":true; "expiration" when non-zero; "metadata" (JSON text) when
- * non-NULL.
+ * "base64":true; "expiration_ttl" when @ttl is non-zero, else "expiration"
+ * when non-zero (a ttl counts from the write, so an import re-arms it as
+ * the original's writes did, and no key is refused for expiring within
+ * min_ttl); "metadata" (JSON text) when non-NULL.
  */
 void kt_bulk_write_put_entry(FILE *f, const void *key, size_t key_len, const void *value,
-			     size_t value_len, int64_t expiration, const char *metadata,
-			     size_t metadata_len);
+			     size_t value_len, int64_t expiration, uint32_t ttl,
+			     const char *metadata, size_t metadata_len);
 
 #endif

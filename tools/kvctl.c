@@ -962,7 +962,7 @@ static int cmd_export(kvc_store *store, const struct args *a)
 	while (!rc && kn >= prefix_len && !memcmp(k, prefix, prefix_len)) {
 		fputs(n ? ",\n" : "[\n", stdout);
 		kt_bulk_write_put_entry(stdout, k, kn, rec.value, rec.value_len, rec.expiration,
-					rec.metadata, rec.metadata_len);
+					rec.ttl, rec.metadata, rec.metadata_len);
 		kt_progress_update(&progress, ++n);
 		if (ferror(stdout)) {
 			rc = -EIO;

@@ -2,8 +2,8 @@
  * kvsync: rsync-like replication between kvfs stores.
  *
  *   kvsync [OPTIONS] SRC DST           make DST hold every change of SRC
- *   kvsync --server PATH               the far end of a remote-shell sync
- *   kvsync serve [--listen H:P] [--token-file F] STORE    a sync daemon
+ *   kvsync [--max-skew MS] --server PATH    the far end of a remote-shell sync
+ *   kvsync serve [--listen H:P] [--token-file F] [--max-skew MS] STORE   a daemon
  *
  * This file is the command line: it parses options and endpoints, makes
  * the one connection a sync runs over (a remote shell, a TCP connection to
@@ -59,7 +59,8 @@ struct endpoint {
 
 struct cli {
 	uint32_t req_flags;
-	uint64_t max_skew_ms;
+	uint64_t max_skew_ms; /* --max-skew; 0: the operator lifted the bound */
+	bool max_skew_set;
 	bool both, watch, check, stats, progress;
 	const char *rsh;
 	const char *kvsync_path;
@@ -72,8 +73,8 @@ struct cli {
 static void usage(FILE *f)
 {
 	fputs("usage: kvsync [OPTIONS] SRC DST\n"
-	      "       kvsync serve [--listen HOST:PORT] [--token-file FILE] STORE\n"
-	      "       kvsync --server PATH\n"
+	      "       kvsync serve [--listen HOST:PORT] [--token-file FILE] [--max-skew MS] STORE\n"
+	      "       kvsync [--max-skew MS] --server PATH\n"
 	      "\n"
 	      "SRC and DST: a STORE directory or kvfs mountpoint, [user@]host:PATH (through\n"
 	      "a remote shell), or kvsync://host[:port] (a kvsync serve daemon).\n"
@@ -88,8 +89,10 @@ static void usage(FILE *f)
 	      "                     '- KEY' deletion applied\n"
 	      "  -P, --progress     show progress (on a terminal)\n"
 	      "      --stats        print a summary at the end\n"
-	      "      --max-skew MS  refuse records stamped more than MS ms ahead of the local\n"
-	      "                     clock (default 60000; 0: no bound)\n"
+	      "      --max-skew MS  refuse records stamped more than MS ms ahead of the\n"
+	      "                     receiving store's clock (default 86400000, one day;\n"
+	      "                     0: no bound); a server (serve, --server) applies its\n"
+	      "                     own --max-skew or the client's, whichever is smaller\n"
 	      "  -e, --rsh CMD      remote shell for host:PATH (default ssh)\n"
 	      "      --kvsync-path PROG  kvsync on the remote host (default kvsync)\n"
 	      "      --token-file FILE   prove knowledge of this token to a daemon\n"
@@ -246,10 +249,26 @@ static char *shell_quote(const char *s)
 	return q;
 }
 
+/*
+ * The server's own skew bound from its --max-skew: the default when not
+ * given, none (UINT64_MAX) when its operator said 0.
+ */
+static uint64_t own_skew(bool set, uint64_t ms)
+{
+	if (!set)
+		return 0;
+	return ms ? ms : UINT64_MAX;
+}
+
+struct local_peer_arg {
+	const char *store;
+	uint64_t max_skew_ms; /* as ks_server_opts */
+};
+
 /* The forked peer of a local-to-local sync. */
 static int local_peer(int fd, void *arg)
 {
-	const char *store = arg;
+	const struct local_peer_arg *a = arg;
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
@@ -258,8 +277,9 @@ static int local_peer(int fd, void *arg)
 		return KS_EXIT_PROTO;
 	/* The client prints whatever goes wrong here (it gets it as an
 	 * ERROR frame): the same stderr must not show it twice. */
-	struct ks_server_opts so = {.store_path = store, .stop_fd = -1,
-				    .greet_timeout_ms = GREET_TIMEOUT_MS, .quiet = true};
+	struct ks_server_opts so = {.store_path = a->store, .stop_fd = -1,
+				    .greet_timeout_ms = GREET_TIMEOUT_MS, .quiet = true,
+				    .max_skew_ms = a->max_skew_ms};
 	return ks_server_run(conn, &so);
 }
 
@@ -271,7 +291,9 @@ static int connect_peer(const struct cli *cli, const struct endpoint *remote,
 	if (remote->kind == EP_LOCAL) {
 		pid_t pid;
 		int fd;
-		rc = ks_spawn_fn(local_peer, remote->path, &pid, &fd);
+		/* Both stores are the user's: the peer's bound is theirs. */
+		struct local_peer_arg a = {remote->path, own_skew(true, cli->max_skew_ms)};
+		rc = ks_spawn_fn(local_peer, &a, &pid, &fd);
 		if (rc) {
 			fprintf(stderr, "kvsync: cannot start the local peer: %s\n", strerror(-rc));
 			return KS_EXIT_PROTO;
@@ -570,7 +592,7 @@ static int run_client(struct cli *cli)
 
 /* ------------------------------------------------------------- servers */
 
-static int run_stdio_server(const char *arg)
+static int run_stdio_server(const char *arg, uint64_t max_skew_ms)
 {
 	/* The protocol owns the original stdin and stdout; anything printed
 	 * by accident goes to stderr instead of corrupting the stream. */
@@ -597,7 +619,7 @@ static int run_stdio_server(const char *arg)
 		return KS_EXIT_PROTO;
 	}
 	struct ks_server_opts so = {.store_path = path, .stop_fd = -1,
-				    .greet_timeout_ms = GREET_TIMEOUT_MS};
+				    .greet_timeout_ms = GREET_TIMEOUT_MS, .max_skew_ms = max_skew_ms};
 	int code = ks_server_run(conn, &so);
 	free(path);
 	return code;
@@ -606,6 +628,7 @@ static int run_stdio_server(const char *arg)
 struct daemon {
 	const char *store;
 	const uint8_t *token_key;
+	uint64_t max_skew_ms; /* as ks_server_opts */
 	pid_t kids[MAX_CONNECTIONS];
 	size_t nkids;
 };
@@ -655,7 +678,7 @@ static void serve_connection(struct daemon *d, int fd)
 		exit(KS_EXIT_PROTO);
 	struct ks_server_opts so = {.store_path = d->store, .token_key = d->token_key,
 				    .refuse = why, .greet_timeout_ms = GREET_TIMEOUT_MS,
-				    .stop_fd = -1, .peer_name = who};
+				    .stop_fd = -1, .peer_name = who, .max_skew_ms = d->max_skew_ms};
 	exit(ks_server_run(conn, &so));
 }
 
@@ -664,10 +687,13 @@ static int run_daemon(int argc, char **argv)
 	static const struct option opts[] = {
 		{"listen", required_argument, NULL, 'l'},
 		{"token-file", required_argument, NULL, 't'},
+		{"max-skew", required_argument, NULL, 's'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *listen_at = DEFAULT_LISTEN, *token_file = NULL;
+	uint64_t skew_ms = 0;
+	bool skew_set = false;
 	int c;
 	static char prog[] = "kvsync serve"; /* getopt names argv[0] in its messages */
 	argv[0] = prog;
@@ -676,6 +702,11 @@ static int run_daemon(int argc, char **argv)
 		switch (c) {
 		case 'l': listen_at = optarg; break;
 		case 't': token_file = optarg; break;
+		case 's':
+			if (!parse_u64(optarg, &skew_ms))
+				return usage_error("--max-skew takes milliseconds, not '%s'", optarg);
+			skew_set = true;
+			break;
 		case 'h': usage(stdout); return KS_EXIT_OK;
 		default:
 			fputs("Try 'kvsync --help'.\n", stderr);
@@ -684,7 +715,7 @@ static int run_daemon(int argc, char **argv)
 	}
 	if (argc - optind != 1)
 		return usage_error("serve takes one STORE");
-	struct daemon d = {.nkids = 0};
+	struct daemon d = {.nkids = 0, .max_skew_ms = own_skew(skew_set, skew_ms)};
 	char *store;
 	if (ks_resolve_store(argv[optind], &store))
 		return KS_EXIT_STORE;
@@ -863,7 +894,8 @@ int main(int argc, char **argv)
 		{"version", no_argument, NULL, O_VERSION},
 		{NULL, 0, NULL, 0},
 	};
-	struct cli cli = {.max_skew_ms = 60000, .rsh = "ssh", .kvsync_path = "kvsync"};
+	struct cli cli = {.max_skew_ms = KS_MAX_SKEW_DEFAULT_MS, .rsh = "ssh",
+			  .kvsync_path = "kvsync"};
 	const char *server = NULL;
 	int c;
 	static char prog[] = "kvsync"; /* getopt names argv[0] in its messages */
@@ -881,6 +913,7 @@ int main(int argc, char **argv)
 		case O_SKEW:
 			if (!parse_u64(optarg, &cli.max_skew_ms))
 				return usage_error("--max-skew takes milliseconds, not '%s'", optarg);
+			cli.max_skew_set = true;
 			break;
 		case 'e': cli.rsh = optarg; break;
 		case O_KVSYNC_PATH: cli.kvsync_path = optarg; break;
@@ -899,7 +932,7 @@ int main(int argc, char **argv)
 	if (server) {
 		if (optind != argc)
 			return usage_error("--server takes no other arguments");
-		return run_stdio_server(server);
+		return run_stdio_server(server, own_skew(cli.max_skew_set, cli.max_skew_ms));
 	}
 	if (argc - optind != 2)
 		return usage_error("expected SRC and DST");

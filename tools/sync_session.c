@@ -1153,15 +1153,20 @@ static int judge_batch(struct ks_sess *s, struct batch *b)
 		struct inrec *r = b->v[i];
 		bool tomb = r->rec.flags & KVC_REC_TOMBSTONE;
 		rc = kvc_apply_would(txn, r->data, r->key_len, &r->rec, s->max_skew_ms);
-		if (rc == -ERANGE) {
+		if (rc < 0) {
 			/* The real run would refuse the batch: say so, as it would. */
-			char key[80], msg[128];
+			char key[80], msg[256];
 			printable(key, sizeof(key), r->data, r->key_len < 60 ? r->key_len : 60);
 			snprintf(msg, sizeof(msg), "%s", kvc_txn_errmsg(txn));
 			kvc_txn_abort(txn);
-			return fail(s, KS_EXIT_STORE,
-				    "record '%s' from the %s: %s (see --max-skew); nothing of its batch would be applied",
-				    key, s->peer_word, msg);
+			if (rc == -ERANGE)
+				return fail(s, KS_EXIT_STORE,
+					    "record '%s' from the %s: %s (see --max-skew); nothing of its batch would be applied",
+					    key, s->peer_word, msg);
+			if (rc == -EINVAL || rc == -E2BIG || rc == -EFBIG || rc == -ENAMETOOLONG)
+				return fail(s, KS_EXIT_PROTO, "protocol error: invalid record '%s': %s",
+					    key, msg[0] ? msg : strerror(-rc));
+			return store_fail(s, rc, "cannot read the store");
 		}
 		r->outcome = rc != 1 ? KS_OUT_IGNORED : tomb ? KS_OUT_TOMBSTONE : KS_OUT_APPLIED;
 	}
@@ -1650,6 +1655,18 @@ static int server_open(struct ks_sess *s, const struct ks_server_opts *o, int ti
 	return recv_ident(s, timeout);
 }
 
+/*
+ * The bound a server applies to a push: its own, or the client's when that
+ * is smaller.  A client asking for none (0) gets the server's: only the
+ * server's operator can lift it (UINT64_MAX, which no clock reaches).
+ */
+static uint64_t skew_bound(uint64_t own_ms, uint64_t client_ms)
+{
+	uint64_t own = own_ms ? own_ms : KS_MAX_SKEW_DEFAULT_MS;
+	uint64_t client = client_ms ? client_ms : UINT64_MAX;
+	return client < own ? client : own;
+}
+
 int ks_server_run(struct ks_conn *conn, const struct ks_server_opts *o)
 {
 	struct ks_sess sess;
@@ -1709,7 +1726,7 @@ int ks_server_run(struct ks_conn *conn, const struct ks_server_opts *o)
 		}
 		s->op = q.op;
 		s->flags = q.flags;
-		s->max_skew_ms = q.max_skew_ms;
+		s->max_skew_ms = skew_bound(o->max_skew_ms, q.max_skew_ms);
 		s->next_id = 0;
 		if (q.op == KS_OP_PUSH)
 			rc = run_receiver(s);

@@ -34,6 +34,10 @@ enum ks_exit {
 	KS_EXIT_AUTH = 5,   /* authentication failure */
 };
 
+/* The default bound on how far ahead of the receiver's clock a record may
+ * be stamped (--max-skew): one day. */
+#define KS_MAX_SKEW_DEFAULT_MS 86400000ull
+
 struct ks_stats {
 	uint64_t records;    /* records sent or received */
 	uint64_t applied;    /* applied by the receiver (would be, with -n) */
@@ -45,7 +49,8 @@ struct ks_stats {
 
 struct ks_client_opts {
 	uint32_t req_flags;     /* enum ks_req_flags */
-	uint64_t max_skew_ms;   /* for kvc_apply; 0: no bound */
+	uint64_t max_skew_ms;   /* for kvc_apply when this side receives, and
+				   asked of the server; 0: no bound */
 	uint32_t open_flags;    /* enum ks_open_flags, for the server's store */
 	bool local_is_src;      /* names the sides in messages and --check output */
 	bool rsh;               /* the peer runs behind a remote shell */
@@ -101,6 +106,11 @@ struct ks_server_opts {
 	int greet_timeout_ms;     /* how long a silent client may wait to greet */
 	int stop_fd;              /* readable when the server must end, or -1 */
 	const char *peer_name;    /* for log lines, e.g. "127.0.0.1:41000" */
+	uint64_t max_skew_ms;     /* this receiver's own bound, applied whatever
+				     the client asks (the smaller of the two
+				     wins); 0: KS_MAX_SKEW_DEFAULT_MS;
+				     UINT64_MAX: none, only when the operator
+				     of the server said so */
 	bool quiet;               /* the client prints our failures: do not
 				     print them a second time */
 };

@@ -45,7 +45,7 @@ static void round_trip(const struct kt_bulk *b)
 		/* Metadata is left out: the writer takes it as compact JSON
 		 * from the store, which the reader does not produce. */
 		kt_bulk_write_put_entry(f, e->key, e->key_len, e->value, e->value_len,
-					e->has_expiration ? e->expiration : 0, NULL, 0);
+					e->has_expiration ? e->expiration : 0, 0, NULL, 0);
 	}
 	fputc(']', f);
 	require(fclose(f) == 0);

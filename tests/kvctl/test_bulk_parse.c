@@ -286,9 +286,11 @@ static void write_pretty(FILE *f, const void *arg)
 static void write_entry(FILE *f, const void *arg)
 {
 	(void)arg;
-	kt_bulk_write_put_entry(f, "k\"", 2, "\xff\x00", 2, 1900000000, "{\"a\":1}", 7);
+	kt_bulk_write_put_entry(f, "k\"", 2, "\xff\x00", 2, 1900000000, 0, "{\"a\":1}", 7);
 	putc('\n', f);
-	kt_bulk_write_put_entry(f, "t", 1, "é", 2, 0, NULL, 0);
+	kt_bulk_write_put_entry(f, "t", 1, "é", 2, 0, 0, NULL, 0);
+	putc('\n', f);
+	kt_bulk_write_put_entry(f, "l", 1, "v", 1, 1900000000, 4294967295u, NULL, 0);
 }
 
 static void test_writers(void)
@@ -306,9 +308,21 @@ static void test_writers(void)
 	s = capture(write_entry, NULL);
 	is_str(s,
 	       "{\"key\":\"k\\\"\",\"value\":\"/wA=\",\"base64\":true,\"expiration\":1900000000,"
-	       "\"metadata\":{\"a\":1}}\n{\"key\":\"t\",\"value\":\"é\"}",
-	       "export entries: base64 only for non-UTF-8, optional fields only when set");
+	       "\"metadata\":{\"a\":1}}\n{\"key\":\"t\",\"value\":\"é\"}\n"
+	       "{\"key\":\"l\",\"value\":\"v\",\"expiration_ttl\":4294967295}",
+	       "export entries: base64 only for non-UTF-8, optional fields only when set, "
+	       "a ttl as expiration_ttl instead of the expiration");
 	free(s);
+	/* What the writer wrote, the reader reads: the ttl comes back whole. */
+	const char *ttl_entry = "[{\"key\":\"l\",\"value\":\"v\",\"expiration_ttl\":4294967295}]";
+	struct kt_bulk tb;
+	char tmsg[KT_BULK_ERRMSG_MAX];
+	is_int(kt_bulk_parse(ttl_entry, strlen(ttl_entry), KT_BULK_PUT, &tb, tmsg, sizeof(tmsg)), 0,
+	       "the bulk parser reads an exported expiration_ttl");
+	ok(tb.count == 1 && tb.entries[0].has_ttl && tb.entries[0].ttl == 4294967295ll &&
+		   !tb.entries[0].has_expiration,
+	   "as the ttl, with no expiration");
+	kt_bulk_release(&tb);
 	char shown[100];
 	is_str(kt_bulk_show_key("a\nb\x7f", 4, shown, sizeof(shown)), "a\\x0ab\\x7f",
 	       "keys in messages show control bytes as \\xNN");

@@ -60,4 +60,21 @@ check_eq "export of a prefix with no keys is []" "$(kv "$A" export --prefix noth
 
 check_eq "check accepts the original" "$(kv "$A" check)" "ok: 11 records checked"
 check_eq "check accepts the copy" "$(kv "$B" check)" "ok: 10 records checked"
+
+# A key with a ttl is exported with its ttl, which the import re-arms: a
+# key whose ttl ends within min_ttl (61 s, two seconds later) is copied
+# instead of failing the whole import as an expiration too close to now.
+T=$WORK/ttl
+U=$WORK/ttl-copy
+kv "$T" put short "almost gone" --ttl 61
+kv "$T" put plain "no expiry"
+sleep 2
+kv "$T" export >"$WORK/ttl.json"
+check_eq "a key with a ttl is exported with expiration_ttl" \
+	"$(grep '^{"key":"short"' "$WORK/ttl.json")" '{"key":"short","value":"almost gone","expiration_ttl":61}'
+check "export | bulk put copies a key whose ttl ends within min_ttl" \
+	kv "$U" bulk put "$WORK/ttl.json"
+check_eq "the copy holds the short-lived key" "$(kv "$U" get short)" "almost gone"
+check_eq "with its ttl" "$(kv "$U" export | grep -c '"expiration_ttl":61')" 1
+check_eq "the copy's check is clean" "$(kv "$U" check)" "ok: 2 records checked"
 finish

@@ -47,10 +47,11 @@ ident() {
 	{ be 8 "$1"; be 8 "$2"; be 8 0; be 8 0; } | frame 4
 }
 
-# req OP [FLAGS]: a session request (1 push, 2 pull, 3 check), with a max
-# skew of 60 s and FLAGS (default none; 2 dry run).
+# req OP [FLAGS [SKEW]]: a session request (1 push, 2 pull, 3 check), with
+# FLAGS (default none; 2 dry run) and a max skew of SKEW ms (default 60 s;
+# 0 asks for no bound).
 req() {
-	{ be 1 "$1"; be 4 "${2:-0}"; be 8 60000; } | frame 16
+	{ be 1 "$1"; be 4 "${2:-0}"; be 8 "${3:-60000}"; } | frame 16
 }
 
 # plan AFTER HEAD: the sender's plan of an incremental sync.
@@ -76,6 +77,22 @@ rec() {
 	} | frame 19
 }
 
+# rec_fields KEY VALUE HLC ORIGIN SEQ FLAGS TTL EXPIRATION MTIME CTIME: a
+# record with every field that decides its expiry and times given, no
+# metadata; integers may be negative (two's complement on the wire).
+rec_fields() {
+	{
+		be 2 "${#1}"
+		printf '%s' "$1"
+		be 4 "$6"; be 4 0; be 4 0; be 4 0; be 4 "$7" # flags mode uid gid ttl
+		be 8 "$8"; be 8 "$9"; be 8 "${10}"            # expiration mtime ctime
+		be 8 "$3"; be 8 "$4"; be 8 "$5"
+		be 2 0
+		be 4 "${#2}"
+		printf '%s' "$2"
+	} | frame 19
+}
+
 # data BYTES: a DATA frame.
 data() {
 	printf '%s' "$1" | frame 20
@@ -95,14 +112,14 @@ bye() {
 	printf '' | frame 6
 }
 
-# prologue NODE [FLAGS]: everything a pushing client sends before its
-# records: greeting, OPEN, IDENT, REQ(push, FLAGS), PLAN.
+# prologue NODE [FLAGS [SKEW]]: everything a pushing client sends before
+# its records: greeting, OPEN, IDENT, REQ(push, FLAGS, SKEW), PLAN.
 prologue() {
 	magic
 	hello
 	open_store 2
 	ident "$1" 77
-	req 1 "${2:-0}"
+	req 1 "${2:-0}" "${3:-60000}"
 	plan 0 100
 }
 
