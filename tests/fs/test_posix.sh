@@ -155,6 +155,14 @@ done
 check_eq "rm or mv racing the last close never brings the old name back (of 200)" "$back" "0"
 check_eq "a file renamed while open keeps its data under the new name (of 100)" "$lost" "0"
 
+# --- extreme times ----------------------------------------------------------
+printf v > "$M/tt"
+t setfattr -n user.kv.ttl -v 3600 "$M/tt"
+t touch -d @9223372036 "$M/tt" 2>/dev/null || true
+check "kvctl check is clean after touch -d @9223372036 on a key with a ttl" t "$KVCTL" "$S" check
+exp=$(t getfattr --only-values -n user.kv.expiration "$M/tt")
+check "and its expiration stays positive ($exp)" test "$exp" -gt 0
+
 # --- across a remount --------------------------------------------------------
 printf keep > "$M/keep"
 ino=$(stat -c %i "$M/keep")
