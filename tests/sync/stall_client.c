@@ -1,11 +1,14 @@
 /*
- * stall_client: a test helper that plays a kvsync client which stops
- * reading.  It proves the token to a `kvsync serve` daemon, asks it for a
- * pull as an empty store would, prints "stalled" and then reads nothing,
- * so the daemon's sender fills the socket and blocks.  It leaves after
- * SECONDS (or when killed).
+ * stall_client: a test helper that plays a kvsync client which stalls.
+ * It proves the token to a `kvsync serve` daemon, then, by MODE:
+ *   pull  asks for a pull as an empty store would and reads nothing, so
+ *         the daemon's sender fills the socket and blocks;
+ *   push  starts a push and sends nothing more (the daemon's receiver
+ *         waits for the sender's plan);
+ *   idle  sends no request at all.
+ * It prints "stalled" and leaves after SECONDS (or when killed).
  *
- *	stall_client HOST PORT TOKEN_FILE SECONDS
+ *	stall_client HOST PORT TOKEN_FILE MODE SECONDS
  *
  * Exit 0 once it stalled, 1 when the handshake failed.
  */
@@ -38,8 +41,9 @@ static int expect(struct ks_conn *c, uint8_t type, struct ks_frame *f)
 
 int main(int argc, char **argv)
 {
-	if (argc != 5) {
-		fprintf(stderr, "usage: stall_client HOST PORT TOKEN_FILE SECONDS\n");
+	if (argc != 6 || (strcmp(argv[4], "pull") && strcmp(argv[4], "push") &&
+			  strcmp(argv[4], "idle"))) {
+		fprintf(stderr, "usage: stall_client HOST PORT TOKEN_FILE pull|push|idle SECONDS\n");
 		return 2;
 	}
 	if (sodium_init() < 0)
@@ -84,16 +88,21 @@ int main(int argc, char **argv)
 	ks_enc_ident(ks_conn_out(c), &id);
 	if ((rc = expect(c, KS_IDENT, &f)))
 		return die("server's IDENT", rc);
-	struct ks_req q = {KS_OP_PULL, 0, 0};
-	struct ks_start st = {0, 0, KS_START_EMPTY};
-	ks_enc_req(ks_conn_out(c), &q);
-	ks_enc_start(ks_conn_out(c), &st);
+	if (!strcmp(argv[4], "pull")) {
+		struct ks_req q = {KS_OP_PULL, 0, 0};
+		struct ks_start st = {0, 0, KS_START_EMPTY};
+		ks_enc_req(ks_conn_out(c), &q);
+		ks_enc_start(ks_conn_out(c), &st);
+	} else if (!strcmp(argv[4], "push")) {
+		struct ks_req q = {KS_OP_PUSH, 0, 0};
+		ks_enc_req(ks_conn_out(c), &q);
+	}
 	if ((rc = ks_conn_flush(c)))
 		return die("request", rc);
 	printf("stalled\n");
 	fflush(stdout);
 	/* From now on nothing is read from the connection. */
-	poll(NULL, 0, atoi(argv[4]) * 1000);
+	poll(NULL, 0, atoi(argv[5]) * 1000);
 	ks_conn_close(c);
 	return 0;
 }
