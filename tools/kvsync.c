@@ -876,15 +876,22 @@ static void start_kid(struct daemon *d, int fd, const char *addr, int lfd, int s
 	snprintf(k->addr, sizeof(k->addr), "%s", addr);
 }
 
-/* The address of a peer without its port, the unit of --per-source-max-startups. */
+/*
+ * The unit of --per-source-max-startups: an IPv4 address, or an IPv6 /64
+ * (one host commonly holds a whole /64, so counting its addresses one by
+ * one would let it open as many handshakes as it likes).
+ */
 static void peer_addr(const struct sockaddr_storage *ss, char *out, size_t size)
 {
 	snprintf(out, size, "?");
-	if (ss->ss_family == AF_INET)
+	if (ss->ss_family == AF_INET) {
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, out, (socklen_t)size);
-	else if (ss->ss_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, out,
-			  (socklen_t)size);
+	} else if (ss->ss_family == AF_INET6) {
+		struct in6_addr a = ((const struct sockaddr_in6 *)ss)->sin6_addr;
+		if (!IN6_IS_ADDR_V4MAPPED(&a))
+			memset(a.s6_addr + 8, 0, 8);
+		inet_ntop(AF_INET6, &a, out, (socklen_t)size);
+	}
 }
 
 static bool parse_count(const char *s, unsigned max, unsigned *ret)

@@ -1489,9 +1489,17 @@ static int client_auth(struct ks_client *c, const struct ks_hello *sh, const uin
 		return fail(s, KS_EXIT_AUTH, "the server requires a token: give --token-file");
 	if (!key)
 		return 0;
-	if (!(sh->flags & KS_HELLO_TOKEN))
+	if (!(sh->flags & KS_HELLO_TOKEN)) {
+		/* A server that greets and then refuses us (a kvsync before
+		 * refusals went without a HELLO) has an ERROR on its way:
+		 * its reason, busy for one, tells more than ours. */
+		struct ks_frame f;
+		if (ks_conn_wait(s->conn, 200) == 1 && !ks_conn_recv(s->conn, 0, &f) &&
+		    f.type == KS_ERROR)
+			return peer_error(s, &f);
 		return fail(s, KS_EXIT_AUTH,
 			    "the server has no token and cannot prove who it is; refusing it");
+	}
 	uint8_t mac[KS_MAC_LEN];
 	ks_auth_mac(key, false, sh->nonce, cn, mac);
 	ks_enc_auth(out(s), mac);
