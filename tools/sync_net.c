@@ -32,6 +32,7 @@
 struct ks_conn {
 	int rfd, wfd; /* equal for a socket */
 	int stop_fd;  /* not owned; -1: none */
+	int timeout_ms; /* longest wait without progress; -1: none */
 	pid_t child;  /* reaped on close; 0: none */
 	struct ks_wbuf out;
 	size_t out_off;    /* bytes of out already written */
@@ -78,6 +79,7 @@ int ks_conn_new(int rfd, int wfd, pid_t child, struct ks_conn **ret_conn)
 	c->rfd = rfd;
 	c->wfd = wfd;
 	c->stop_fd = -1;
+	c->timeout_ms = -1;
 	c->child = child;
 	set_nonblock(rfd);
 	set_nonblock(wfd);
@@ -115,6 +117,11 @@ int ks_conn_close(struct ks_conn *c)
 void ks_conn_set_stop_fd(struct ks_conn *c, int fd)
 {
 	c->stop_fd = fd;
+}
+
+void ks_conn_set_timeout(struct ks_conn *c, int timeout_ms)
+{
+	c->timeout_ms = timeout_ms > 0 ? timeout_ms : -1;
 }
 
 struct ks_wbuf *ks_conn_out(struct ks_conn *c)
@@ -204,15 +211,24 @@ int ks_conn_flush(struct ks_conn *c)
 	return rc;
 }
 
+/*
+ * A peer that stops reading must not hold us (and whatever we hold: a read
+ * transaction, a daemon slot) for ever: after timeout_ms without a byte
+ * written, give up.  What the peer sends meanwhile does not count as
+ * progress, or a peer that only talks would keep us waiting.
+ */
 static int flush_out(struct ks_conn *c)
 {
 	if (c->out.err)
 		return c->out.err;
+	int64_t deadline = c->timeout_ms < 0 ? -1 : now_ms() + c->timeout_ms;
 	while (c->out_off < c->out.len) {
 		ssize_t n = write(c->wfd, c->out.p + c->out_off, c->out.len - c->out_off);
 		if (n > 0) {
 			c->out_off += (size_t)n;
 			c->bytes_out += (uint64_t)n;
+			if (deadline >= 0)
+				deadline = now_ms() + c->timeout_ms;
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
@@ -224,11 +240,21 @@ static int flush_out(struct ks_conn *c)
 			{.fd = c->eof ? -1 : c->rfd, .events = POLLIN},
 			{.fd = c->stop_fd, .events = POLLIN},
 		};
-		if (poll(p, 3, -1) < 0) {
+		int wait = -1;
+		if (deadline >= 0) {
+			int64_t left = deadline - now_ms();
+			if (left <= 0)
+				return -ETIMEDOUT;
+			wait = left > 1000000 ? 1000000 : (int)left;
+		}
+		int ready = poll(p, 3, wait);
+		if (ready < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
 		}
+		if (ready == 0)
+			continue; /* the deadline is checked above */
 		if (stop_requested(&p[2]))
 			return -EINTR;
 		if (p[1].revents) {
@@ -242,6 +268,11 @@ static int flush_out(struct ks_conn *c)
 	c->out.len = 0;
 	c->out_off = 0;
 	return 0;
+}
+
+bool ks_conn_should_flush(const struct ks_conn *c)
+{
+	return c->out.len >= KS_FLUSH_AT;
 }
 
 int ks_conn_maybe_flush(struct ks_conn *c)
@@ -283,8 +314,11 @@ static int wait_input(struct ks_conn *c, int64_t deadline)
 	}
 }
 
-static int64_t deadline_of(int timeout_ms)
+/* A negative timeout means the connection's own (maybe none). */
+static int64_t deadline_of(const struct ks_conn *c, int timeout_ms)
 {
+	if (timeout_ms < 0)
+		timeout_ms = c->timeout_ms;
 	return timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
 }
 
@@ -311,7 +345,7 @@ static void describe_junk(const uint8_t *p, size_t n, char *junk, size_t junk_si
 
 int ks_conn_read_magic(struct ks_conn *c, int timeout_ms, char *junk, size_t junk_size)
 {
-	int64_t deadline = deadline_of(timeout_ms);
+	int64_t deadline = deadline_of(c, timeout_ms);
 	for (;;) {
 		size_t have = c->in_len < KS_MAGIC_LEN ? c->in_len : KS_MAGIC_LEN;
 		const uint8_t *p = c->in + c->in_start;
@@ -354,7 +388,7 @@ int ks_conn_recv(struct ks_conn *c, int timeout_ms, struct ks_frame *ret)
 	int rc = c->write_err ? 0 : ks_conn_flush(c);
 	if (rc)
 		return rc;
-	int64_t deadline = deadline_of(timeout_ms);
+	int64_t deadline = deadline_of(c, timeout_ms);
 	for (;;) {
 		struct ks_frame f;
 		size_t size;
@@ -407,7 +441,7 @@ int ks_conn_wait(struct ks_conn *c, int timeout_ms)
 	size_t size;
 	if (ks_frame_decode(c->in + c->in_start, c->in_len, &f, &size, NULL) != -EAGAIN)
 		return 1;
-	int64_t deadline = deadline_of(timeout_ms);
+	int64_t deadline = deadline_of(c, timeout_ms);
 	for (;;) {
 		rc = wait_input(c, deadline);
 		if (rc <= 0)

@@ -38,19 +38,32 @@ int ks_conn_close(struct ks_conn *c);
  * waiting (-1: none).  Not owned. */
 void ks_conn_set_stop_fd(struct ks_conn *c, int fd);
 
+/*
+ * The connection's I/O timeout: a write that makes no progress for
+ * @timeout_ms, and a read given a negative timeout that receives nothing
+ * for that long, fail with -ETIMEDOUT.  0 or less: wait for ever (the
+ * default).
+ */
+void ks_conn_set_timeout(struct ks_conn *c, int timeout_ms);
+
 /* The buffer frames are encoded into; ks_conn_flush() sends it. */
 struct ks_wbuf *ks_conn_out(struct ks_conn *c);
 
 /** Send everything buffered.  @return 0, -EPIPE/-ECONNRESET (peer gone),
- *  -EINTR (stop), -EPROTO (peer flooded us), -ENOMEM, -EIO */
+ *  -ETIMEDOUT (the peer stopped reading), -EINTR (stop), -EPROTO (peer
+ *  flooded us), -ENOMEM, -EIO */
 int ks_conn_flush(struct ks_conn *c);
 
 /** Flush only when enough is buffered to be worth a write. */
 int ks_conn_maybe_flush(struct ks_conn *c);
 
+/* Whether ks_conn_maybe_flush() would write now. */
+bool ks_conn_should_flush(const struct ks_conn *c);
+
 /**
  * Read the 8 magic bytes.  What came instead is described in @junk (its
  * first line, made printable).
+ * @param[in] timeout_ms -1: the connection's timeout
  * @return 0, -EBADMSG (something else came first), -ECONNRESET (closed
  *         first), -ETIMEDOUT, -EINTR
  */
@@ -59,7 +72,7 @@ int ks_conn_read_magic(struct ks_conn *c, int timeout_ms, char *junk, size_t jun
 /**
  * Flush, then receive the next frame.  The frame stays valid until the
  * next ks_conn_recv() on @c.
- * @param[in] timeout_ms -1 to wait forever
+ * @param[in] timeout_ms -1: the connection's timeout (see ks_conn_set_timeout)
  * @return 0, -ECONNRESET (closed between frames), -EPROTO (malformed or
  *         truncated: ks_conn_why() says how), -ETIMEDOUT, -EINTR (stop),
  *         -ENOMEM, -EIO
@@ -68,6 +81,7 @@ int ks_conn_recv(struct ks_conn *c, int timeout_ms, struct ks_frame *ret);
 
 /**
  * Flush, then wait until a frame may be read.
+ * @param[in] timeout_ms -1: the connection's timeout
  * @return 1 (input waiting, or the peer closed), 0 (timeout), -EINTR, or a
  *         flush error
  */

@@ -72,7 +72,7 @@ struct ks_sess {
 	bool client;
 	const char *peer_word; /* how messages name the other side */
 	int stop_fd;
-	bool greeted; /* our magic and HELLO are out: frames may follow */
+	bool greeted; /* our magic (and HELLO) are out: frames may follow */
 	/* the session running now */
 	uint8_t op;
 	uint32_t flags; /* enum ks_req_flags */
@@ -344,27 +344,28 @@ static bool batch_full(const struct ks_sess *s)
 	return s->out_n >= KS_BATCH_RECORDS || s->out_bytes >= KS_BATCH_BYTES;
 }
 
-static int send_record(struct ks_sess *s, const void *key, size_t key_len,
-		       const struct kvc_record *rec)
+/*
+ * Encode one record, value and all, without writing: the caller holds a
+ * read transaction (the value points into it) and must end it before a
+ * write that may wait for the peer (see feed_batch).  The buffer thus
+ * holds at most one record past KS_FLUSH_AT, 25 MiB at worst.
+ */
+static void encode_record(struct ks_sess *s, const void *key, size_t key_len,
+			  const struct kvc_record *rec)
 {
 	size_t first = rec->value_len < KS_CHUNK_MAX ? rec->value_len : KS_CHUNK_MAX;
 	ks_enc_rec(out(s), key, key_len, rec, first);
-	int rc = maybe_flush(s);
-	for (size_t off = first; !rc && off < rec->value_len;) {
+	for (size_t off = first; off < rec->value_len;) {
 		size_t n = rec->value_len - off;
 		if (n > KS_CHUNK_MAX)
 			n = KS_CHUNK_MAX;
 		ks_enc_data(out(s), (const uint8_t *)rec->value + off, n);
 		off += n;
-		rc = maybe_flush(s);
 	}
-	if (rc)
-		return rc;
 	s->out_n++;
 	s->out_bytes += key_len + rec->value_len + rec->metadata_len + 64;
 	s->st.records++;
 	progress(s, false);
-	return 0;
 }
 
 /* What the receiver says about the records it got. */
@@ -420,37 +421,51 @@ static int sender_drain(struct ks_sess *s)
 	}
 }
 
-/* One batch of the feed after *after.  @return records sent, or -errno */
+/*
+ * One batch of the feed after *after.  No read transaction is held while
+ * writing to the peer: a peer that stops reading would otherwise pin the
+ * transaction's snapshot (and the pages it keeps from reuse) until the
+ * I/O timeout, or for ever without one.  So each time enough is buffered
+ * to be worth a write, the transaction ends, the write happens, and a new
+ * one resumes the feed after the last sequence encoded.  Records that
+ * change in between come again later in the feed, as across batches.
+ * @return records sent, or -errno
+ */
 static int64_t feed_batch(struct ks_sess *s, uint64_t *after)
 {
-	kvc_txn *txn;
-	int rc = kvc_txn_begin(s->store, KVC_TXN_READ, &txn);
-	if (rc)
-		return store_fail(s, rc, "cannot read the change feed");
 	uint64_t last = *after;
 	int64_t n = 0;
-	while (!batch_full(s)) {
-		const void *key;
-		size_t key_len;
-		struct kvc_record rec;
-		rc = kvc_feed_next(txn, last, &key, &key_len, &rec);
-		if (rc == -ENOENT) {
-			rc = 0;
-			break;
-		}
-		if (rc) {
-			rc = store_fail(s, rc, "cannot read the change feed");
-			break;
-		}
-		rc = send_record(s, key, key_len, &rec);
+	bool more = true;
+	int rc = 0;
+	while (more && !batch_full(s)) {
+		kvc_txn *txn;
+		rc = kvc_txn_begin(s->store, KVC_TXN_READ, &txn);
 		if (rc)
-			break;
-		last = rec.seq;
-		n++;
+			return store_fail(s, rc, "cannot read the change feed");
+		while (!batch_full(s) && !ks_conn_should_flush(s->conn)) {
+			const void *key;
+			size_t key_len;
+			struct kvc_record rec;
+			rc = kvc_feed_next(txn, last, &key, &key_len, &rec);
+			if (rc == -ENOENT) {
+				rc = 0;
+				more = false;
+				break;
+			}
+			if (rc) {
+				rc = store_fail(s, rc, "cannot read the change feed");
+				break;
+			}
+			encode_record(s, key, key_len, &rec);
+			last = rec.seq;
+			n++;
+		}
+		kvc_txn_abort(txn);
+		if (!rc)
+			rc = maybe_flush(s);
+		if (rc)
+			return rc;
 	}
-	kvc_txn_abort(txn);
-	if (rc)
-		return rc;
 	if (n) {
 		rc = end_batch(s, true, last);
 		if (rc)
@@ -662,38 +677,44 @@ static int send_keylist(struct ks_sess *s, uint8_t kind, struct drange *r)
 	return maybe_flush(s);
 }
 
+/* The records the receiver asked for; as in feed_batch, no read
+ * transaction is held across a write. */
 static int send_wanted(struct ks_sess *s, struct ks_list_rd *l)
 {
-	kvc_txn *txn;
-	int rc = kvc_txn_begin(s->store, KVC_TXN_READ, &txn);
-	if (rc)
-		return store_fail(s, rc, "cannot read the store");
 	const uint8_t *key;
 	size_t key_len;
-	while (!rc && ks_want_next(l, &key, &key_len)) {
-		struct kvc_record rec;
-		rc = kvc_get(txn, key, key_len, KVC_GET_TOMBSTONES | KVC_GET_EXPIRED, &rec);
-		if (rc == -ENOENT) {
-			rc = 0; /* gone since the list was made */
-			continue;
+	bool more = ks_want_next(l, &key, &key_len);
+	int rc = 0;
+	while (more) {
+		kvc_txn *txn;
+		rc = kvc_txn_begin(s->store, KVC_TXN_READ, &txn);
+		if (rc)
+			return store_fail(s, rc, "cannot read the store");
+		for (; more && !batch_full(s) && !ks_conn_should_flush(s->conn);
+		     more = ks_want_next(l, &key, &key_len)) {
+			struct kvc_record rec;
+			rc = kvc_get(txn, key, key_len, KVC_GET_TOMBSTONES | KVC_GET_EXPIRED, &rec);
+			if (rc == -ENOENT) {
+				rc = 0; /* gone since the list was made */
+				continue;
+			}
+			if (rc == -EINVAL || rc == -ENAMETOOLONG) {
+				rc = proto_fail(s, "the receiver asked for an invalid key");
+				break;
+			}
+			if (rc) {
+				rc = store_fail(s, rc, "cannot read the store");
+				break;
+			}
+			encode_record(s, key, key_len, &rec);
 		}
-		if (rc == -EINVAL || rc == -ENAMETOOLONG) {
-			rc = proto_fail(s, "the receiver asked for an invalid key");
-			break;
-		}
-		if (rc) {
-			rc = store_fail(s, rc, "cannot read the store");
-			break;
-		}
-		rc = send_record(s, key, key_len, &rec);
-		if (!rc && batch_full(s)) {
-			/* The batch's records were copied out: the read
-			 * transaction may end before the network waits. */
-			rc = end_batch(s, false, 0);
-		}
+		kvc_txn_abort(txn);
+		if (!rc)
+			rc = batch_full(s) ? end_batch(s, false, 0) : maybe_flush(s);
+		if (rc)
+			return rc;
 	}
-	kvc_txn_abort(txn);
-	return rc;
+	return 0;
 }
 
 static const char *state_word(uint8_t st)
@@ -1435,6 +1456,7 @@ int ks_client_new(struct ks_conn *conn, kvc_store *store, const struct ks_client
 	s->progress = o->progress;
 	kt_progress_init(&s->prog, 2, "kvsync", "records", 0);
 	ks_conn_set_stop_fd(conn, o->stop_fd);
+	ks_conn_set_timeout(conn, o->timeout_ms);
 	*ret_client = c;
 	return 0;
 }
@@ -1472,9 +1494,17 @@ static int client_auth(struct ks_client *c, const struct ks_hello *sh, const uin
 		return fail(s, KS_EXIT_AUTH, "the server requires a token: give --token-file");
 	if (!key)
 		return 0;
-	if (!(sh->flags & KS_HELLO_TOKEN))
+	if (!(sh->flags & KS_HELLO_TOKEN)) {
+		/* A server that greets and then refuses us (a kvsync before
+		 * refusals went without a HELLO) has an ERROR on its way:
+		 * its reason, busy for one, tells more than ours. */
+		struct ks_frame f;
+		if (ks_conn_wait(s->conn, 200) == 1 && !ks_conn_recv(s->conn, 0, &f) &&
+		    f.type == KS_ERROR)
+			return peer_error(s, &f);
 		return fail(s, KS_EXIT_AUTH,
 			    "the server has no token and cannot prove who it is; refusing it");
+	}
 	uint8_t mac[KS_MAC_LEN];
 	ks_auth_mac(key, false, sh->nonce, cn, mac);
 	ks_enc_auth(out(s), mac);
@@ -1667,6 +1697,50 @@ static uint64_t skew_bound(uint64_t own_ms, uint64_t client_ms)
 	return client < own ? client : own;
 }
 
+/* What is left until @deadline (-1: none) as a timeout for ks_conn_recv. */
+static int left_ms(int64_t deadline)
+{
+	if (deadline < 0)
+		return -1;
+	int64_t left = deadline - mono_ms();
+	return left <= 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
+}
+
+/*
+ * Everything before the client is known: its magic, HELLO and token proof.
+ * One deadline covers all of it, however the client spreads its bytes, so
+ * a client that trickles its greeting holds a connection for at most
+ * login_grace_ms (sshd's LoginGraceTime).
+ */
+static int server_greet(struct ks_sess *s, const struct ks_server_opts *o,
+			const uint8_t *nonce)
+{
+	int64_t deadline = o->login_grace_ms > 0 ? mono_ms() + o->login_grace_ms : -1;
+	char junk[100];
+	int rc = ks_conn_read_magic(s->conn, left_ms(deadline), junk, sizeof(junk));
+	if (rc == -EBADMSG)
+		return fail(s, KS_EXIT_PROTO,
+			    "protocol error: the client did not greet as kvsync (it sent '%s')", junk);
+	if (rc == -ECONNRESET)
+		return fail(s, KS_EXIT_PROTO, "connection closed before the protocol started");
+	if (rc == -ETIMEDOUT)
+		return fail(s, KS_EXIT_PROTO, "the client did not finish the handshake within %d ms",
+			    o->login_grace_ms);
+	if (rc)
+		return conn_fail(s, rc);
+	struct ks_hello ch;
+	rc = recv_hello(s, left_ms(deadline), &ch);
+	if (!rc)
+		rc = server_auth(s, o, &ch, nonce, left_ms(deadline));
+	if (rc && s->code == KS_EXIT_PROTO && deadline >= 0 && mono_ms() >= deadline) {
+		/* Not "stopped answering": it may have been sending all along. */
+		s->code = 0;
+		rc = fail(s, KS_EXIT_PROTO, "the client did not finish the handshake within %d ms",
+			  o->login_grace_ms);
+	}
+	return rc;
+}
+
 int ks_server_run(struct ks_conn *conn, const struct ks_server_opts *o)
 {
 	struct ks_sess sess;
@@ -1676,37 +1750,31 @@ int ks_server_run(struct ks_conn *conn, const struct ks_server_opts *o)
 	s->peer_word = "client";
 	s->stop_fd = o->stop_fd;
 	ks_conn_set_stop_fd(conn, o->stop_fd);
-	int greet = o->greet_timeout_ms > 0 ? o->greet_timeout_ms : -1;
+	/* Writes in the handshake are tiny; a client that does not even
+	 * read those gets no more time than one that does not send. */
+	ks_conn_set_timeout(conn, o->login_grace_ms);
+	int rc;
+	if (o->refuse) {
+		/* No HELLO: the client's first frame is the ERROR, whatever
+		 * it would have made of our greeting (a client holding a
+		 * token would take a HELLO without one for an impostor). */
+		ks_enc_magic(out(s));
+		s->greeted = true;
+		rc = fail(s, o->refuse_code ? o->refuse_code : KS_EXIT_AUTH, "%s", o->refuse);
+		goto out;
+	}
 	uint8_t nonce[KS_NONCE_LEN];
 	uint32_t hflags = KS_HELLO_SERVER | (o->token_key ? KS_HELLO_TOKEN : 0);
 	/* A client that gave up early may have said why: a failed write
 	 * is reported only if reading finds nothing better. */
-	int rc = send_greeting(s, hflags, nonce);
-	if (rc && o->refuse) {
-		rc = conn_fail(s, rc);
-		goto out;
-	}
-	if (o->refuse) {
-		rc = fail(s, o->refuse_code ? o->refuse_code : KS_EXIT_AUTH, "%s", o->refuse);
-		goto out;
-	}
-	char junk[100];
-	rc = ks_conn_read_magic(conn, greet, junk, sizeof(junk));
-	if (rc == -EBADMSG)
-		rc = fail(s, KS_EXIT_PROTO,
-			  "protocol error: the client did not greet as kvsync (it sent '%s')", junk);
-	else if (rc == -ECONNRESET)
-		rc = fail(s, KS_EXIT_PROTO, "connection closed before the protocol started");
-	else if (rc)
-		rc = conn_fail(s, rc);
-	if (rc)
-		goto out;
-	struct ks_hello ch;
-	rc = recv_hello(s, greet, &ch);
+	send_greeting(s, hflags, nonce);
+	rc = server_greet(s, o, nonce);
+	const char *busy = !rc && o->admit ? o->admit(o->admit_arg) : NULL;
+	if (busy)
+		rc = fail(s, KS_EXIT_PROTO, "%s", busy);
+	ks_conn_set_timeout(conn, o->timeout_ms);
 	if (!rc)
-		rc = server_auth(s, o, &ch, nonce, greet);
-	if (!rc)
-		rc = server_open(s, o, greet);
+		rc = server_open(s, o, -1);
 	while (!rc) {
 		struct ks_frame f;
 		struct ks_req q;

@@ -58,6 +58,7 @@ struct ks_client_opts {
 	bool want_results;      /* have a pushed-to receiver report every key, as
 				   with -v, so tombstones applied can be counted */
 	const uint8_t *token_key; /* KS_AUTH_KEY_LEN bytes, or NULL */
+	int timeout_ms;         /* the connection's I/O timeout (0: none) */
 	int stop_fd;            /* readable when a --watch must end, or -1 */
 	FILE *out;              /* per-key lines (-v, --check) */
 };
@@ -103,7 +104,15 @@ struct ks_server_opts {
 	const uint8_t *token_key; /* require this token, or NULL */
 	const char *refuse;       /* refuse the client with this message */
 	int refuse_code;          /* ... and this enum ks_exit (0: KS_EXIT_AUTH) */
-	int greet_timeout_ms;     /* how long a silent client may wait to greet */
+	int login_grace_ms;       /* the whole handshake up to the token proof
+				     must end within this (0: no deadline) */
+	int timeout_ms;           /* then, the I/O timeout (0: none); see
+				     ks_conn_set_timeout() */
+	/* Called once the client has proved the token (or, without one, has
+	 * greeted): NULL lets it in, a message refuses it as busy (exit 3).
+	 * NULL admit: everyone is let in. */
+	const char *(*admit)(void *arg);
+	void *admit_arg;
 	int stop_fd;              /* readable when the server must end, or -1 */
 	const char *peer_name;    /* for log lines, e.g. "127.0.0.1:41000" */
 	uint64_t max_skew_ms;     /* this receiver's own bound, applied whatever

@@ -4,8 +4,9 @@
 # exit 5 before anything is written; without one, loopback clients are
 # served and a client holding a token refuses the unauthenticated server.
 # Several connections are served at once, --watch works through the daemon,
-# both ends of a connection send keep-alive probes, a client over the
-# daemon's 64 connections is told it is busy, and SIGTERM stops the daemon
+# both ends of a connection send keep-alive probes, a client refused for
+# the daemon's limits (handshakes from one address, sessions) is told it is
+# busy (exit 3) even when it holds a token, and SIGTERM stops the daemon
 # cleanly.
 . "$(dirname "$0")/lib.sh"
 
@@ -88,22 +89,45 @@ check_exit "a client holding a token refuses a daemon that cannot prove it (exit
 check_exit "a daemon nobody listens on is a connection error (exit 3)" 3 \
 	kvsync "$A" "kvsync://127.0.0.1:$(free_port)"
 
-# 64 connections that never greet fill the daemon; the next client is told
-# it is busy (exit 3, worth a retry) instead of finding the door shut.
+# 64 connections that never greet: at most 5 of them from one address are
+# let into the handshake, the rest are told the daemon is busy.  A client
+# holding the token that comes from the same address is refused as busy
+# too: exit 3 with its own message, never the exit 5 of an auth failure.
 conns=()
 for i in $(seq 64); do
-	exec {fd}<>"/dev/tcp/127.0.0.1/$port2"
+	exec {fd}<>"/dev/tcp/127.0.0.1/$port"
 	conns+=("$fd")
 done
-# SERVE_PID is the timeout the daemon runs under; its connections are
-# the daemon's children.
-busy() { [ "$(pgrep -c -P "$(pgrep -P "$1" | head -n 1)")" -ge 64 ]; }
-check "the daemon serves 64 connections at once" within 5000 busy "$SERVE_PID"
-check_exit "a 65th client is refused as busy (exit 3)" 3 kvsync "$A" "kvsync://127.0.0.1:$port2"
-check_err "the client says the daemon is busy" "busy with 64 connections"
+check_exit "a client beside 64 silent connections from its address is refused as busy (exit 3)" 3 \
+	kvsync --token-file "$WORK/token" "$A" "$URL"
+check_err "the client says the daemon is busy" "busy, try again later"
+check "the daemon logged the refusals" grep -q "refused: busy" "$WORK/srv.log"
 for fd in "${conns[@]}"; do exec {fd}>&-; done
 check_exit "once they are gone, a client is served again" 0 \
-	within 10000 kvsync "$A" "kvsync://127.0.0.1:$port2"
+	within 10000 kvsync --token-file "$WORK/token" "$A" "$URL"
+
+# Sessions have a limit of their own (--max-sessions): with both taken by
+# --watch clients, the next client is told it is busy after its handshake.
+port3=$(free_port)
+check "a daemon with --max-sessions 2 starts" \
+	serve two "$WORK/two" --listen "127.0.0.1:$port3" --max-sessions 2
+watchers=()
+for i in 1 2; do
+	bg "w$i" "$KVSYNC" --watch "kvsync://127.0.0.1:$port3" "$WORK/w$i"
+	watchers+=("$BG_PID")
+done
+kvctl "$WORK/two" put seen:1 "by both watchers"
+both_watching() {
+	[ "$("$KVCTL" "$WORK/w1" get seen:1 2>/dev/null)" = "by both watchers" ] &&
+		[ "$("$KVCTL" "$WORK/w2" get seen:1 2>/dev/null)" = "by both watchers" ]
+}
+check "two --watch clients hold both sessions" within 10000 both_watching
+check_exit "a third client is refused as busy (exit 3)" 3 kvsync "$A" "kvsync://127.0.0.1:$port3"
+check_err "the client says the sessions are taken" "busy, try again later (all sessions are taken)"
+kill -TERM "${watchers[0]}"
+check_exit "once a watcher leaves, a client is served again" 0 \
+	within 10000 kvsync "$A" "kvsync://127.0.0.1:$port3"
+kill -TERM "${watchers[1]}"
 
 kill -TERM "$srv_pid"
 rc=0
