@@ -25,11 +25,12 @@
  *
  * One transaction per thread: a thread holds at most one transaction of a
  * store at a time.  It must not begin a second one, read or write (nor call
- * kvc_write_txn, kvc_reap, kvc_gc_tombstones, kvc_stats, kvc_check or
- * kvc_store_set_min_ttl, which begin their own) while it holds one: growing
- * the map, whether this process grows it or adopts the size another
- * process gave it, waits until every transaction of the handle has ended,
- * and would wait forever for the one this thread still holds.
+ * kvc_write_txn, kvc_reap, kvc_gc_tombstones, kvc_usage, kvc_stats,
+ * kvc_check or kvc_store_set_min_ttl, which begin their own) while it
+ * holds one: growing the map, whether this process grows it or adopts the
+ * size another process gave it, waits until every transaction of the
+ * handle has ended, and would wait forever for the one this thread still
+ * holds.
  * kvc_txn_begin refuses such a second transaction with -EDEADLK (checked
  * in every build; a thread holding transactions of more than 8 stores at
  * once is checked for the first 8).  Callbacks that need to read while a
