@@ -50,9 +50,11 @@ struct kvc_store {
 	/* Held shared by every transaction of this handle, exclusively while
 	 * the map is resized: LMDB requires no live transaction then. */
 	pthread_rwlock_t resize_lock;
-	/* A resize could not map the store again: LMDB left the environment
-	 * without a map, and every later transaction fails with -ENOMEM
-	 * instead of touching it.  Written under resize_lock held exclusively. */
+	unsigned env_flags; /* what mdb_env_open was given */
+	/* A resize could not map the store again, nor could the environment
+	 * be opened anew: every later transaction fails with -ENOMEM instead
+	 * of touching the missing map.  Written under resize_lock held
+	 * exclusively. */
 	bool map_lost;
 	pthread_mutex_t pool_lock;
 	MDB_txn *pool[KVC_POOL_MAX]; /* reset read txns; protected by pool_lock */

@@ -616,15 +616,61 @@ static int random_u64(uint64_t *ret)
 	return 0;
 }
 
+static int open_dbs(kvc_store *s, MDB_txn *t, unsigned flags);
+
+/* Create and open the environment of @s with a map of @map_size bytes (0:
+ * the size the store last had).  @return 0 or -errno (s->env may be set) */
+static int env_open(kvc_store *s, size_t map_size)
+{
+	int rc = mdb_env_create(&s->env);
+	if (rc) {
+		s->env = NULL;
+		return kvc_lmdb_err(NULL, rc);
+	}
+	if ((rc = mdb_env_set_maxdbs(s->env, 8)) ||
+	    (rc = mdb_env_set_maxreaders(s->env, MAX_READERS)) ||
+	    (rc = mdb_env_set_mapsize(s->env, map_size)) ||
+	    (rc = mdb_env_open(s->env, s->path, s->env_flags, 0644)))
+		return kvc_lmdb_err(NULL, rc);
+	return 0;
+}
+
+/*
+ * LMDB unmaps before it maps again, and a map it could not get leaves the
+ * environment with none: open it anew at @size, the size it had, and find
+ * the databases again.  Called as map_resize is.
+ * @return 0, or -ENOMEM (the handle is lost)
+ */
+static int env_reopen(kvc_store *s, size_t size)
+{
+	mdb_env_close(s->env);
+	s->env = NULL;
+	MDB_txn *t = NULL;
+	int rc = env_open(s, size);
+	if (!rc)
+		rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t);
+	if (!rc) {
+		rc = open_dbs(s, t, 0);
+		if (rc)
+			mdb_txn_abort(t);
+		else
+			rc = mdb_txn_commit(t);
+	}
+	if (rc) {
+		s->map_lost = true;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 /*
  * Resize the map to @size (0: adopt the size another process gave it).
  * Called with resize_lock held exclusively and no transaction of @s live.
- * LMDB unmaps before it maps again: if mapping fails the environment has no
- * map at all and only a reopen could restore it, so the handle is marked
- * lost and every later transaction fails cleanly.
- * @return 0, -ENOMEM (could not map: the handle is lost), -errno
+ * If LMDB cannot map the new size, the environment is opened anew at the
+ * old one (@old; 0 for the store's own), so the handle keeps working.
+ * @return 0, -ENOMEM (could not map the new size), -errno
  */
-static int map_resize(kvc_store *s, uint64_t size)
+static int map_resize(kvc_store *s, uint64_t size, uint64_t old)
 {
 	pthread_mutex_lock(&s->pool_lock);
 	while (s->npool)
@@ -633,12 +679,13 @@ static int map_resize(kvc_store *s, uint64_t size)
 	int rc = mdb_env_set_mapsize(s->env, (size_t)size);
 	if (!rc)
 		return 0;
-	MDB_envinfo info;
-	if (mdb_env_info(s->env, &info) || !info.me_mapaddr) {
-		s->map_lost = true;
-		return -ENOMEM;
-	}
-	return kvc_lmdb_err(NULL, rc);
+	/* EINVAL comes before the unmap (a write txn live, which cannot be
+	 * here); any other failure is mapping's, with the map gone (even
+	 * mdb_env_info would read it). */
+	if (rc == EINVAL)
+		return -EINVAL;
+	env_reopen(s, (size_t)old);
+	return -ENOMEM;
 }
 
 /*
@@ -701,7 +748,7 @@ static int txn_begin_raw(kvc_store *s, bool write, MDB_txn **ret)
 		 * live (the caller holds no other one: see held above). */
 		pthread_rwlock_unlock(&s->resize_lock);
 		pthread_rwlock_wrlock(&s->resize_lock);
-		rc = s->map_lost ? -ENOMEM : map_resize(s, 0);
+		rc = s->map_lost ? -ENOMEM : map_resize(s, 0, 0);
 		pthread_rwlock_unlock(&s->resize_lock);
 		pthread_rwlock_rdlock(&s->resize_lock);
 		if (rc)
@@ -855,7 +902,7 @@ static int store_grow(kvc_store *s)
 		uint64_t want = info.me_mapsize * 2;
 		if (want > cap)
 			want = cap;
-		rc = want > info.me_mapsize ? map_resize(s, want) : -ENOSPC;
+		rc = want > info.me_mapsize ? map_resize(s, want, info.me_mapsize) : -ENOSPC;
 	}
 	pthread_rwlock_unlock(&s->resize_lock);
 	return rc;
@@ -921,7 +968,7 @@ static int store_init(kvc_store *s, const struct kvc_open_opts *o)
 	int rc = mdb_txn_begin(s->env, NULL, s->readonly ? MDB_RDONLY : 0, &txn.mdb);
 	if (rc == MDB_MAP_RESIZED) {
 		/* Another process grew the map since we opened: adopt its size. */
-		rc = map_resize(s, 0);
+		rc = map_resize(s, 0, 0);
 		if (rc)
 			return rc;
 		rc = mdb_txn_begin(s->env, NULL, s->readonly ? MDB_RDONLY : 0, &txn.mdb);
@@ -1032,30 +1079,16 @@ int kvc_open(const char *path, const struct kvc_open_opts *opts, kvc_store **ret
 		rc = -errno;
 		goto out_free;
 	}
-	rc = mdb_env_create(&s->env);
-	if (rc) {
-		rc = kvc_lmdb_err(NULL, rc);
-		goto out_free;
-	}
-	mdb_env_set_maxdbs(s->env, 8);
-	mdb_env_set_maxreaders(s->env, MAX_READERS);
-	rc = mdb_env_set_mapsize(s->env, o->map_size ? o->map_size : DEFAULT_MAP_SIZE);
-	if (rc) {
-		rc = kvc_lmdb_err(NULL, rc);
-		goto out_free;
-	}
-	unsigned flags = MDB_NOTLS;
+	s->env_flags = MDB_NOTLS;
 	if (o->readonly)
-		flags |= MDB_RDONLY;
+		s->env_flags |= MDB_RDONLY;
 	if (o->sync == KVC_SYNC_BATCH)
-		flags |= MDB_NOSYNC;
+		s->env_flags |= MDB_NOSYNC;
 	else if (o->sync == KVC_SYNC_NONE)
-		flags |= MDB_NOSYNC | MDB_NOMETASYNC;
-	rc = mdb_env_open(s->env, s->path, flags, 0644);
-	if (rc) {
-		rc = kvc_lmdb_err(NULL, rc);
+		s->env_flags |= MDB_NOSYNC | MDB_NOMETASYNC;
+	rc = env_open(s, o->map_size ? o->map_size : DEFAULT_MAP_SIZE);
+	if (rc)
 		goto out_free;
-	}
 	int dead;
 	mdb_reader_check(s->env, &dead);
 	rc = store_init(s, o);
@@ -1077,7 +1110,7 @@ void kvc_close(kvc_store *s)
 	while (s->npool)
 		mdb_txn_abort(s->pool[--s->npool]);
 	if (s->env) {
-		if (!s->readonly && s->sync != KVC_SYNC_ALWAYS)
+		if (!s->readonly && s->sync != KVC_SYNC_ALWAYS && !s->map_lost)
 			mdb_env_sync(s->env, 1);
 		mdb_env_close(s->env);
 	}
@@ -1091,7 +1124,10 @@ int kvc_store_sync(kvc_store *store)
 {
 	if (store->readonly)
 		return 0;
-	return kvc_lmdb_err(NULL, mdb_env_sync(store->env, 1));
+	pthread_rwlock_rdlock(&store->resize_lock);
+	int rc = store->map_lost ? -ENOMEM : kvc_lmdb_err(NULL, mdb_env_sync(store->env, 1));
+	pthread_rwlock_unlock(&store->resize_lock);
+	return rc;
 }
 
 const char *kvc_store_path(const kvc_store *store)

@@ -7,10 +7,17 @@
  * only as far as the filesystem can hold, report a write that cannot fit
  * as -ENOSPC "no space left on device" (never crash, never -EIO), keep
  * what was committed, let a delete through, and take writes again once
- * space is freed, on the same handle.  Also the rule of one transaction
- * per thread: a second begin on the same store is -EDEADLK, on another
- * store it is fine.
+ * space is freed, on the same handle.  A resize that LMDB cannot map
+ * (it unmaps first, so the environment is left with no map) fails that
+ * write with -ENOMEM and the handle keeps working.  Also the rule of one
+ * transaction per thread: a second begin on the same store is -EDEADLK,
+ * on another store it is fine.
+ *
+ * To make a resize fail this test stands in for one LMDB function, so it
+ * includes lmdb.h; the product's code outside kvcore never does.
  */
+#include <dlfcn.h>
+#include <lmdb.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -18,6 +25,21 @@
 #include "kvtest.h"
 
 #define MIB (1024u * 1024u)
+
+/* Set: the next resize asks LMDB for a map no address space holds. */
+static bool fail_next_resize;
+
+int mdb_env_set_mapsize(MDB_env *env, size_t size)
+{
+	static int (*real)(MDB_env *, size_t);
+	if (!real)
+		*(void **)&real = dlsym(RTLD_NEXT, "mdb_env_set_mapsize");
+	if (fail_next_resize && size) {
+		fail_next_resize = false;
+		size = (size_t)1 << 62;
+	}
+	return real(env, size);
+}
 
 /* A 16 MiB tmpfs on a fresh directory, in a private mount namespace. */
 static bool small_fs(struct kt_dir *d)
@@ -94,6 +116,27 @@ static void test_map_full(const struct kt_dir *d)
 	kvc_close(s);
 }
 
+static void test_lost_map(void)
+{
+	struct kt_dir d;
+	char path[128];
+	kt_dir_make(&d);
+	struct kvc_open_opts o = {.map_size = MIB, .sync = KVC_SYNC_NONE};
+	kvc_store *s = kt_open(kt_dir_sub(&d, "store", path, sizeof(path)), &o);
+	is_int(put_n(s, "a", 256 * 1024, 'a', NULL, 0), 0, "a 256 KiB value fits the 1 MiB map");
+	fail_next_resize = true;
+	int rc = put_n(s, "b", 2 * MIB, 'b', NULL, 0);
+	is_int(rc, -ENOMEM, "a write whose map growth cannot be mapped fails: -ENOMEM (%s)",
+	       kt_errname(rc));
+	ok(has_n(s, "a", 256 * 1024, 'a'), "the same handle still reads the store");
+	is_int(put_n(s, "b", 2 * MIB, 'b', NULL, 0), 0, "and grows its map for the next write");
+	ok(has_n(s, "b", 2 * MIB, 'b'), "which reads back");
+	is_int(kvc_store_sync(s), 0, "kvc_store_sync works");
+	is_int(kt_check(s), 0, "kvc_check finds nothing");
+	kvc_close(s);
+	kt_dir_remove(&d);
+}
+
 static void test_one_txn_per_thread(const struct kt_dir *d)
 {
 	char pa[128], pb[128];
@@ -130,6 +173,7 @@ int main(void)
 		bail_out("cannot mount a tmpfs");
 	}
 	test_map_full(&d);
+	test_lost_map();
 	test_one_txn_per_thread(&d);
 	umount2(d.path, MNT_DETACH);
 	kt_dir_remove(&d);
