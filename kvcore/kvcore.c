@@ -637,8 +637,8 @@ static int env_open(kvc_store *s, size_t map_size)
 
 /*
  * LMDB unmaps before it maps again, and a map it could not get leaves the
- * environment with none: open it anew at @size, the size it had, and find
- * the databases again.  Called as map_resize is.
+ * environment with none: open it anew at @size, the size it had (0: what
+ * the store says), and find the databases again.  Called as map_resize is.
  * @return 0, or -ENOMEM (the handle is lost)
  */
 static int env_reopen(kvc_store *s, size_t size)
@@ -667,15 +667,17 @@ static int env_reopen(kvc_store *s, size_t size)
  * Resize the map to @size (0: adopt the size another process gave it).
  * Called with resize_lock held exclusively and no transaction of @s live.
  * If LMDB cannot map the new size, the environment is opened anew at the
- * old one (@old; 0 for the store's own), so the handle keeps working.
+ * size it had, so the handle keeps working.
  * @return 0, -ENOMEM (could not map the new size), -errno
  */
-static int map_resize(kvc_store *s, uint64_t size, uint64_t old)
+static int map_resize(kvc_store *s, uint64_t size)
 {
 	pthread_mutex_lock(&s->pool_lock);
 	while (s->npool)
 		mdb_txn_abort(s->pool[--s->npool]);
 	pthread_mutex_unlock(&s->pool_lock);
+	MDB_envinfo info;
+	size_t old = mdb_env_info(s->env, &info) ? 0 : info.me_mapsize;
 	int rc = mdb_env_set_mapsize(s->env, (size_t)size);
 	if (!rc)
 		return 0;
@@ -684,7 +686,7 @@ static int map_resize(kvc_store *s, uint64_t size, uint64_t old)
 	 * mdb_env_info would read it). */
 	if (rc == EINVAL)
 		return -EINVAL;
-	env_reopen(s, (size_t)old);
+	env_reopen(s, old);
 	return -ENOMEM;
 }
 
@@ -748,7 +750,7 @@ static int txn_begin_raw(kvc_store *s, bool write, MDB_txn **ret)
 		 * live (the caller holds no other one: see held above). */
 		pthread_rwlock_unlock(&s->resize_lock);
 		pthread_rwlock_wrlock(&s->resize_lock);
-		rc = s->map_lost ? -ENOMEM : map_resize(s, 0, 0);
+		rc = s->map_lost ? -ENOMEM : map_resize(s, 0);
 		pthread_rwlock_unlock(&s->resize_lock);
 		pthread_rwlock_rdlock(&s->resize_lock);
 		if (rc)
@@ -902,7 +904,7 @@ static int store_grow(kvc_store *s)
 		uint64_t want = info.me_mapsize * 2;
 		if (want > cap)
 			want = cap;
-		rc = want > info.me_mapsize ? map_resize(s, want, info.me_mapsize) : -ENOSPC;
+		rc = want > info.me_mapsize ? map_resize(s, want) : -ENOSPC;
 	}
 	pthread_rwlock_unlock(&s->resize_lock);
 	return rc;
@@ -968,7 +970,7 @@ static int store_init(kvc_store *s, const struct kvc_open_opts *o)
 	int rc = mdb_txn_begin(s->env, NULL, s->readonly ? MDB_RDONLY : 0, &txn.mdb);
 	if (rc == MDB_MAP_RESIZED) {
 		/* Another process grew the map since we opened: adopt its size. */
-		rc = map_resize(s, 0, 0);
+		rc = map_resize(s, 0);
 		if (rc)
 			return rc;
 		rc = mdb_txn_begin(s->env, NULL, s->readonly ? MDB_RDONLY : 0, &txn.mdb);
