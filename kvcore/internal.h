@@ -54,6 +54,12 @@ struct kvc_store {
 	/* Held shared by every transaction of this handle, exclusively while
 	 * the map is resized: LMDB requires no live transaction then. */
 	pthread_rwlock_t resize_lock;
+	unsigned env_flags; /* what mdb_env_open was given */
+	/* A resize could not map the store again, nor could the environment
+	 * be opened anew: every later transaction fails with -ENOMEM instead
+	 * of touching the missing map.  Written under resize_lock held
+	 * exclusively. */
+	bool map_lost;
 	pthread_mutex_t pool_lock;
 	MDB_txn *pool[KVC_POOL_MAX]; /* reset read txns; protected by pool_lock */
 	unsigned npool;              /* protected by pool_lock */
@@ -64,6 +70,8 @@ struct kvc_txn {
 	MDB_txn *mdb;
 	bool write;
 	bool map_full;   /* an LMDB call said MDB_MAP_FULL */
+	bool low_space;  /* write txn: the filesystem could not give the store
+			    its reserve back; only deletes may write */
 	bool meta_dirty; /* seq/hlc changed: written back at commit */
 	bool meta_loaded;
 	uint64_t seq;    /* last sequence handed out (write txns) */
@@ -75,8 +83,13 @@ struct kvc_txn {
 	char errmsg[256];
 };
 
-/* LMDB's codes become -errno here and nowhere else. */
+/* LMDB's codes become -errno here and nowhere else.  The filesystem's
+ * ENOSPC, EDQUOT and EFBIG (and EIO from a short write on a full
+ * filesystem) become -ENOSPC with "no space left on device". */
 int kvc_lmdb_err(kvc_txn *txn, int rc);
+
+/* -ENOSPC for a write refused because the store's filesystem is full. */
+int kvc_space_refuse(kvc_txn *txn);
 
 int kvc_set_errmsg(kvc_txn *txn, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

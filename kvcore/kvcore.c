@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,6 +22,20 @@
 
 #define DEFAULT_MAP_SIZE (1ull << 30)
 #define MAX_READERS 510u
+#define MAX_GROWTHS 40
+
+/*
+ * Bytes of the data file kept allocated past the pages in use.  LMDB
+ * writes copy-on-write, so even a delete needs fresh pages; on a full
+ * filesystem they come from this reserve (LMDB appends past its last page,
+ * into blocks the file already owns).  Writes other than deletes are
+ * refused once the filesystem cannot top it up past half: the half left
+ * holds the pages of dozens of deletes, and pages a delete frees are
+ * reused by later transactions.
+ */
+#define SPACE_RESERVE (1ull << 20)
+/* Map growth rounds the filesystem's capacity up to this. */
+#define MAP_ROUND (1ull << 20)
 
 /* ------------------------------------------------------------ utilities */
 
@@ -33,6 +48,31 @@ int kvc_set_errmsg(kvc_txn *txn, int err, const char *fmt, ...)
 		va_end(ap);
 	}
 	return err;
+}
+
+/* The bytes the filesystem under @s will still give an unprivileged
+ * writer.  @return 0 or -errno */
+static int fs_avail(const kvc_store *s, uint64_t *ret)
+{
+	struct statvfs v;
+	if (statvfs(s->path, &v))
+		return -errno;
+	*ret = (uint64_t)v.f_bavail * v.f_frsize;
+	return 0;
+}
+
+/* Whether the filesystem under @s has less room than the reserve: a write
+ * that failed there failed for want of space. */
+static bool store_fs_full(const kvc_store *s)
+{
+	uint64_t avail;
+	return fs_avail(s, &avail) == 0 && avail < SPACE_RESERVE;
+}
+
+int kvc_space_refuse(kvc_txn *txn)
+{
+	return kvc_set_errmsg(txn, -ENOSPC,
+			      "no space left on device (the store's filesystem is full)");
 }
 
 int kvc_lmdb_err(kvc_txn *txn, int rc)
@@ -60,6 +100,16 @@ int kvc_lmdb_err(kvc_txn *txn, int rc)
 		return kvc_set_errmsg(txn, -EPROTO, "not a store of a known format");
 	case MDB_BAD_VALSIZE:
 		return -EINVAL;
+	case ENOSPC:
+	case EDQUOT:
+	case EFBIG:
+		return kvc_space_refuse(txn);
+	case EIO:
+		/* LMDB reports a short write as EIO: on a filesystem that is
+		 * (nearly) full, that was the full disk. */
+		if (txn && store_fs_full(txn->store))
+			return kvc_space_refuse(txn);
+		return kvc_set_errmsg(txn, -EIO, "store I/O error");
 	case MDB_DBS_FULL:
 	case MDB_TLS_FULL:
 	case MDB_CURSOR_FULL:
@@ -598,11 +648,118 @@ static int random_u64(uint64_t *ret)
 	return 0;
 }
 
+static int open_dbs(kvc_store *s, MDB_txn *t, unsigned flags);
+
+/* Create and open the environment of @s with a map of @map_size bytes (0:
+ * the size the store last had).  @return 0 or -errno (s->env may be set) */
+static int env_open(kvc_store *s, size_t map_size)
+{
+	int rc = mdb_env_create(&s->env);
+	if (rc) {
+		s->env = NULL;
+		return kvc_lmdb_err(NULL, rc);
+	}
+	if ((rc = mdb_env_set_maxdbs(s->env, 8)) ||
+	    (rc = mdb_env_set_maxreaders(s->env, MAX_READERS)) ||
+	    (rc = mdb_env_set_mapsize(s->env, map_size)) ||
+	    (rc = mdb_env_open(s->env, s->path, s->env_flags, 0644)))
+		return kvc_lmdb_err(NULL, rc);
+	return 0;
+}
+
+/*
+ * LMDB unmaps before it maps again, and a map it could not get leaves the
+ * environment with none: open it anew at @size, the size it had (0: what
+ * the store says), and find the databases again.  Called as map_resize is.
+ * @return 0, or -ENOMEM (the handle is lost)
+ */
+static int env_reopen(kvc_store *s, size_t size)
+{
+	mdb_env_close(s->env);
+	s->env = NULL;
+	MDB_txn *t = NULL;
+	int rc = env_open(s, size);
+	if (!rc)
+		rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t);
+	if (!rc) {
+		rc = open_dbs(s, t, 0);
+		if (rc)
+			mdb_txn_abort(t);
+		else
+			rc = mdb_txn_commit(t);
+	}
+	if (rc) {
+		s->map_lost = true;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/*
+ * Resize the map to @size (0: adopt the size another process gave it).
+ * Called with resize_lock held exclusively and no transaction of @s live.
+ * If LMDB cannot map the new size, the environment is opened anew at the
+ * size it had, so the handle keeps working.
+ * @return 0, -ENOMEM (could not map the new size), -errno
+ */
+static int map_resize(kvc_store *s, uint64_t size)
+{
+	pthread_mutex_lock(&s->pool_lock);
+	while (s->npool)
+		mdb_txn_abort(s->pool[--s->npool]);
+	pthread_mutex_unlock(&s->pool_lock);
+	MDB_envinfo info;
+	size_t old = mdb_env_info(s->env, &info) ? 0 : info.me_mapsize;
+	int rc = mdb_env_set_mapsize(s->env, (size_t)size);
+	if (!rc)
+		return 0;
+	/* EINVAL comes before the unmap (a write txn live, which cannot be
+	 * here); any other failure is mapping's, with the map gone (even
+	 * mdb_env_info would read it). */
+	if (rc == EINVAL)
+		return -EINVAL;
+	env_reopen(s, old);
+	return -ENOMEM;
+}
+
+/*
+ * The transactions this thread holds, one slot per store.  A second
+ * transaction on a store in the same thread could wait forever: a map
+ * resize (ours or one adopted from another process) waits for every
+ * transaction of the handle to end, this thread's first one included, and
+ * a waiting resize blocks new transactions.  kvc_txn_begin refuses it with
+ * -EDEADLK instead, always: the check costs a few compares, and a refusal
+ * names the bug where a hang would hide it.  A thread holding transactions
+ * on more than HELD_MAX stores at once goes unchecked for the rest.
+ */
+#define HELD_MAX 8
+static __thread const kvc_store *held[HELD_MAX];
+
+static bool held_by_thread(const kvc_store *s)
+{
+	for (unsigned i = 0; i < HELD_MAX; i++)
+		if (held[i] == s)
+			return true;
+	return false;
+}
+
+static void held_set(const kvc_store *from, const kvc_store *to)
+{
+	for (unsigned i = 0; i < HELD_MAX; i++) {
+		if (held[i] == from) {
+			held[i] = to;
+			return;
+		}
+	}
+}
+
 static int txn_begin_raw(kvc_store *s, bool write, MDB_txn **ret)
 {
 	for (;;) {
 		MDB_txn *t = NULL;
 		int rc = 0;
+		if (s->map_lost)
+			return ENOMEM;
 		if (!write) {
 			pthread_mutex_lock(&s->pool_lock);
 			if (s->npool)
@@ -621,17 +778,37 @@ static int txn_begin_raw(kvc_store *s, bool write, MDB_txn **ret)
 				*ret = t;
 			return rc;
 		}
-		/* Another process grew the map: adopt its size, with no txn live. */
+		/* Another process grew the map: adopt its size, with no txn
+		 * live (the caller holds no other one: see held above). */
 		pthread_rwlock_unlock(&s->resize_lock);
 		pthread_rwlock_wrlock(&s->resize_lock);
-		pthread_mutex_lock(&s->pool_lock);
-		while (s->npool)
-			mdb_txn_abort(s->pool[--s->npool]);
-		pthread_mutex_unlock(&s->pool_lock);
-		mdb_env_set_mapsize(s->env, 0);
+		rc = s->map_lost ? -ENOMEM : map_resize(s, 0);
 		pthread_rwlock_unlock(&s->resize_lock);
 		pthread_rwlock_rdlock(&s->resize_lock);
+		if (rc)
+			return -rc;
 	}
+}
+
+/*
+ * Keep SPACE_RESERVE bytes of the data file allocated past the pages in
+ * use, topped up once half is used, so most commits need only the fstat.
+ * Called in a write transaction (no other writer can move the last page).
+ * @return 0, or -ENOSPC when the filesystem cannot give the reserve back
+ */
+static int space_reserve(kvc_store *s)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+	int fd;
+	struct stat fst;
+	if (mdb_env_info(s->env, &info) || mdb_env_stat(s->env, &st) ||
+	    mdb_env_get_fd(s->env, &fd) || fstat(fd, &fst))
+		return 0; /* cannot tell: the commit will find out */
+	off_t used = (off_t)((info.me_last_pgno + 1) * st.ms_psize);
+	if (fst.st_size >= used + (off_t)SPACE_RESERVE / 2)
+		return 0;
+	return posix_fallocate(fd, used, SPACE_RESERVE) ? -ENOSPC : 0;
 }
 
 int kvc_txn_begin(kvc_store *store, int kind, kvc_txn **ret_txn)
@@ -640,6 +817,8 @@ int kvc_txn_begin(kvc_store *store, int kind, kvc_txn **ret_txn)
 		return -EINVAL;
 	if (kind == KVC_TXN_WRITE && store->readonly)
 		return -EROFS;
+	if (held_by_thread(store))
+		return -EDEADLK;
 	kvc_txn *txn = calloc(1, sizeof(*txn));
 	if (!txn)
 		return -ENOMEM;
@@ -652,6 +831,9 @@ int kvc_txn_begin(kvc_store *store, int kind, kvc_txn **ret_txn)
 		free(txn);
 		return kvc_lmdb_err(NULL, rc);
 	}
+	held_set(NULL, store);
+	if (txn->write)
+		txn->low_space = space_reserve(store) < 0;
 	txn->now_ns = kvc_now_ns();
 	*ret_txn = txn;
 	return 0;
@@ -659,6 +841,7 @@ int kvc_txn_begin(kvc_store *store, int kind, kvc_txn **ret_txn)
 
 static void txn_free(kvc_txn *txn)
 {
+	held_set(txn->store, NULL);
 	pthread_rwlock_unlock(&txn->store->resize_lock);
 	free(txn->scratch);
 	free(txn);
@@ -689,14 +872,10 @@ void kvc_txn_abort(kvc_txn *txn)
 	txn_free(txn);
 }
 
-int kvc_txn_commit(kvc_txn *txn)
+/* Commit, leaving @txn allocated so its flags and message can be read.
+ * The MDB_txn is gone either way. */
+static int txn_commit_keep(kvc_txn *txn)
 {
-	if (!txn)
-		return -EINVAL;
-	if (!txn->write) {
-		kvc_txn_abort(txn);
-		return 0;
-	}
 	int rc = 0;
 	if (txn->meta_dirty) {
 		rc = kvc_meta_put_u64(txn, "seq", txn->seq);
@@ -705,11 +884,23 @@ int kvc_txn_commit(kvc_txn *txn)
 		if (!rc)
 			rc = kvc_meta_put_u64(txn, "ino", txn->ino);
 	}
-	if (rc) {
+	if (rc)
 		mdb_txn_abort(txn->mdb);
-	} else {
+	else
 		rc = kvc_lmdb_err(txn, mdb_txn_commit(txn->mdb));
+	txn->mdb = NULL;
+	return rc;
+}
+
+int kvc_txn_commit(kvc_txn *txn)
+{
+	if (!txn)
+		return -EINVAL;
+	if (!txn->write) {
+		kvc_txn_abort(txn);
+		return 0;
 	}
+	int rc = txn_commit_keep(txn);
 	txn_free(txn);
 	return rc;
 }
@@ -719,44 +910,75 @@ const char *kvc_txn_errmsg(const kvc_txn *txn)
 	return txn ? txn->errmsg : "";
 }
 
-static void store_grow(kvc_store *s)
+/*
+ * Grow the map after LMDB said MDB_MAP_FULL: double it, but never past
+ * what the filesystem under the store can hold (the data file plus the
+ * filesystem's free space), which also keeps the request within what the
+ * address space can map.
+ * @return 0 (grown: retry), -ENOSPC (the filesystem has no room for a
+ *         bigger store), -ENOMEM (the map was lost), -errno
+ */
+static int store_grow(kvc_store *s)
 {
 	pthread_rwlock_wrlock(&s->resize_lock);
 	MDB_envinfo info;
-	mdb_env_info(s->env, &info);
-	pthread_mutex_lock(&s->pool_lock);
-	while (s->npool)
-		mdb_txn_abort(s->pool[--s->npool]);
-	pthread_mutex_unlock(&s->pool_lock);
-	mdb_env_set_mapsize(s->env, info.me_mapsize * 2);
+	int fd;
+	struct stat fst;
+	uint64_t avail = 0;
+	int rc = s->map_lost ? -ENOMEM : 0;
+	if (!rc && (mdb_env_info(s->env, &info) || mdb_env_get_fd(s->env, &fd)))
+		rc = -EIO;
+	if (!rc && fstat(fd, &fst))
+		rc = -errno;
+	if (!rc)
+		rc = fs_avail(s, &avail);
+	if (!rc) {
+		uint64_t cap = (uint64_t)fst.st_size + avail;
+		cap = (cap + MAP_ROUND - 1) / MAP_ROUND * MAP_ROUND;
+		uint64_t want = info.me_mapsize * 2;
+		if (want > cap)
+			want = cap;
+		rc = want > info.me_mapsize ? map_resize(s, want) : -ENOSPC;
+	}
 	pthread_rwlock_unlock(&s->resize_lock);
+	return rc;
 }
 
 int kvc_write_txn(kvc_store *store, int (*fn)(kvc_txn *txn, void *arg), void *arg,
 		  char *errmsg, size_t errmsg_size)
 {
 	int rc;
-	for (int attempt = 0; attempt < 40; attempt++) {
+	if (errmsg && errmsg_size)
+		errmsg[0] = 0;
+	for (int attempt = 0; attempt < MAX_GROWTHS; attempt++) {
 		kvc_txn *txn;
 		rc = kvc_txn_begin(store, KVC_TXN_WRITE, &txn);
 		if (rc)
 			break;
 		rc = fn(txn, arg);
-		bool full = txn->map_full;
 		if (rc < 0) {
-			if (errmsg && errmsg_size)
-				snprintf(errmsg, errmsg_size, "%s", txn->errmsg);
-			kvc_txn_abort(txn);
+			mdb_txn_abort(txn->mdb);
+			txn->mdb = NULL;
 		} else {
-			int crc = kvc_txn_commit(txn);
-			if (crc) {
+			int crc = txn_commit_keep(txn);
+			if (crc)
 				rc = crc;
-				full = full || crc == -ENOSPC;
-			}
 		}
+		bool full = txn->map_full;
+		if (rc < 0 && errmsg && errmsg_size)
+			snprintf(errmsg, errmsg_size, "%s", txn->errmsg);
+		txn_free(txn);
 		if (!(rc == -ENOSPC && full))
 			return rc;
-		store_grow(store);
+		int grc = store_grow(store);
+		if (grc) {
+			rc = grc;
+			if (errmsg && errmsg_size)
+				snprintf(errmsg, errmsg_size, "%s", grc == -ENOSPC ?
+					 "no space left on device (the store's filesystem is full)" :
+					 "the store's map could not be resized");
+			break;
+		}
 	}
 	if (errmsg && errmsg_size && rc < 0 && !errmsg[0])
 		snprintf(errmsg, errmsg_size, "%s", strerror(-rc));
@@ -852,7 +1074,9 @@ static int store_init(kvc_store *s, const struct kvc_open_opts *o)
 	int rc = mdb_txn_begin(s->env, NULL, s->readonly ? MDB_RDONLY : 0, &txn.mdb);
 	if (rc == MDB_MAP_RESIZED) {
 		/* Another process grew the map since we opened: adopt its size. */
-		mdb_env_set_mapsize(s->env, 0);
+		rc = map_resize(s, 0);
+		if (rc)
+			return rc;
 		rc = mdb_txn_begin(s->env, NULL, s->readonly ? MDB_RDONLY : 0, &txn.mdb);
 	}
 	if (rc)
@@ -965,26 +1189,16 @@ int kvc_open(const char *path, const struct kvc_open_opts *opts, kvc_store **ret
 		rc = -errno;
 		goto out_free;
 	}
-	rc = mdb_env_create(&s->env);
-	if (rc) {
-		rc = kvc_lmdb_err(NULL, rc);
-		goto out_free;
-	}
-	mdb_env_set_maxdbs(s->env, 8);
-	mdb_env_set_maxreaders(s->env, MAX_READERS);
-	mdb_env_set_mapsize(s->env, o->map_size ? o->map_size : DEFAULT_MAP_SIZE);
-	unsigned flags = MDB_NOTLS;
+	s->env_flags = MDB_NOTLS;
 	if (o->readonly)
-		flags |= MDB_RDONLY;
+		s->env_flags |= MDB_RDONLY;
 	if (o->sync == KVC_SYNC_BATCH)
-		flags |= MDB_NOSYNC;
+		s->env_flags |= MDB_NOSYNC;
 	else if (o->sync == KVC_SYNC_NONE)
-		flags |= MDB_NOSYNC | MDB_NOMETASYNC;
-	rc = mdb_env_open(s->env, s->path, flags, 0644);
-	if (rc) {
-		rc = kvc_lmdb_err(NULL, rc);
+		s->env_flags |= MDB_NOSYNC | MDB_NOMETASYNC;
+	rc = env_open(s, o->map_size ? o->map_size : DEFAULT_MAP_SIZE);
+	if (rc)
 		goto out_free;
-	}
 	int dead;
 	mdb_reader_check(s->env, &dead);
 	rc = store_init(s, o);
@@ -1006,7 +1220,7 @@ void kvc_close(kvc_store *s)
 	while (s->npool)
 		mdb_txn_abort(s->pool[--s->npool]);
 	if (s->env) {
-		if (!s->readonly && s->sync != KVC_SYNC_ALWAYS)
+		if (!s->readonly && s->sync != KVC_SYNC_ALWAYS && !s->map_lost)
 			mdb_env_sync(s->env, 1);
 		mdb_env_close(s->env);
 	}
@@ -1020,7 +1234,10 @@ int kvc_store_sync(kvc_store *store)
 {
 	if (store->readonly)
 		return 0;
-	return kvc_lmdb_err(NULL, mdb_env_sync(store->env, 1));
+	pthread_rwlock_rdlock(&store->resize_lock);
+	int rc = store->map_lost ? -ENOMEM : kvc_lmdb_err(NULL, mdb_env_sync(store->env, 1));
+	pthread_rwlock_unlock(&store->resize_lock);
+	return rc;
 }
 
 const char *kvc_store_path(const kvc_store *store)
@@ -1297,6 +1514,8 @@ int kvc_write(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_wr
 	rc = validate_write(txn, w, meta, &meta_len);
 	if (rc)
 		return rc;
+	if (txn->low_space)
+		return kvc_space_refuse(txn);
 
 	struct kvc_record old, rec;
 	if (!(w->set & (KVC_MUST_EXIST | KVC_IF_INO)) &&
@@ -1363,6 +1582,8 @@ int kvc_rename(kvc_txn *txn, const void *from, size_t from_len, const void *to,
 		rc = key_check(txn, to, to_len);
 	if (rc)
 		return rc;
+	if (txn->low_space)
+		return kvc_space_refuse(txn);
 	struct kvc_record src, dst;
 	rc = kvc_rec_lookup(txn, from, from_len, &src);
 	if (rc)
@@ -1420,6 +1641,8 @@ int kvc_rename_prefix(kvc_txn *txn, const void *from, size_t from_len, const voi
 	if (!txn->write)
 		return -EBADF;
 	txn->errmsg[0] = 0;
+	if (txn->low_space)
+		return kvc_space_refuse(txn);
 	/* Collect first: renaming while a cursor walks the keys would move
 	 * pages under it. */
 	struct moved_key *keys = NULL;
@@ -1962,6 +2185,8 @@ int kvc_apply(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_re
 	if (rc)
 		return rc;
 	bool tomb = rec->flags & KVC_REC_TOMBSTONE;
+	if (txn->low_space && !tomb)
+		return kvc_space_refuse(txn);
 	rc = meta_load(txn);
 	if (rc)
 		return rc;

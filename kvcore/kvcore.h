@@ -18,9 +18,32 @@
  *    or "..".  They are passed as (pointer, length) and never need a NUL.
  *
  * Thread safety: a kvc_store may be shared by any number of threads.  A
- * kvc_txn belongs to the thread that began it.  Only one write transaction
- * runs at a time across all processes using the store (LMDB's writer lock);
- * read transactions never block and never block writers.
+ * kvc_txn belongs to the thread that began it, which also ends it.  Only
+ * one write transaction runs at a time across all processes using the
+ * store (LMDB's writer lock); read transactions never block and never
+ * block writers.
+ *
+ * One transaction per thread: a thread holds at most one transaction of a
+ * store at a time.  It must not begin a second one, read or write (nor call
+ * kvc_write_txn, kvc_reap, kvc_gc_tombstones, kvc_usage, kvc_stats,
+ * kvc_check or kvc_store_set_min_ttl, which begin their own) while it
+ * holds one: growing the map, whether this process grows it or adopts the
+ * size another process gave it, waits until every transaction of the
+ * handle has ended, and would wait forever for the one this thread still
+ * holds.
+ * kvc_txn_begin refuses such a second transaction with -EDEADLK (checked
+ * in every build; a thread holding transactions of more than 8 stores at
+ * once is checked for the first 8).  Callbacks that need to read while a
+ * walk is running read through the walk's transaction.
+ *
+ * Space: a full filesystem is -ENOSPC with "no space left on device",
+ * never -EIO; the store keeps what was committed.  The map grows when
+ * LMDB's map is full, never past what the filesystem can hold.  The data
+ * file keeps up to 1 MiB allocated past its last page: while the
+ * filesystem cannot top that reserve up past half, every write other than
+ * deletes (kvc_delete, tombstones from kvc_apply, kvc_reap,
+ * kvc_gc_tombstones) is refused with -ENOSPC, so deletes still find
+ * pages.  Writes work again as soon as space is freed: nothing to reopen.
  */
 #ifndef KVCORE_H
 #define KVCORE_H
@@ -149,16 +172,20 @@ enum {
 /**
  * Begin a transaction.  A read transaction sees one consistent snapshot; a
  * write transaction is the only writer across every process on the store.
- * @return 0, -EROFS (write on a read-only handle), -EAGAIN (too many
- *         readers), -ENOMEM, -EIO
+ * @return 0, -EROFS (write on a read-only handle), -EDEADLK (this thread
+ *         already holds a transaction of @store: see "One transaction per
+ *         thread" above), -EAGAIN (too many readers), -ENOMEM (also: an
+ *         earlier resize could not map the store again; reopen it), -EIO
  */
 int kvc_txn_begin(kvc_store *store, int kind, kvc_txn **ret_txn);
 
 /**
- * Commit and free.  On -ENOSPC the map was grown and nothing was stored:
- * the caller may retry the whole transaction (kvc_txn_commit never
- * leaves a partial commit).  Committing a read transaction just ends it.
- * @return 0, -ENOSPC (map full; grown, retry), -EIO
+ * Commit and free.  Nothing is stored unless it returns 0 (kvc_txn_commit
+ * never leaves a partial commit).  -ENOSPC is either LMDB's map being full
+ * (kvc_write_txn grows it and retries; a caller of kvc_txn_commit can only
+ * retry through kvc_write_txn) or the filesystem being full.  Committing a
+ * read transaction just ends it.
+ * @return 0, -ENOSPC, -EIO
  */
 int kvc_txn_commit(kvc_txn *txn);
 
@@ -177,10 +204,16 @@ const char *kvc_txn_errmsg(const kvc_txn *txn);
  * Run @fn inside a write transaction, committing when it returns >= 0 and
  * retrying from the start when the map had to grow.  This is the way to
  * write: it hides map growth from the caller.  @fn must be idempotent
- * across retries (it is called again on a fresh transaction).
- * @param[out] errmsg if non-NULL and the call fails, the txn's message is
- *                    copied here (at most @errmsg_size bytes, NUL-terminated)
- * @return what @fn returned, or the commit's -errno
+ * across retries (it is called again on a fresh transaction).  The map
+ * grows only while the filesystem under the store has room for it; a
+ * write that cannot fit fails with -ENOSPC and stores nothing.  The caller
+ * must hold no transaction of @store (see "One transaction per thread").
+ * @param[out] errmsg if non-NULL and the call fails, the message of the
+ *                    failure (the txn's, or of the commit, or of the map
+ *                    growth) is copied here (at most @errmsg_size bytes,
+ *                    NUL-terminated)
+ * @return what @fn returned, or the commit's -errno: -ENOSPC when the
+ *         store's filesystem is full, -EDEADLK
  */
 int kvc_write_txn(kvc_store *store, int (*fn)(kvc_txn *txn, void *arg), void *arg,
 		  char *errmsg, size_t errmsg_size);
@@ -287,7 +320,7 @@ struct kvc_write {
  *         over 25 MiB), -E2BIG (metadata over 1024 bytes), -EEXIST
  *         (KVC_CREATE), -ENOENT (KVC_MUST_EXIST), -ESTALE (KVC_IF_INO),
  *         -EBADF (read txn),
- *         -ENOSPC (map full: see kvc_txn_commit), -EIO
+ *         -ENOSPC (no room: see kvc_txn_commit and "Space" above), -EIO
  */
 int kvc_write(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_write *w);
 

@@ -69,3 +69,42 @@ tap_plan() {
 		return 1
 	fi
 }
+
+# small_fs DIR SIZE: mount a tmpfs of SIZE (e.g. 16m) on DIR, for the tests
+# of a full disk; the caller's EXIT trap unmounts it (umount -l DIR).
+# Mounting needs root: without it the test fails, unless KVFS_ALLOW_SKIP=1,
+# then it is skipped (exit 77).
+small_fs() {
+	mkdir -p "$1"
+	if ! t mount -t tmpfs -o "size=$2" tmpfs "$1"; then
+		echo "# cannot mount a tmpfs on $1 (needs root)"
+		[ "${KVFS_ALLOW_SKIP:-0}" = 1 ] && exit 77
+		exit 1
+	fi
+}
+
+# fill_fs DIR [FREE_KIB]: fill the filesystem of DIR with DIR/filler until
+# at most FREE_KIB (default 0) KiB are left.
+fill_fs() {
+	local free
+	t dd if=/dev/zero of="$1/filler" bs=64k >/dev/null 2>&1 || true
+	if [ "${2:-0}" -gt 0 ]; then
+		free=$(($(stat -c %s "$1/filler") - $2 * 1024))
+		t truncate -s "$free" "$1/filler"
+	fi
+}
+
+# check_no_space DESC STATUS CMD...: CMD must exit with STATUS (not die by
+# a signal) and say "no space left on device" on stderr.
+check_no_space() {
+	local desc=$1 want_status=$2 status=0 err
+	shift 2
+	err=$(run "$@" 2>&1 >/dev/null) || status=$?
+	if [ "$status" != "$want_status" ]; then
+		not_ok "$desc (exit $status, want $want_status; said: ${err:0:300})"
+	elif ! grep -qi "no space left on device" <<<"$err"; then
+		not_ok "$desc (said: ${err:0:300})"
+	else
+		ok "$desc"
+	fi
+}

@@ -41,17 +41,24 @@ static int walk_one(void *arg, const void *key, size_t key_len, const struct kvc
 	return w->fn(w->arg, &e);
 }
 
-int ks_range_walk(kvc_store *store, uint8_t kind, const struct ks_range *r, int64_t now_ns,
+int ks_range_walk(kvc_txn *txn, uint8_t kind, const struct ks_range *r, int64_t now_ns,
 		  int (*fn)(void *arg, const struct ks_key_ent *e), void *arg)
+{
+	struct walk w = {kind, now_ns, fn, arg};
+	/* kvc_scan compares lo even when empty: never hand it NULL. */
+	const void *lo = r->lo_len ? (const void *)r->lo : "";
+	return kvc_scan(txn, lo, r->lo_len, r->hi, r->hi_len, walk_one, &w);
+}
+
+/* ks_range_walk in a read transaction of its own. */
+static int walk_store(kvc_store *store, uint8_t kind, const struct ks_range *r, int64_t now_ns,
+		      int (*fn)(void *arg, const struct ks_key_ent *e), void *arg)
 {
 	kvc_txn *txn;
 	int rc = kvc_txn_begin(store, KVC_TXN_READ, &txn);
 	if (rc)
 		return rc;
-	struct walk w = {kind, now_ns, fn, arg};
-	/* kvc_scan compares lo even when empty: never hand it NULL. */
-	const void *lo = r->lo_len ? (const void *)r->lo : "";
-	rc = kvc_scan(txn, lo, r->lo_len, r->hi, r->hi_len, walk_one, &w);
+	rc = ks_range_walk(txn, kind, r, now_ns, fn, arg);
 	kvc_txn_abort(txn);
 	return rc;
 }
@@ -86,7 +93,7 @@ int ks_digest_range(kvc_store *store, uint8_t kind, const struct ks_range *r, in
 	struct hashing h;
 	h.count = 0;
 	crypto_generichash_init(&h.st, NULL, 0, KS_DIGEST_LEN);
-	int rc = ks_range_walk(store, kind, r, now_ns, hash_one, &h);
+	int rc = walk_store(store, kind, r, now_ns, hash_one, &h);
 	if (rc)
 		return rc;
 	crypto_generichash_final(&h.st, ret_digest, KS_DIGEST_LEN);
@@ -118,6 +125,6 @@ int ks_range_split(kvc_store *store, uint8_t kind, const struct ks_range *r, int
 		   int (*fn)(void *arg, const void *key, size_t key_len), void *arg)
 {
 	struct splitting s = {0, count, 1, parts, fn, arg};
-	int rc = ks_range_walk(store, kind, r, now_ns, split_one, &s);
+	int rc = walk_store(store, kind, r, now_ns, split_one, &s);
 	return rc == 1 ? 0 : rc;
 }

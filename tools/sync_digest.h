@@ -5,8 +5,10 @@
  * A range is [lo, hi) in bytewise key order.  Its digest is BLAKE2b over
  * the (key, hlc, origin, tombstone flag) of the records in it, so two
  * stores that hold the same versions of the same keys in a range agree on
- * its digest whatever their local sequence numbers.  Each call runs in a
- * read transaction of its own.
+ * its digest whatever their local sequence numbers.  ks_digest_range and
+ * ks_range_split run in a read transaction of their own; ks_range_walk in
+ * the caller's, so its callback can look keys up in the same snapshot
+ * (a thread holds at most one transaction per store: kvcore.h).
  */
 #ifndef KVSYNC_SYNC_DIGEST_H
 #define KVSYNC_SYNC_DIGEST_H
@@ -37,10 +39,12 @@ int ks_range_split(kvc_store *store, uint8_t kind, const struct ks_range *r, int
 		   int (*fn)(void *arg, const void *key, size_t key_len), void *arg);
 
 /**
- * Call @fn with the entry of each record of @kind in @r, in key order.
+ * Call @fn with the entry of each record of @kind in @r, in key order,
+ * within @txn (a read transaction the caller began and ends).  @fn may
+ * read through @txn; it must not begin a transaction on the same store.
  * @return 0, -errno, or @fn's non-zero value
  */
-int ks_range_walk(kvc_store *store, uint8_t kind, const struct ks_range *r, int64_t now_ns,
+int ks_range_walk(kvc_txn *txn, uint8_t kind, const struct ks_range *r, int64_t now_ns,
 		  int (*fn)(void *arg, const struct ks_key_ent *e), void *arg);
 
 #endif

@@ -665,7 +665,12 @@ static int send_keylist(struct ks_sess *s, uint8_t kind, struct drange *r)
 	size_t mark = b->len;
 	struct listing li = {b, {0, 0, 0, 0}, false};
 	ks_list_begin_keylist(b, &li.l, r->id, kind, &r->r);
-	int rc = ks_range_walk(s->store, kind, &r->r, kvc_now_ns(), list_one, &li);
+	kvc_txn *txn;
+	int rc = kvc_txn_begin(s->store, KVC_TXN_READ, &txn);
+	if (!rc) {
+		rc = ks_range_walk(txn, kind, &r->r, kvc_now_ns(), list_one, &li);
+		kvc_txn_abort(txn);
+	}
 	if (li.overflow) {
 		b->len = mark;
 		return 1;
@@ -727,17 +732,19 @@ static const char *state_word(uint8_t st)
 	}
 }
 
-/* Our own state of @key, for the --check report. */
-static uint8_t local_state(struct ks_sess *s, const uint8_t *key, size_t key_len)
+/* Our own state of @key, for the --check report, read through @txn when
+ * the caller holds one (a second transaction in this thread could wait
+ * forever on a map resize: kvcore.h), else in a transaction of its own. */
+static uint8_t local_state(struct ks_sess *s, kvc_txn *txn, const uint8_t *key, size_t key_len)
 {
-	kvc_txn *txn;
+	kvc_txn *own = NULL;
 	uint8_t st = KS_STATE_ABSENT;
-	if (kvc_txn_begin(s->store, KVC_TXN_READ, &txn))
+	if (!txn && kvc_txn_begin(s->store, KVC_TXN_READ, &own))
 		return st;
 	struct kvc_record rec;
-	if (!kvc_get(txn, key, key_len, KVC_GET_TOMBSTONES | KVC_GET_EXPIRED, &rec))
+	if (!kvc_get(txn ? txn : own, key, key_len, KVC_GET_TOMBSTONES | KVC_GET_EXPIRED, &rec))
 		st = ks_record_state(&rec, kvc_now_ns());
-	kvc_txn_abort(txn);
+	kvc_txn_abort(own);
 	return st;
 }
 
@@ -745,7 +752,7 @@ static void report_diff(struct ks_sess *s, const struct ks_diff_ent *d)
 {
 	uint8_t mine = d->a_state;
 	if (mine != KS_STATE_LIVE)
-		mine = local_state(s, d->key, d->key_len);
+		mine = local_state(s, NULL, d->key, d->key_len);
 	uint8_t src = s->local_is_src ? mine : d->b_state;
 	uint8_t dst = s->local_is_src ? d->b_state : mine;
 	char what[96];
@@ -914,7 +921,8 @@ struct answer {
 	uint32_t id;
 	uint8_t kind;
 	bool open;
-	/* check: the key list being merged with our own records */
+	/* check: the key list being merged with our own records, read in txn */
+	kvc_txn *txn;
 	struct ks_list_rd theirs;
 	struct ks_key_ent next;
 	bool have_next;
@@ -986,7 +994,7 @@ static int diff_theirs(struct answer *a, const struct ks_key_ent *e)
 {
 	struct ks_diff_ent d = {e->key, e->key_len, KS_STATE_LIVE, KS_STATE_ABSENT,
 				e->hlc, e->origin, 0, 0};
-	d.b_state = local_state(a->s, e->key, e->key_len);
+	d.b_state = local_state(a->s, a->txn, e->key, e->key_len);
 	return diff_add(a, &d);
 }
 
@@ -1018,15 +1026,17 @@ static int diff_keys(struct ks_sess *s, struct ks_list_rd *l)
 {
 	struct answer a = {.s = s, .id = l->id, .kind = KS_KEYS_DIFF, .theirs = *l};
 	a.have_next = ks_keylist_next(&a.theirs, &a.next);
-	int rc = ks_range_walk(s->store, KS_DIGEST_LIVE, &l->range, kvc_now_ns(), merge_one, &a);
-	if (rc < 0 && !s->code)
-		return store_fail(s, rc, "cannot list a key range");
+	int rc = kvc_txn_begin(s->store, KVC_TXN_READ, &a.txn);
 	if (rc)
-		return rc;
+		return store_fail(s, rc, "cannot read the store");
+	rc = ks_range_walk(a.txn, KS_DIGEST_LIVE, &l->range, kvc_now_ns(), merge_one, &a);
+	if (rc < 0 && !s->code)
+		rc = store_fail(s, rc, "cannot list a key range");
 	while (!rc && a.have_next) {
 		rc = diff_theirs(&a, &a.next);
 		a.have_next = ks_keylist_next(&a.theirs, &a.next);
 	}
+	kvc_txn_abort(a.txn);
 	return rc ? rc : answer_end(&a);
 }
 

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# test_space: a kvfs mount of a store on a full disk.  The store lives on a
+# 16 MiB tmpfs that a filler file has filled.  Writing a 4 MiB file through
+# the mount fails with ENOSPC ("No space left on device") at the call that
+# commits it (fsync, or close without one) and stores nothing; the daemon
+# stays up (the mount answers, earlier files read back whole); a file can
+# still be removed; kvctl check is clean; and once the filler is removed
+# the same writes succeed through the same daemon, with no restart.
+. "$(dirname "$0")/lib.sh"
+: "${WRITE_CLOSE:?WRITE_CLOSE must name the write_close helper}"
+
+FS=$WORK/fs
+S=$FS/store
+M=$WORK/mnt
+trap 'rc=$?; cd /; for m in "${MOUNTS[@]}"; do timeout 10 fusermount3 -u "$m" 2>/dev/null || timeout 10 fusermount3 -uz "$m" 2>/dev/null || true; done; umount -l "$FS" 2>/dev/null || true; (exit $rc); lib_cleanup' EXIT
+small_fs "$FS" 16m
+t "$KVCTL" "$S" put seed x >/dev/null 2>&1
+mount_kvfs "$S" "$M"
+
+head -c $((256 << 10)) /dev/urandom >"$WORK/mid"
+t cp "$WORK/mid" "$M/mid"
+echo one >"$M/one"
+echo two >"$M/two"
+t sync -f "$M/one"
+
+# full_disk HOW ARGS...: write_close of a 4 MiB file with ARGS on a full disk.
+full_disk() {
+	local how=$1
+	shift
+	fill_fs "$FS"
+	check_fails "$how: a 4 MiB file on the full disk fails with ENOSPC" \
+		"No space left on device" "$WRITE_CLOSE" "$M/big" $((4 << 20)) "$@"
+	check "$how: the daemon is alive" kill -0 "$KVFS_DAEMON_PID"
+	check "$how: the mount still answers" mountpoint -q "$M"
+	check "$how: an earlier 256 KiB file reads back whole" cmp "$WORK/mid" "$M/mid"
+	check_eq "$how: an earlier small file reads back" "$(t cat "$M/one")" one
+	check "$how: kvctl check is clean" t "$KVCTL" "$S" check
+	check "$how: rm works on the full disk" rm "$M/two"
+	check "$how: the removed file is gone" test ! -e "$M/two"
+	rm -f "$FS/filler"
+	check "$how: with space freed, the same write succeeds" \
+		"$WRITE_CLOSE" "$M/big" $((4 << 20)) "$@"
+	check_eq "$how: and the file has its size" "$(stat -c %s "$M/big")" $((4 << 20))
+	check "$how: kvctl check is clean at the end" t "$KVCTL" "$S" check
+	rm -f "$M/big"
+	echo two >"$M/two"
+}
+
+full_disk "fsync" fsync
+full_disk "close"
+finish
