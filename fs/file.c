@@ -100,6 +100,7 @@ struct kfs_file {
 	bool cached;              /* read through the page cache */
 	/* write side */
 	struct kfs_wbuf *wb;      /* the inode's pending value */
+	bool joined;              /* counted in wb->handles */
 	unsigned flushes;         /* flush requests seen */
 	/* read side (read-only handles) */
 	bool have_version;        /* a version was served: seq, vlen */
@@ -235,9 +236,20 @@ static int prepare_writer(struct kfs *fs, struct kfs_file *f, const struct kvc_r
 			return -ESTALE;
 	}
 	f->wb = wb;
+	return 0;
+}
+
+/* Count @f among the writers of its pending value and apply its O_TRUNC.
+ * Called with no transaction open: a commit holds the value's lock
+ * across a write transaction, so taking it inside one inverts the order. */
+static void join_writer(struct kfs *fs, struct kfs_file *f, bool created)
+{
+	struct kfs_wbuf *wb = f->wb;
+
 	pthread_mutex_lock(&wb->lock);
 	wb->handles++;
 	wb->unflushed++;
+	f->joined = true;
 	if ((f->flags & O_TRUNC) && (wb->len || !created)) {
 		wb->len = 0;
 		wb->dirty = true;
@@ -246,7 +258,6 @@ static int prepare_writer(struct kfs *fs, struct kfs_file *f, const struct kvc_r
 	}
 	wbuf_publish(fs, wb);
 	pthread_mutex_unlock(&wb->lock);
-	return 0;
 }
 
 /* Decide how the kernel caches this open of @f (see the top of this
@@ -290,6 +301,14 @@ static void file_close(struct kfs *fs, struct kfs_file *f)
 		kfs_inode_writer_close(fs->inodes, f->ino, f->cached);
 	else if (f->cached)
 		kfs_inode_cache_close(fs->inodes, f->ino);
+	if (f->wb && f->joined) {
+		/* An open that did not reach the kernel. */
+		pthread_mutex_lock(&f->wb->lock);
+		f->wb->handles--;
+		f->wb->unflushed--;
+		pthread_cond_broadcast(&f->wb->changed);
+		pthread_mutex_unlock(&f->wb->lock);
+	}
 	if (f->wb && kfs_inode_wbuf_detach(fs->inodes, f->ino))
 		wbuf_free(f->wb);
 	file_free(f);
@@ -369,6 +388,8 @@ void kfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			rc = prepare_writer(fs, f, &rec, false);
 		kvc_txn_abort(txn);
 	}
+	if (rc == 0 && f->writable)
+		join_writer(fs, f, false);
 	if (rc < 0) {
 		file_close(fs, f);
 		fuse_reply_err(req, -rc);
@@ -480,6 +501,8 @@ void kfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t m
 	if (rc == 0 && f->writable)
 		rc = prepare_writer(fs, f, &rec, a.created);
 	kvc_txn_abort(txn);
+	if (rc == 0 && f->writable)
+		join_writer(fs, f, a.created);
 	if (rc == 0) {
 		kfs_link_add(fs, &fs->files, &f->link);
 		fi->fh = (uintptr_t)f;
@@ -851,6 +874,7 @@ void kfs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		f->wb->handles--;
 		if (f->flushes == 0)
 			f->wb->unflushed--;
+		f->joined = false;
 		pthread_cond_broadcast(&f->wb->changed);
 		if (rc < 0)
 			kfs_log(fs, LOG_ERR, "lost a write at close of inode %llu: %s",
