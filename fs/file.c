@@ -147,6 +147,19 @@ static void wbuf_free(struct kfs_wbuf *wb)
 	free(wb);
 }
 
+/* The pending value of @ino with a reference taken, or NULL. */
+static struct kfs_wbuf *wbuf_get(struct kfs *fs, uint64_t ino)
+{
+	return kfs_inode_wbuf_attach(fs->inodes, ino, NULL);
+}
+
+/* Drop a reference taken on @wb, the pending value of @ino. */
+static void wbuf_put(struct kfs *fs, uint64_t ino, struct kfs_wbuf *wb)
+{
+	if (kfs_inode_wbuf_detach(fs->inodes, ino))
+		wbuf_free(wb);
+}
+
 static struct kfs_file *file_at(struct kfs_link *l)
 {
 	return (struct kfs_file *)l;
@@ -206,7 +219,7 @@ static int wbuf_resize(struct kfs *fs, struct kfs_wbuf *wb, uint64_t size)
 static int prepare_writer(struct kfs *fs, struct kfs_file *f, const struct kvc_record *rec,
 			  bool created)
 {
-	struct kfs_wbuf *wb = kfs_inode_wbuf_attach(fs->inodes, f->ino, NULL);
+	struct kfs_wbuf *wb = wbuf_get(fs, f->ino);
 	int rc = 0;
 
 	if (!wb) {
@@ -309,8 +322,8 @@ static void file_close(struct kfs *fs, struct kfs_file *f)
 		pthread_cond_broadcast(&f->wb->changed);
 		pthread_mutex_unlock(&f->wb->lock);
 	}
-	if (f->wb && kfs_inode_wbuf_detach(fs->inodes, f->ino))
-		wbuf_free(f->wb);
+	if (f->wb)
+		wbuf_put(fs, f->ino, f->wb);
 	file_free(f);
 }
 
@@ -331,7 +344,7 @@ static void writer_open(struct kfs *fs, struct kfs_file *f)
  */
 static void wait_truncation(struct kfs *fs, uint64_t ino)
 {
-	struct kfs_wbuf *wb = kfs_inode_wbuf_attach(fs->inodes, ino, NULL);
+	struct kfs_wbuf *wb = wbuf_get(fs, ino);
 	struct timespec until;
 
 	if (!wb)
@@ -345,8 +358,7 @@ static void wait_truncation(struct kfs *fs, uint64_t ino)
 	       pthread_cond_timedwait(&wb->changed, &wb->lock, &until) == 0)
 		;
 	pthread_mutex_unlock(&wb->lock);
-	if (kfs_inode_wbuf_detach(fs->inodes, ino))
-		wbuf_free(wb);
+	wbuf_put(fs, ino, wb);
 }
 
 void kfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -749,20 +761,13 @@ struct commit_arg {
 	const unsigned char *key;
 	size_t key_len;
 	struct kvc_write w;
-	uint64_t seq;             /* out: the version committed */
 };
 
 static int commit_fn(kvc_txn *txn, void *arg)
 {
-	struct commit_arg *a = arg;
-	struct kvc_record rec;
-	int rc = kvc_write(txn, a->key, a->key_len, &a->w);
+	const struct commit_arg *a = arg;
 
-	if (rc == 0)
-		rc = kvc_get(txn, a->key, a->key_len, 0, &rec);
-	if (rc == 0)
-		a->seq = rec.seq;
-	return rc;
+	return kvc_write(txn, a->key, a->key_len, &a->w);
 }
 
 /*
@@ -789,8 +794,6 @@ static int commit(struct kfs *fs, struct kfs_wbuf *wb)
 	a.w.ino = wb->store_ino;
 	pthread_rwlock_rdlock(&fs->ns_lock);
 	rc = kfs_ino(fs, wb->ino, &kind, key, &len);
-	if (rc == 0 && kfs_inode_gone(fs->inodes, wb->ino, &(struct stat){0}))
-		rc = -ESTALE;
 	if (rc == 0) {
 		a.key_len = len;
 		rc = kvc_write_txn(fs->store, commit_fn, &a, NULL, 0);
@@ -804,11 +807,7 @@ static int commit(struct kfs *fs, struct kfs_wbuf *wb)
 		return rc;
 	wb->dirty = wb->wrote = false;
 	kfs_dirset_key_written(fs->dirs, key, len);
-	/* The kernel's size is the committed one already (it was the pending
-	 * one); its ctime is not, so drop its attributes. */
-	kfs_inode_committed(fs->inodes, wb->ino, a.seq);
-	if (fs->se)
-		fuse_lowlevel_notify_inval_inode(fs->se, wb->ino, -1, 0);
+	attrs_changed(fs, wb->ino); /* the size was right; the ctime is not */
 	return 0;
 }
 
@@ -916,8 +915,8 @@ void kfs_files_release_all(struct kfs *fs)
 		struct kfs_file *f = file_at(fs->files);
 
 		fs->files = f->link.next;
-		if (f->wb && kfs_inode_wbuf_detach(fs->inodes, f->ino))
-			wbuf_free(f->wb);
+		if (f->wb)
+			wbuf_put(fs, f->ino, f->wb);
 		file_free(f);
 	}
 	pthread_mutex_unlock(&fs->files_lock);
@@ -925,7 +924,7 @@ void kfs_files_release_all(struct kfs *fs)
 
 int kfs_file_set_mtime(struct kfs *fs, uint64_t ino, int64_t mtime_ns)
 {
-	struct kfs_wbuf *wb = kfs_inode_wbuf_attach(fs->inodes, ino, NULL);
+	struct kfs_wbuf *wb = wbuf_get(fs, ino);
 
 	if (!wb)
 		return 0;
@@ -933,27 +932,25 @@ int kfs_file_set_mtime(struct kfs *fs, uint64_t ino, int64_t mtime_ns)
 	wb->mtime_ns = mtime_ns;
 	wbuf_publish(fs, wb);
 	pthread_mutex_unlock(&wb->lock);
-	if (kfs_inode_wbuf_detach(fs->inodes, ino))
-		wbuf_free(wb);
+	wbuf_put(fs, ino, wb);
 	return 1;
 }
 
 void kfs_file_mode_changed(struct kfs *fs, uint64_t ino)
 {
-	struct kfs_wbuf *wb = kfs_inode_wbuf_attach(fs->inodes, ino, NULL);
+	struct kfs_wbuf *wb = wbuf_get(fs, ino);
 
 	if (!wb)
 		return;
 	pthread_mutex_lock(&wb->lock);
 	wb->privs_checked = false;
 	pthread_mutex_unlock(&wb->lock);
-	if (kfs_inode_wbuf_detach(fs->inodes, ino))
-		wbuf_free(wb);
+	wbuf_put(fs, ino, wb);
 }
 
 int kfs_file_truncate_pending(struct kfs *fs, uint64_t ino, uint64_t size)
 {
-	struct kfs_wbuf *wb = kfs_inode_wbuf_attach(fs->inodes, ino, NULL);
+	struct kfs_wbuf *wb = wbuf_get(fs, ino);
 	int rc;
 
 	if (!wb)
@@ -964,8 +961,7 @@ int kfs_file_truncate_pending(struct kfs *fs, uint64_t ino, uint64_t size)
 	if (rc == 0)
 		rc = commit(fs, wb);
 	pthread_mutex_unlock(&wb->lock);
-	if (kfs_inode_wbuf_detach(fs->inodes, ino))
-		wbuf_free(wb);
+	wbuf_put(fs, ino, wb);
 	return rc < 0 ? rc : 1;
 }
 

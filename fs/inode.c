@@ -237,24 +237,56 @@ void kfs_inodes_free(kfs_inodes *t)
 	free(t);
 }
 
+/* The inode of (@kind, @key), made with a new number if there is none.
+ * @return it, or NULL when out of memory.  The table is locked. */
+static struct kfs_inode *node_find_or_add(kfs_inodes *t, enum kfs_kind kind, const void *key,
+					  size_t key_len)
+{
+	struct kfs_inode *n = find_key(t, kind, key, key_len);
+
+	if (n)
+		return n;
+	n = node_new(kind, key, key_len);
+	if (!n)
+		return NULL;
+	n->ino = t->next_ino++;
+	if (t->count >= t->nbuckets)
+		grow(t);
+	key_link(t, n);
+	ino_link(t, n);
+	t->count++;
+	return n;
+}
+
+/* Take @n out of the table and free it.  The table is locked. */
+static void node_drop(kfs_inodes *t, struct kfs_inode *n)
+{
+	key_unlink(t, n);
+	ino_unlink(t, n);
+	t->count--;
+	node_free(n);
+}
+
+/*
+ * Free file inode @n once nothing needs it: the kernel forgot it and no
+ * writer shares its pending value.  A directory keeps its number for the
+ * mount's life: it has no record to keep one in.  The table is locked.
+ */
+static void drop_if_unused(kfs_inodes *t, struct kfs_inode *n)
+{
+	if (n->nlookup == 0 && n->kind == KFS_FILE && !n->wbuf)
+		node_drop(t, n);
+}
+
 int kfs_inode_ref(kfs_inodes *t, enum kfs_kind kind, const void *key, size_t key_len,
 		  uint64_t *ret_ino)
 {
 	pthread_mutex_lock(&t->lock);
-	struct kfs_inode *n = find_key(t, kind, key, key_len);
+	struct kfs_inode *n = node_find_or_add(t, kind, key, key_len);
 
 	if (!n) {
-		n = node_new(kind, key, key_len);
-		if (!n) {
-			pthread_mutex_unlock(&t->lock);
-			return -ENOMEM;
-		}
-		n->ino = t->next_ino++;
-		if (t->count >= t->nbuckets)
-			grow(t);
-		key_link(t, n);
-		ino_link(t, n);
-		t->count++;
+		pthread_mutex_unlock(&t->lock);
+		return -ENOMEM;
 	}
 	n->nlookup++;
 	*ret_ino = n->ino;
@@ -280,14 +312,7 @@ void kfs_inode_forget(kfs_inodes *t, uint64_t ino, uint64_t nlookup)
 
 	if (n) {
 		n->nlookup = nlookup < n->nlookup ? n->nlookup - nlookup : 0;
-		/* A directory keeps its number for the mount's life: it has
-		 * no record to keep one in. */
-		if (n->nlookup == 0 && n->kind == KFS_FILE && !n->wbuf) {
-			key_unlink(t, n);
-			ino_unlink(t, n);
-			t->count--;
-			node_free(n);
-		}
+		drop_if_unused(t, n);
 	}
 	pthread_mutex_unlock(&t->lock);
 }
@@ -348,11 +373,7 @@ static void evict(kfs_inodes *t, enum kfs_kind kind, const void *key, size_t len
 		if (gone)
 			old->gone = *gone;
 		old->gone.st_nlink = 0;
-		if (old->nlookup == 0 && !old->wbuf) {
-			ino_unlink(t, old);
-			t->count--;
-			node_free(old);
-		}
+		drop_if_unused(t, old);
 	}
 }
 
@@ -542,12 +563,7 @@ bool kfs_inode_wbuf_detach(kfs_inodes *t, uint64_t ino)
 		n->wbuf = NULL;
 		n->pending = false;
 		last = true;
-		if (n->nlookup == 0 && n->kind == KFS_FILE) {
-			key_unlink(t, n);
-			ino_unlink(t, n);
-			t->count--;
-			node_free(n);
-		}
+		drop_if_unused(t, n);
 	}
 	pthread_mutex_unlock(&t->lock);
 	return last;
@@ -583,31 +599,9 @@ bool kfs_inode_pending(kfs_inodes *t, uint64_t ino, uint64_t *ret_len, int64_t *
 uint64_t kfs_inode_dir_number(kfs_inodes *t, enum kfs_kind kind, const void *key, size_t key_len)
 {
 	pthread_mutex_lock(&t->lock);
-	struct kfs_inode *n = find_key(t, kind, key, key_len);
-
-	if (!n) {
-		n = node_new(kind, key, key_len);
-		if (n) {
-			n->ino = t->next_ino++;
-			if (t->count >= t->nbuckets)
-				grow(t);
-			key_link(t, n);
-			ino_link(t, n);
-			t->count++;
-		}
-	}
+	struct kfs_inode *n = node_find_or_add(t, kind, key, key_len);
 	uint64_t ino = n ? n->ino : 0;
 
 	pthread_mutex_unlock(&t->lock);
 	return ino;
-}
-
-void kfs_inode_committed(kfs_inodes *t, uint64_t ino, uint64_t seq)
-{
-	pthread_mutex_lock(&t->lock);
-	struct kfs_inode *n = find_ino(t, ino);
-
-	if (n)
-		n->attr_seq = seq;
-	pthread_mutex_unlock(&t->lock);
 }

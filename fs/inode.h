@@ -135,11 +135,6 @@ void kfs_inode_cache_close(kfs_inodes *t, uint64_t ino);
  *  the kernel's copy is no longer known (after an invalidation). */
 void kfs_inode_attr_sent(kfs_inodes *t, uint64_t ino, uint64_t seq);
 
-/** This mount committed version @seq of @ino, whose size the kernel
- *  already holds (the pending size was replied): its attributes are of
- *  that version. */
-void kfs_inode_committed(kfs_inodes *t, uint64_t ino, uint64_t seq);
-
 /**
  * A handle of @ino that may write is opening: decide whether it uses the
  * page cache (@may_cache, and no read-only page-cache handle or direct
