@@ -705,13 +705,6 @@ struct daemon {
 	unsigned long refused_quiet; /* refusals not logged since */
 };
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void kid_remove(struct daemon *d, size_t i)
 {
 	if (d->kids[i].ctl >= 0)
@@ -802,7 +795,7 @@ static void refuse_now(struct daemon *d, int fd, const char *who, const char *ms
 		;
 	close(fd);
 	/* A flood must not flood the log too: one line a second at most. */
-	int64_t now = mono_ms();
+	int64_t now = ks_mono_ms();
 	if (now - d->refused_logged_ms < 1000) {
 		d->refused_quiet++;
 		return;

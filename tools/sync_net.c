@@ -47,7 +47,7 @@ struct ks_conn {
 	uint64_t bytes_in, bytes_out;
 };
 
-static int64_t now_ms(void)
+int64_t ks_mono_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -98,9 +98,9 @@ int ks_conn_close(struct ks_conn *c)
 	if (c->child > 0) {
 		/* Closing its input ends a well-behaved child; give it a
 		 * moment, then insist. */
-		int64_t deadline = now_ms() + 5000;
+		int64_t deadline = ks_mono_ms() + 5000;
 		pid_t p;
-		while ((p = waitpid(c->child, &status, WNOHANG)) == 0 && now_ms() < deadline)
+		while ((p = waitpid(c->child, &status, WNOHANG)) == 0 && ks_mono_ms() < deadline)
 			usleep(10000);
 		if (p == 0) {
 			kill(c->child, SIGTERM);
@@ -221,14 +221,14 @@ static int flush_out(struct ks_conn *c)
 {
 	if (c->out.err)
 		return c->out.err;
-	int64_t deadline = c->timeout_ms < 0 ? -1 : now_ms() + c->timeout_ms;
+	int64_t deadline = c->timeout_ms < 0 ? -1 : ks_mono_ms() + c->timeout_ms;
 	while (c->out_off < c->out.len) {
 		ssize_t n = write(c->wfd, c->out.p + c->out_off, c->out.len - c->out_off);
 		if (n > 0) {
 			c->out_off += (size_t)n;
 			c->bytes_out += (uint64_t)n;
 			if (deadline >= 0)
-				deadline = now_ms() + c->timeout_ms;
+				deadline = ks_mono_ms() + c->timeout_ms;
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
@@ -242,7 +242,7 @@ static int flush_out(struct ks_conn *c)
 		};
 		int wait = -1;
 		if (deadline >= 0) {
-			int64_t left = deadline - now_ms();
+			int64_t left = deadline - ks_mono_ms();
 			if (left <= 0)
 				return -ETIMEDOUT;
 			wait = left > 1000000 ? 1000000 : (int)left;
@@ -293,7 +293,7 @@ static int wait_input(struct ks_conn *c, int64_t deadline)
 	for (;;) {
 		int timeout = -1;
 		if (deadline >= 0) {
-			int64_t left = deadline - now_ms();
+			int64_t left = deadline - ks_mono_ms();
 			timeout = left <= 0 ? 0 : left > 1000000 ? 1000000 : (int)left;
 		}
 		struct pollfd p[2] = {
@@ -319,7 +319,7 @@ static int64_t deadline_of(const struct ks_conn *c, int timeout_ms)
 {
 	if (timeout_ms < 0)
 		timeout_ms = c->timeout_ms;
-	return timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+	return timeout_ms < 0 ? -1 : ks_mono_ms() + timeout_ms;
 }
 
 static void describe_junk(const uint8_t *p, size_t n, char *junk, size_t junk_size)
@@ -370,7 +370,7 @@ int ks_conn_read_magic(struct ks_conn *c, int timeout_ms, char *junk, size_t jun
 	}
 	/* Something else came first: collect its first line (briefly) so the
 	 * message can quote it. */
-	int64_t until = now_ms() + 300;
+	int64_t until = ks_mono_ms() + 300;
 	while (!c->eof && c->in_len < 200 && !memchr(c->in + c->in_start, '\n', c->in_len)) {
 		if (wait_input(c, until) <= 0 || fill_input(c))
 			break;

@@ -20,6 +20,10 @@
 
 struct ks_conn;
 
+/** Milliseconds of CLOCK_MONOTONIC: what every deadline and timeout of
+ *  the protocol is measured in. */
+int64_t ks_mono_ms(void);
+
 /**
  * Wrap descriptors in a connection (made non-blocking; owned from now on).
  * @param[in] child a process to reap when the connection closes, or 0

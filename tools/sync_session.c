@@ -100,13 +100,6 @@ struct ks_client {
 
 /* --------------------------------------------------------------- helpers */
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int exit_errno(int code)
 {
 	switch (code) {
@@ -515,7 +508,7 @@ static int run_sender(struct ks_sess *s)
 		after = head;
 	}
 	bool watch = s->flags & KS_REQ_WATCH;
-	int64_t last_sent = mono_ms();
+	int64_t last_sent = ks_mono_ms();
 	for (;;) {
 		int64_t n = feed_batch(s, &after);
 		if (n < 0)
@@ -524,14 +517,14 @@ static int run_sender(struct ks_sess *s)
 		if (rc)
 			return rc;
 		if (n) {
-			last_sent = mono_ms();
+			last_sent = ks_mono_ms();
 			continue;
 		}
 		if (!watch)
 			break;
-		if (mono_ms() - last_sent >= PING_MS) {
+		if (ks_mono_ms() - last_sent >= PING_MS) {
 			ks_enc_empty(out(s), KS_PING);
-			last_sent = mono_ms();
+			last_sent = ks_mono_ms();
 		}
 		rc = ks_conn_wait(s->conn, POLL_MS);
 		if (rc < 0)
@@ -1712,7 +1705,7 @@ static int left_ms(int64_t deadline)
 {
 	if (deadline < 0)
 		return -1;
-	int64_t left = deadline - mono_ms();
+	int64_t left = deadline - ks_mono_ms();
 	return left <= 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
 }
 
@@ -1725,7 +1718,7 @@ static int left_ms(int64_t deadline)
 static int server_greet(struct ks_sess *s, const struct ks_server_opts *o,
 			const uint8_t *nonce)
 {
-	int64_t deadline = o->login_grace_ms > 0 ? mono_ms() + o->login_grace_ms : -1;
+	int64_t deadline = o->login_grace_ms > 0 ? ks_mono_ms() + o->login_grace_ms : -1;
 	char junk[100];
 	int rc = ks_conn_read_magic(s->conn, left_ms(deadline), junk, sizeof(junk));
 	if (rc == -EBADMSG)
@@ -1742,7 +1735,7 @@ static int server_greet(struct ks_sess *s, const struct ks_server_opts *o,
 	rc = recv_hello(s, left_ms(deadline), &ch);
 	if (!rc)
 		rc = server_auth(s, o, &ch, nonce, left_ms(deadline));
-	if (rc && s->code == KS_EXIT_PROTO && deadline >= 0 && mono_ms() >= deadline) {
+	if (rc && s->code == KS_EXIT_PROTO && deadline >= 0 && ks_mono_ms() >= deadline) {
 		/* Not "stopped answering": it may have been sending all along. */
 		s->code = 0;
 		rc = fail(s, KS_EXIT_PROTO, "the client did not finish the handshake within %d ms",
