@@ -853,7 +853,7 @@ void kfs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file
 		rc = commit(fs, f->wb);
 		pthread_mutex_unlock(&f->wb->lock);
 	}
-	/* With sync=batch or none a commit is not yet on disk; fsync is. */
+	/* With sync=batch or none a commit is not yet wholly on disk. */
 	if (rc == 0 && fs->cfg.sync != KVC_SYNC_ALWAYS)
 		rc = kvc_store_sync(fs->store);
 	fuse_reply_err(req, -rc);

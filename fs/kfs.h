@@ -84,6 +84,9 @@ void kfs_link_remove(struct kfs *fs, struct kfs_link **head, struct kfs_link *l)
 
 /* A value version this long committed may be read through the page cache. */
 #define KFS_SETTLE_MS 1000
+/* With sync=batch, the flusher puts commits on disk this often (when there
+ * are any): a closed file is on disk within a second. */
+#define KFS_SYNC_MS 500
 struct kfs_dirh;
 
 struct kfs {

@@ -130,7 +130,9 @@ static void usage(FILE *out, const char *prog)
 		"                           the store's, 60)\n"
 		"    -o reap_interval=S     remove expired keys every S seconds (default 60; 0: never)\n"
 		"    -o cache_ttl=S         kernel entry/attribute cache time (default 1)\n"
-		"    -o sync=MODE           always (default), batch (flush every second) or none\n"
+		"    -o sync=MODE           batch (default: a closed file is on disk within a\n"
+		"                           second), always (on disk when close returns) or\n"
+		"                           none (only fsync flushes); fsync always flushes\n"
 		"    -o direct_io           read every value from the store, never through the\n"
 		"                           page cache (slower rereads; see docs/kvfs.md)\n"
 		"    -o uid=N,gid=N         owner of keys that have none (default: the mounting user)\n"
@@ -173,7 +175,7 @@ static int configure(struct kfs *fs, struct cmdline *c)
 		kfs_log(fs, LOG_ERR, "invalid cache_ttl: seconds, 0 or more");
 		return -EINVAL;
 	}
-	cfg->sync = KVC_SYNC_ALWAYS;
+	cfg->sync = KVC_SYNC_BATCH;
 	if (c->sync) {
 		if (strcmp(c->sync, "always") == 0)
 			cfg->sync = KVC_SYNC_ALWAYS;

@@ -732,6 +732,16 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	fuse_reply_err(req, 0);
 }
 
+/* fsync of a directory: what was created, removed or renamed in it is on
+ * disk (every change of the mount is a commit of the one store). */
+static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	(void)fi;
+	fuse_reply_err(req, -kvc_store_sync(kfs_from(req)->store));
+}
+
 /*
  * Entries 0 and 1 are "." and "..", then the children in key order.  The
  * offset of an entry is its index + 1.  A readdir continuing where the
@@ -910,6 +920,7 @@ const struct fuse_lowlevel_ops kfs_ops = {
 	.readdir = op_readdir,
 	.readdirplus = op_readdirplus,
 	.releasedir = op_releasedir,
+	.fsyncdir = op_fsyncdir,
 	.statfs = op_statfs,
 	.setxattr = kfs_op_setxattr,
 	.getxattr = kfs_op_getxattr,

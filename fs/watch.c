@@ -340,11 +340,12 @@ static void *reaper_main(void *arg)
 	return NULL;
 }
 
+/* sync=batch: a commit is on disk within KFS_SYNC_MS plus one flush. */
 static void *syncer_main(void *arg)
 {
 	struct kfs *fs = arg;
 
-	while (!bg_wait(fs, 1000)) {
+	while (!bg_wait(fs, KFS_SYNC_MS)) {
 		int rc = kvc_store_sync(fs->store);
 
 		if (rc < 0)

@@ -30,6 +30,7 @@
 #define KVCORE_INTERNAL_H
 
 #include <lmdb.h>
+#include <stdatomic.h>
 #include <pthread.h>
 
 #include "kvcore.h"
@@ -63,6 +64,10 @@ struct kvc_store {
 	pthread_mutex_t pool_lock;
 	MDB_txn *pool[KVC_POOL_MAX]; /* reset read txns; protected by pool_lock */
 	unsigned npool;              /* protected by pool_lock */
+	/* Commits of this handle not yet known to be wholly on disk (the
+	 * meta page of the last one, in KVC_SYNC_BATCH): kvc_store_sync
+	 * flushes only when there are some. */
+	atomic_uint_fast64_t unsynced;
 };
 
 struct kvc_txn {

@@ -888,6 +888,8 @@ static int txn_commit_keep(kvc_txn *txn)
 		mdb_txn_abort(txn->mdb);
 	else
 		rc = kvc_lmdb_err(txn, mdb_txn_commit(txn->mdb));
+	if (rc == 0 && txn->store->sync != KVC_SYNC_ALWAYS)
+		atomic_fetch_add(&txn->store->unsynced, 1);
 	txn->mdb = NULL;
 	return rc;
 }
@@ -1192,8 +1194,13 @@ int kvc_open(const char *path, const struct kvc_open_opts *opts, kvc_store **ret
 	s->env_flags = MDB_NOTLS;
 	if (o->readonly)
 		s->env_flags |= MDB_RDONLY;
+	/* batch: the data pages of a commit reach the disk before its meta
+	 * page is written, so a power loss can undo the last commits but
+	 * never tear the tree (LMDB's NOMETASYNC); none: nothing is flushed,
+	 * and a power loss can leave a meta page pointing at pages that never
+	 * reached the disk (see docs/kvfs.md, "Durability"). */
 	if (o->sync == KVC_SYNC_BATCH)
-		s->env_flags |= MDB_NOSYNC;
+		s->env_flags |= MDB_NOMETASYNC;
 	else if (o->sync == KVC_SYNC_NONE)
 		s->env_flags |= MDB_NOSYNC | MDB_NOMETASYNC;
 	rc = env_open(s, o->map_size ? o->map_size : DEFAULT_MAP_SIZE);
@@ -1234,9 +1241,17 @@ int kvc_store_sync(kvc_store *store)
 {
 	if (store->readonly)
 		return 0;
+	/* Read before the flush, taken off after it: a commit counted later
+	 * is flushed by a later call, and a caller that finds the count at
+	 * zero knows every commit before its call is on disk. */
+	uint_fast64_t n = atomic_load(&store->unsynced);
+	if (n == 0)
+		return 0;
 	pthread_rwlock_rdlock(&store->resize_lock);
 	int rc = store->map_lost ? -ENOMEM : kvc_lmdb_err(NULL, mdb_env_sync(store->env, 1));
 	pthread_rwlock_unlock(&store->resize_lock);
+	if (rc == 0)
+		atomic_fetch_sub(&store->unsynced, n);
 	return rc;
 }
 

@@ -86,9 +86,14 @@ typedef struct kvc_cursor kvc_cursor;
 /* ---------------------------------------------------------------- stores */
 
 enum kvc_sync_mode {
-	KVC_SYNC_ALWAYS = 0, /* fsync on every commit (LMDB's default) */
-	KVC_SYNC_BATCH,      /* no fsync on commit; kvc_store_sync() flushes */
-	KVC_SYNC_NONE,       /* no fsync at all; survives a process crash only */
+	KVC_SYNC_ALWAYS = 0, /* every commit is on disk when it returns */
+	KVC_SYNC_BATCH,      /* a commit's data is on disk when it returns,
+				its meta page only after the next commit or
+				kvc_store_sync(): a power loss can undo the
+				last commit, never corrupt the store */
+	KVC_SYNC_NONE,       /* nothing flushed until kvc_store_sync(): a
+				process crash loses nothing, a power loss
+				can corrupt the store */
 };
 
 /* Options for kvc_open(); zero-initialize and set what you need. */
@@ -116,7 +121,11 @@ int kvc_open(const char *path, const struct kvc_open_opts *opts,
 /** Close the store.  All transactions and cursors must have ended. */
 void kvc_close(kvc_store *store);
 
-/** Flush committed data to disk (for KVC_SYNC_BATCH/NONE). @return 0 or -EIO */
+/**
+ * Put every commit this handle made before the call on disk (for
+ * KVC_SYNC_BATCH/NONE; at once when there is none not yet flushed).
+ * Safe from any thread.  @return 0, -EIO or -ENOSPC
+ */
 int kvc_store_sync(kvc_store *store);
 
 /** The absolute path of the store directory; valid while the store is open. */
