@@ -20,7 +20,10 @@
  * (so mmap works on them, shared and writable too), unless a read-only
  * page-cache handle of the inode is open (its pages hold a committed
  * version): then they use direct I/O, and so do writers opened after them
- * until the last one closes.
+ * until the last one closes.  (The kernel asks for security.capability
+ * before each write through the page cache, a round trip direct I/O does
+ * not cost; write-only handles could take direct I/O, but a reader-writer
+ * opened beside one could then not be mapped.)
  *
  * Every open gives its reader one version from start to end.  Two ways:
  *
@@ -83,6 +86,13 @@ struct kfs_wbuf {
 	int64_t mtime_ns;         /* last write, or a time set by utimens */
 	bool privs_checked;       /* no set-ID bit to clear since the last
 				     chmod or chown */
+	/* Set on the file while it was being written, stored by the next
+	 * commit: which of KVC_SET_MODE, _OWNER, _MTIME, _METADATA. */
+	unsigned attr_set;
+	uint32_t mode, uid, gid;  /* uid, gid UINT32_MAX: unchanged */
+	char *metadata;           /* NULL: none (with KVC_SET_METADATA) */
+	size_t metadata_len;
+	int64_t ctime_ns;         /* of the last such change */
 	unsigned handles;         /* writable handles sharing it */
 	unsigned unflushed;       /* of them, those never flushed */
 	pthread_cond_t changed;   /* signalled by writes, commits, releases */
@@ -144,6 +154,7 @@ static void wbuf_free(struct kfs_wbuf *wb)
 	pthread_cond_destroy(&wb->changed);
 	pthread_mutex_destroy(&wb->lock);
 	free(wb->buf);
+	free(wb->metadata);
 	free(wb);
 }
 
@@ -190,7 +201,27 @@ static int reserve(struct kfs_wbuf *f, size_t need)
 /* Tell attribute replies what the pending value of @wb (locked) is. */
 static void wbuf_publish(struct kfs *fs, struct kfs_wbuf *wb)
 {
-	kfs_inode_set_pending(fs->inodes, wb->ino, wb->len, wb->mtime_ns);
+	struct kfs_pending p = {
+		.len = wb->len,
+		.mtime_ns = wb->mtime_ns,
+		.ctime_ns = wb->attr_set ? wb->ctime_ns : 0,
+		.has_mode = wb->attr_set & KVC_SET_MODE,
+		.has_owner = wb->attr_set & KVC_SET_OWNER,
+		.mode = wb->mode,
+		.uid = wb->uid,
+		.gid = wb->gid,
+	};
+
+	kfs_inode_set_pending(fs->inodes, wb->ino, &p);
+}
+
+/* The changes that joined the commit are stored, or will never be. */
+static void wbuf_attrs_done(struct kfs_wbuf *wb)
+{
+	wb->attr_set = 0;
+	free(wb->metadata);
+	wb->metadata = NULL;
+	wb->metadata_len = 0;
 }
 
 /* Truncate @wb (locked) to @size bytes. */
@@ -432,19 +463,23 @@ static int create_fn(kvc_txn *txn, void *arg)
 	return rc;
 }
 
-void kfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-		   struct fuse_file_info *fi)
+/*
+ * Make the key of file @name in directory @parent, empty, unless it
+ * exists (then -EEXIST if @excl): the key exists from create on, so ls
+ * shows it at once.  The owner is stored only when it is not the mount's
+ * default.  @return 0 (*ret_created says whether this call made it) or
+ * -errno
+ */
+static int make_key(fuse_req_t req, struct kfs *fs, fuse_ino_t parent, const char *name,
+		    mode_t mode, bool excl, unsigned char *key, size_t *ret_len,
+		    bool *ret_created)
 {
-	struct kfs *fs = kfs_from(req);
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	unsigned char dir[KFS_KEYBUF], key[KFS_KEYBUF];
+	unsigned char dir[KFS_KEYBUF];
 	size_t dir_len, key_len = 0;
 	enum kfs_kind kind;
 	bool alias = false;
-	struct fuse_entry_param e;
-	struct kvc_record rec;
 	kvc_txn *txn;
-	struct kfs_file *f = NULL;
 	int rc = kfs_ino(fs, parent, &kind, dir, &dir_len);
 
 	if (rc == 0 && kind == KFS_FILE)
@@ -453,25 +488,19 @@ void kfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t m
 		rc = -EROFS;
 	if (rc == 0)
 		rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
-	if (rc < 0) {
-		fuse_reply_err(req, -rc);
-		return;
-	}
+	if (rc < 0)
+		return rc;
 	rc = kfs_new_name(fs, txn, dir, dir_len, name, key, &key_len, &alias);
 	kvc_txn_abort(txn);
 	if (rc == 0 && alias)
 		rc = -EISDIR; /* a name ending with the separator is a directory */
-	if (rc < 0) {
-		fuse_reply_err(req, -rc);
-		return;
-	}
+	if (rc < 0)
+		return rc;
 
-	/* The key exists from create on (empty), so ls shows it at once.
-	 * The owner is stored only when it is not the mount's default. */
 	struct create_arg a = {
 		.key = key,
 		.key_len = key_len,
-		.excl = fi->flags & O_EXCL,
+		.excl = excl,
 	};
 
 	a.w.set = KVC_CREATE | KVC_SET_MODE;
@@ -482,14 +511,66 @@ void kfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t m
 		a.w.gid = ctx->gid;
 	}
 	rc = kvc_write_txn(fs->store, create_fn, &a, NULL, 0);
+	if (rc < 0)
+		return rc;
+	kfs_dirset_key_written(fs->dirs, key, key_len);
+	if (a.created)
+		kfs_dir_touch(fs, parent, dir, dir_len);
+	*ret_len = key_len;
+	*ret_created = a.created;
+	return 0;
+}
+
+/* mknod of a regular file (tar --xattrs makes files so, to set their
+ * attributes before writing): create without open.  Anything else is a
+ * device node, a FIFO or a socket, which a key cannot hold. */
+void kfs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	struct kfs *fs = kfs_from(req);
+	unsigned char key[KFS_KEYBUF];
+	size_t key_len;
+	bool created;
+	struct fuse_entry_param e;
+	struct kvc_record rec;
+	kvc_txn *txn;
+	int rc = S_ISREG(mode) ? 0 : -EPERM;
+
+	(void)rdev;
+	if (rc == 0)
+		rc = make_key(req, fs, parent, name, mode, true, key, &key_len, &created);
+	if (rc == 0)
+		rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	kfs_dirset_key_written(fs->dirs, key, key_len);
-	if (a.created)
-		kfs_dir_touch(fs, parent, dir, dir_len);
+	rc = kvc_get(txn, key, key_len, 0, &rec);
+	if (rc == 0)
+		rc = kfs_entry(fs, KFS_FILE, key, key_len, &rec, &e);
+	kvc_txn_abort(txn);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else if (fuse_reply_entry(req, &e) != 0)
+		kfs_inode_forget(fs->inodes, e.ino, 1);
+}
 
+void kfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		   struct fuse_file_info *fi)
+{
+	struct kfs *fs = kfs_from(req);
+	unsigned char key[KFS_KEYBUF];
+	size_t key_len = 0;
+	bool created = false;
+	struct fuse_entry_param e;
+	struct kvc_record rec;
+	kvc_txn *txn;
+	struct kfs_file *f = NULL;
+	int rc = make_key(req, fs, parent, name, mode, fi->flags & O_EXCL, key, &key_len, &created);
+
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
 	rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
@@ -511,10 +592,10 @@ void kfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t m
 	if (rc == 0)
 		rc = set_caching(fs, f, fi, &rec);
 	if (rc == 0 && f->writable)
-		rc = prepare_writer(fs, f, &rec, a.created);
+		rc = prepare_writer(fs, f, &rec, created);
 	kvc_txn_abort(txn);
 	if (rc == 0 && f->writable)
-		join_writer(fs, f, a.created);
+		join_writer(fs, f, created);
 	if (rc == 0) {
 		kfs_link_add(fs, &fs->files, &f->link);
 		fi->fh = (uintptr_t)f;
@@ -680,6 +761,15 @@ static void clear_privs(fuse_req_t req, struct kfs *fs, struct kfs_wbuf *wb)
 	if (wb->privs_checked || fuse_req_ctx(req)->uid == 0)
 		return;
 	wb->privs_checked = true;
+	if (wb->attr_set & KVC_SET_MODE) {
+		/* A chmod waiting for the commit: clear its bits. */
+		if (wb->mode & S_IXGRP)
+			wb->mode &= ~(uint32_t)(S_ISUID | S_ISGID);
+		else
+			wb->mode &= ~(uint32_t)S_ISUID;
+		wbuf_publish(fs, wb);
+		return;
+	}
 	pthread_rwlock_rdlock(&fs->ns_lock);
 	struct mode_arg a = { .key = key, .store_ino = wb->store_ino };
 	int rc = kfs_ino(fs, wb->ino, &kind, key, &len);
@@ -783,14 +873,24 @@ static int commit(struct kfs *fs, struct kfs_wbuf *wb)
 	size_t len;
 	enum kfs_kind kind;
 	struct commit_arg a = { .key = key };
+	bool value = wb->dirty && !wb->failed;
 	int rc;
 
-	if (!wb->dirty || wb->failed)
+	if (!value && !wb->attr_set)
 		return 0;
-	a.w.set = KVC_SET_VALUE | KVC_SET_MTIME | (wb->store_ino ? KVC_IF_INO : KVC_MUST_EXIST);
-	a.w.value = wb->buf;
-	a.w.value_len = wb->len;
+	a.w.set = wb->store_ino ? KVC_IF_INO : KVC_MUST_EXIST;
+	if (value) {
+		a.w.set |= KVC_SET_VALUE | KVC_SET_MTIME;
+		a.w.value = wb->buf;
+		a.w.value_len = wb->len;
+	}
+	a.w.set |= wb->attr_set;
 	a.w.mtime_ns = wb->mtime_ns;
+	a.w.mode = wb->mode;
+	a.w.uid = wb->uid;
+	a.w.gid = wb->gid;
+	a.w.metadata = wb->metadata;
+	a.w.metadata_len = wb->metadata_len;
 	a.w.ino = wb->store_ino;
 	pthread_rwlock_rdlock(&fs->ns_lock);
 	rc = kfs_ino(fs, wb->ino, &kind, key, &len);
@@ -801,11 +901,16 @@ static int commit(struct kfs *fs, struct kfs_wbuf *wb)
 	pthread_rwlock_unlock(&fs->ns_lock);
 	if (rc == -ESTALE || rc == -ENOENT) {
 		wb->dirty = wb->wrote = false; /* removed while open */
+		wbuf_attrs_done(wb);
+		wbuf_publish(fs, wb);
 		return 0;
 	}
 	if (rc < 0)
 		return rc;
-	wb->dirty = wb->wrote = false;
+	if (value)
+		wb->dirty = wb->wrote = false;
+	wbuf_attrs_done(wb);
+	wbuf_publish(fs, wb);
 	kfs_dirset_key_written(fs->dirs, key, len);
 	attrs_changed(fs, wb->ino); /* the size was right; the ctime is not */
 	return 0;
@@ -833,7 +938,7 @@ void kfs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	pthread_mutex_lock(&f->wb->lock);
-	if (f->wb->wrote || (f->flushes > 0 && (f->flags & O_TRUNC)))
+	if (f->wb->wrote || f->wb->attr_set || (f->flushes > 0 && (f->flags & O_TRUNC)))
 		rc = commit(fs, f->wb);
 	if (f->flushes++ == 0)
 		f->wb->unflushed--;
@@ -868,7 +973,7 @@ void kfs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		pthread_mutex_lock(&f->wb->lock);
 		int rc = 0;
 
-		if (f->wb->wrote || f->wb->handles == 1)
+		if (f->wb->wrote || f->wb->attr_set || f->wb->handles == 1)
 			rc = commit(fs, f->wb);
 		f->wb->handles--;
 		if (f->flushes == 0)
@@ -946,6 +1051,120 @@ void kfs_file_mode_changed(struct kfs *fs, uint64_t ino)
 	wb->privs_checked = false;
 	pthread_mutex_unlock(&wb->lock);
 	wbuf_put(fs, ino, wb);
+}
+
+/* The pending value of @ino, locked, if a writable handle of it has not
+ * been closed yet: a change made now is stored by the commit at that
+ * close.  NULL otherwise. */
+static struct kfs_wbuf *being_written(struct kfs *fs, uint64_t ino)
+{
+	struct kfs_wbuf *wb = wbuf_get(fs, ino);
+
+	if (!wb)
+		return NULL;
+	pthread_mutex_lock(&wb->lock);
+	if (wb->unflushed > 0)
+		return wb;
+	pthread_mutex_unlock(&wb->lock);
+	wbuf_put(fs, ino, wb);
+	return NULL;
+}
+
+static void done_writing(struct kfs *fs, uint64_t ino, struct kfs_wbuf *wb)
+{
+	pthread_mutex_unlock(&wb->lock);
+	wbuf_put(fs, ino, wb);
+}
+
+int kfs_file_defer_attrs(struct kfs *fs, uint64_t ino, const struct kvc_write *w)
+{
+	struct kfs_wbuf *wb = being_written(fs, ino);
+
+	if (!wb)
+		return 0;
+	if (!(wb->attr_set & KVC_SET_OWNER))
+		wb->uid = wb->gid = UINT32_MAX;
+	if (w->set & KVC_SET_MODE)
+		wb->mode = w->mode;
+	if ((w->set & KVC_SET_OWNER) && w->uid != UINT32_MAX)
+		wb->uid = w->uid;
+	if ((w->set & KVC_SET_OWNER) && w->gid != UINT32_MAX)
+		wb->gid = w->gid;
+	if (w->set & KVC_SET_MTIME)
+		wb->mtime_ns = w->mtime_ns;
+	wb->attr_set |= w->set & (KVC_SET_MODE | KVC_SET_OWNER | KVC_SET_MTIME);
+	wb->ctime_ns = kvc_now_ns();
+	wbuf_publish(fs, wb);
+	done_writing(fs, ino, wb);
+	return 1;
+}
+
+int kfs_file_pending_metadata(struct kfs *fs, uint64_t ino, char *buf, size_t *ret_len,
+			      bool *ret_none)
+{
+	struct kfs_wbuf *wb = wbuf_get(fs, ino);
+	int r = 0;
+
+	if (!wb)
+		return 0;
+	pthread_mutex_lock(&wb->lock);
+	if (wb->attr_set & KVC_SET_METADATA) {
+		*ret_none = !wb->metadata;
+		*ret_len = wb->metadata_len;
+		if (wb->metadata_len)
+			memcpy(buf, wb->metadata, wb->metadata_len);
+		r = 1;
+	}
+	pthread_mutex_unlock(&wb->lock);
+	wbuf_put(fs, ino, wb);
+	return r;
+}
+
+int kfs_file_defer_metadata(struct kfs *fs, uint64_t ino, const unsigned char *key,
+			    size_t key_len,
+			    int (*edit)(const struct kvc_record *rec, char *buf, void *arg),
+			    void *arg)
+{
+	struct kfs_wbuf *wb = being_written(fs, ino);
+	struct kvc_record rec;
+	kvc_txn *txn;
+	char buf[KVC_METADATA_MAX + 1];
+
+	if (!wb)
+		return 0;
+	/* The value's lock before a transaction, as a commit takes them. */
+	int rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
+
+	if (rc == 0) {
+		rc = kvc_get(txn, key, key_len, 0, &rec);
+		if (rc == 0 && (wb->attr_set & KVC_SET_METADATA)) {
+			rec.metadata = wb->metadata;
+			rec.metadata_len = wb->metadata_len;
+		}
+		if (rc == 0)
+			rc = edit(&rec, buf, arg);
+		kvc_txn_abort(txn);
+	}
+	char *copy = NULL;
+
+	if (rc > 0) {
+		copy = malloc((size_t)rc);
+		if (!copy)
+			rc = -ENOMEM;
+		else
+			memcpy(copy, buf, (size_t)rc);
+	}
+	if (rc >= 0) {
+		free(wb->metadata);
+		wb->metadata = copy;
+		wb->metadata_len = rc > 0 ? (size_t)rc : 0;
+		wb->attr_set |= KVC_SET_METADATA;
+		wb->ctime_ns = kvc_now_ns();
+		wbuf_publish(fs, wb);
+		rc = 1;
+	}
+	done_writing(fs, ino, wb);
+	return rc;
 }
 
 int kfs_file_truncate_pending(struct kfs *fs, uint64_t ino, uint64_t size)

@@ -25,9 +25,8 @@ struct kfs_inode {
 	unsigned cache_users;   /* open handles reading version cached_seq */
 	void *wbuf;             /* the pending value shared by the writers */
 	unsigned wbuf_refs;
-	bool pending;           /* pending_len/mtime describe wbuf */
-	uint64_t pending_len;
-	int64_t pending_mtime;
+	bool has_pending;       /* pending describes wbuf */
+	struct kfs_pending pending;
 	bool keyed;             /* in the key index (false once detached) */
 	bool unlinked;
 	struct stat gone;       /* unlinked: the attributes it had */
@@ -561,7 +560,7 @@ bool kfs_inode_wbuf_detach(kfs_inodes *t, uint64_t ino)
 
 	if (n && n->wbuf && --n->wbuf_refs == 0) {
 		n->wbuf = NULL;
-		n->pending = false;
+		n->has_pending = false;
 		last = true;
 		drop_if_unused(t, n);
 	}
@@ -569,29 +568,26 @@ bool kfs_inode_wbuf_detach(kfs_inodes *t, uint64_t ino)
 	return last;
 }
 
-void kfs_inode_set_pending(kfs_inodes *t, uint64_t ino, uint64_t len, int64_t mtime_ns)
+void kfs_inode_set_pending(kfs_inodes *t, uint64_t ino, const struct kfs_pending *p)
 {
 	pthread_mutex_lock(&t->lock);
 	struct kfs_inode *n = find_ino(t, ino);
 
 	if (n) {
-		n->pending = true;
-		n->pending_len = len;
-		n->pending_mtime = mtime_ns;
+		n->has_pending = true;
+		n->pending = *p;
 	}
 	pthread_mutex_unlock(&t->lock);
 }
 
-bool kfs_inode_pending(kfs_inodes *t, uint64_t ino, uint64_t *ret_len, int64_t *ret_mtime_ns)
+bool kfs_inode_pending(kfs_inodes *t, uint64_t ino, struct kfs_pending *ret)
 {
 	pthread_mutex_lock(&t->lock);
 	struct kfs_inode *n = find_ino(t, ino);
-	bool r = n && n->pending;
+	bool r = n && n->has_pending;
 
-	if (r) {
-		*ret_len = n->pending_len;
-		*ret_mtime_ns = n->pending_mtime;
-	}
+	if (r)
+		*ret = n->pending;
 	pthread_mutex_unlock(&t->lock);
 	return r;
 }

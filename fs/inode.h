@@ -158,13 +158,23 @@ void *kfs_inode_wbuf_attach(kfs_inodes *t, uint64_t ino, void *wbuf);
  *  the value (the inode no longer points to it). */
 bool kfs_inode_wbuf_detach(kfs_inodes *t, uint64_t ino);
 
-/** The pending value of @ino is @len bytes long, last written at @mtime_ns:
- *  what attribute replies say while it is pending. */
-void kfs_inode_set_pending(kfs_inodes *t, uint64_t ino, uint64_t len, int64_t mtime_ns);
+/* What attribute replies say of a file while its writers have a pending
+ * value: its size and mtime, and the mode, owner and ctime set on it
+ * since the last commit (those join the next commit). */
+struct kfs_pending {
+	uint64_t len;
+	int64_t mtime_ns;
+	int64_t ctime_ns;      /* 0: none since the last commit */
+	bool has_mode, has_owner;
+	uint32_t mode, uid, gid;
+};
 
-/** The size and mtime set by kfs_inode_set_pending.  @return false if
- *  @ino has no pending value */
-bool kfs_inode_pending(kfs_inodes *t, uint64_t ino, uint64_t *ret_len, int64_t *ret_mtime_ns);
+/** Set what attribute replies say of @ino while it has a pending value. */
+void kfs_inode_set_pending(kfs_inodes *t, uint64_t ino, const struct kfs_pending *p);
+
+/** What kfs_inode_set_pending set.  @return false if @ino has no pending
+ *  value */
+bool kfs_inode_pending(kfs_inodes *t, uint64_t ino, struct kfs_pending *ret);
 
 /** The number of the directory inode of (@kind, @key), made (without a
  *  lookup reference) if the table has none: for readdir's d_ino.

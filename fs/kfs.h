@@ -198,9 +198,12 @@ struct kfs_child {
 int kfs_next_child(struct kfs *fs, kvc_txn *txn, const void *dir, size_t dir_len,
 		   const void *bound, size_t bound_len, struct kfs_child *ret);
 
+/** Put the mode and owner of pending @p into @st. */
+void kfs_pending_apply(const struct kfs_pending *p, struct stat *st);
+
 /** Fill @st for file inode @ino from @rec, attributes the caller replies
- *  to the kernel with (noted by kfs_inode_attr_sent); the size and mtime
- *  of a pending value of the inode win over the record's. */
+ *  to the kernel with (noted by kfs_inode_attr_sent); the size, mtime,
+ *  mode and owner of a pending value of the inode win over the record's. */
 void kfs_stat_file(struct kfs *fs, uint64_t ino, const struct kvc_record *rec,
 		   struct stat *st);
 
@@ -252,6 +255,7 @@ void kfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 void kfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		  struct fuse_file_info *fi);
 void kfs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void kfs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev);
 void kfs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
 void kfs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 
@@ -264,6 +268,37 @@ int kfs_file_truncate(struct kfs *fs, struct fuse_file_info *fi, uint64_t size);
 /** utimens while @ino has a pending value: the commit keeps @mtime_ns.
  *  @return 1 if it has one, 0 if not */
 int kfs_file_set_mtime(struct kfs *fs, uint64_t ino, int64_t mtime_ns);
+
+/**
+ * chmod, chown or utimens (@w: KVC_SET_MODE, KVC_SET_OWNER with
+ * UINT32_MAX for "unchanged", KVC_SET_MTIME) of @ino while it is being
+ * written (a writable handle has not yet been closed): the change joins
+ * the value's commit at that close, and attribute replies show it
+ * meanwhile.  @return 1 if it joined, 0 if the caller must commit it
+ */
+int kfs_file_defer_attrs(struct kfs *fs, uint64_t ino, const struct kvc_write *w);
+
+/**
+ * The metadata of @ino as its writers will commit it, if a change to it
+ * joined their commit: a copy in @buf (KVC_METADATA_MAX bytes), *ret_len
+ * bytes, *ret_none when there is to be none.  Take it before beginning a
+ * transaction.  @return 1 if there is such a change, 0 if not
+ */
+int kfs_file_pending_metadata(struct kfs *fs, uint64_t ino, char *buf, size_t *ret_len,
+			      bool *ret_none);
+
+/**
+ * Change the metadata of @ino while it is being written: @edit computes
+ * the new metadata from the record @rec (the committed one, with the
+ * metadata pending from earlier changes) into @buf (KVC_METADATA_MAX
+ * bytes), returning its length, 0 for none, or -errno; the result joins
+ * the writers' commit.  @return 1 if it joined, 0 if @ino is not being
+ * written (the caller commits), -errno from @edit or reading the record
+ */
+int kfs_file_defer_metadata(struct kfs *fs, uint64_t ino, const unsigned char *key,
+			    size_t key_len,
+			    int (*edit)(const struct kvc_record *rec, char *buf, void *arg),
+			    void *arg);
 
 /** chmod or chown of @ino: its writers check the set-ID bits again. */
 void kfs_file_mode_changed(struct kfs *fs, uint64_t ino);

@@ -344,11 +344,15 @@ void kfs_stat_file(struct kfs *fs, uint64_t ino, const struct kvc_record *rec, s
 {
 	/* The writers' pending size, while they have one: the kernel's file
 	 * size is theirs (SEEK_END, O_APPEND, fstat).  Readers of the
-	 * committed value use direct I/O meanwhile, which ignores it. */
-	uint64_t size = rec->value_len;
-	int64_t mtime_ns = rec->mtime_ns;
+	 * committed value use direct I/O meanwhile, which ignores it.  And
+	 * the mode, owner and times set since, which their commit stores. */
+	struct kfs_pending p = {
+		.len = rec->value_len,
+		.mtime_ns = rec->mtime_ns,
+	};
+	bool pending = kfs_inode_pending(fs->inodes, ino, &p);
+	int64_t ctime_ns = rec->ctime_ns > p.mtime_ns ? rec->ctime_ns : p.mtime_ns;
 
-	kfs_inode_pending(fs->inodes, ino, &size, &mtime_ns);
 	memset(st, 0, sizeof(*st));
 	st->st_ino = kfs_st_ino_file(ino, rec->ino);
 	st->st_mode = S_IFREG | ((rec->flags & KVC_REC_HAS_MODE) ? rec->mode & 07777
@@ -356,16 +360,31 @@ void kfs_stat_file(struct kfs *fs, uint64_t ino, const struct kvc_record *rec, s
 	st->st_nlink = 1;
 	st->st_uid = (rec->flags & KVC_REC_HAS_OWNER) ? rec->uid : fs->cfg.uid;
 	st->st_gid = (rec->flags & KVC_REC_HAS_OWNER) ? rec->gid : fs->cfg.gid;
-	st->st_size = (off_t)size;
+	if (pending) {
+		kfs_pending_apply(&p, st);
+		if (p.ctime_ns > ctime_ns)
+			ctime_ns = p.ctime_ns;
+	}
+	st->st_size = (off_t)p.len;
 	/* stdio sizes its buffers by this: one request per 128 KiB, not 4 KiB. */
 	st->st_blksize = 128 * 1024;
-	st->st_blocks = (blkcnt_t)((size + 511) / 512);
-	set_time(&st->st_mtim, mtime_ns);
-	set_time(&st->st_atim, mtime_ns);
-	set_time(&st->st_ctim, rec->ctime_ns > mtime_ns ? rec->ctime_ns : mtime_ns);
+	st->st_blocks = (blkcnt_t)((p.len + 511) / 512);
+	set_time(&st->st_mtim, p.mtime_ns);
+	set_time(&st->st_atim, p.mtime_ns);
+	set_time(&st->st_ctim, ctime_ns);
 	/* These attributes are for the kernel: their size decides whether
 	 * opens of this version may use the page cache (see file.c). */
 	kfs_inode_attr_sent(fs->inodes, ino, rec->seq);
+}
+
+void kfs_pending_apply(const struct kfs_pending *p, struct stat *st)
+{
+	if (p->has_mode)
+		st->st_mode = (st->st_mode & S_IFMT) | (p->mode & 07777);
+	if (p->has_owner && p->uid != UINT32_MAX)
+		st->st_uid = p->uid;
+	if (p->has_owner && p->gid != UINT32_MAX)
+		st->st_gid = p->gid;
 }
 
 void kfs_stat_dir(struct kfs *fs, uint64_t ino, const void *p, size_t len, struct stat *st)

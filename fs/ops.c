@@ -1,7 +1,7 @@
 /*
  * ops: the FUSE requests about names and attributes: lookup, forget,
  * getattr, setattr, mkdir, rmdir, unlink, rename, readdir(plus), statfs,
- * and the ones kvfs refuses (symlink, link, device nodes).  Each handler
+ * and the ones kvfs refuses (symlink, link; mknod is file.c's).  Each handler
  * decodes its arguments, makes one kvcore call (a read transaction or one
  * kvc_write_txn) and sends exactly one reply; what a name means is ns.c's
  * business and every data-model rule is kvcore's.
@@ -86,14 +86,14 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
  * but unlinked or replaced): nlink 0, and the pending size if any. */
 static void reply_gone(fuse_req_t req, struct kfs *fs, fuse_ino_t ino, struct stat *st)
 {
-	uint64_t size;
-	int64_t mtime_ns;
+	struct kfs_pending p;
 
-	if (kfs_inode_pending(fs->inodes, ino, &size, &mtime_ns)) {
-		st->st_size = (off_t)size;
-		st->st_blocks = (blkcnt_t)((size + 511) / 512);
-		st->st_mtim.tv_sec = mtime_ns / 1000000000;
-		st->st_mtim.tv_nsec = mtime_ns % 1000000000;
+	if (kfs_inode_pending(fs->inodes, ino, &p)) {
+		st->st_size = (off_t)p.len;
+		st->st_blocks = (blkcnt_t)((p.len + 511) / 512);
+		st->st_mtim.tv_sec = p.mtime_ns / 1000000000;
+		st->st_mtim.tv_nsec = p.mtime_ns % 1000000000;
+		kfs_pending_apply(&p, st);
 	}
 	fuse_reply_attr(req, st, 0);
 }
@@ -305,13 +305,19 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		a.w.set |= KVC_SET_MTIME;
 		a.w.mtime_ns = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? kvc_now_ns()
 								 : ts_ns(&attr->st_mtim);
-		/* A pending value committed later must keep this mtime. */
-		kfs_file_set_mtime(fs, ino, a.w.mtime_ns);
 	}
 	if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
 		kfs_file_mode_changed(fs, ino);
+	/* A file being written (cp -a and tar set attributes on the file they
+	 * have open): the change joins the commit at its close. */
+	bool joined = a.w.set != KVC_MUST_EXIST && !a.truncate &&
+		      kfs_file_defer_attrs(fs, ino, &a.w);
+
+	/* A pending value committed later must keep this mtime. */
+	if (!joined && (a.w.set & KVC_SET_MTIME))
+		kfs_file_set_mtime(fs, ino, a.w.mtime_ns);
 	/* atime is not stored: a key has no access time. */
-	if (a.w.set != KVC_MUST_EXIST || a.truncate) {
+	if (!joined && (a.w.set != KVC_MUST_EXIST || a.truncate)) {
 		rc = kvc_write_txn(fs->store, setattr_fn, &a, NULL, 0);
 		if (rc < 0) {
 			fuse_reply_err(req, -rc);
@@ -661,12 +667,6 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 	fuse_reply_err(req, EPERM);
 }
 
-static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-		     dev_t rdev)
-{
-	fuse_reply_err(req, EPERM);
-}
-
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
 	fuse_reply_err(req, EINVAL);
@@ -903,7 +903,7 @@ const struct fuse_lowlevel_ops kfs_ops = {
 	.getattr = op_getattr,
 	.setattr = op_setattr,
 	.readlink = op_readlink,
-	.mknod = op_mknod,
+	.mknod = kfs_op_mknod,
 	.mkdir = op_mkdir,
 	.unlink = op_unlink,
 	.rmdir = op_rmdir,

@@ -18,7 +18,11 @@
  * Every change is one kvc_write inside one write transaction, after reading
  * the record in that same transaction, so XATTR_CREATE / XATTR_REPLACE are
  * checked against what is actually replaced.  The JSON rules (validation,
- * the field encoding) are kvcore's.
+ * the field encoding) are kvcore's.  A change of the metadata of a file
+ * being written (cp -a, tar and editors set it on the file they have
+ * open) is checked and computed at once but joins the commit of the value
+ * at close (file.c): one commit, not one per attribute.  Gets and lists
+ * show it meanwhile.
  */
 #include "kfs.h"
 
@@ -133,6 +137,12 @@ void kfs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t si
 		}
 		return;
 	}
+	/* Taken before the transaction, as a commit takes them. */
+	char pending[KVC_METADATA_MAX];
+	size_t pending_len = 0;
+	bool none = false;
+	bool has_pending = rc == 0 && kfs_file_pending_metadata(fs, ino, pending, &pending_len, &none);
+
 	if (rc == 0)
 		rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
 	if (rc < 0) {
@@ -140,6 +150,10 @@ void kfs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t si
 		return;
 	}
 	rc = kvc_get(txn, key, len, 0, &rec);
+	if (rc == 0 && has_pending) {
+		rec.metadata = none ? NULL : pending;
+		rec.metadata_len = pending_len;
+	}
 	if (rc == 0 && x == X_STORE)
 		x = X_FIELD; /* only the root has a store; elsewhere a field */
 	if (rc == 0)
@@ -213,6 +227,37 @@ static bool present(enum xname x, const char *field, const struct kvc_record *re
 	}
 }
 
+/* Whether the change @a may be made to @rec (XATTR_CREATE, XATTR_REPLACE,
+ * removing what is not there).  @return 0, -EEXIST or -ENODATA */
+static int allowed(const struct xattr_arg *a, const struct kvc_record *rec)
+{
+	bool has = present(a->x, a->field, rec);
+
+	if (!a->value && !has)
+		return -ENODATA;
+	if ((a->flags & XATTR_CREATE) && has)
+		return -EEXIST;
+	if ((a->flags & XATTR_REPLACE) && !has)
+		return -ENODATA;
+	return 0;
+}
+
+/* The metadata after change @a (of user.kv.metadata or a field) to
+ * @rec, compact, into @buf (KVC_METADATA_MAX + 1 bytes).
+ * @return its length, 0 for none, or -errno */
+static int edit_metadata(const struct kvc_record *rec, char *buf, void *arg)
+{
+	const struct xattr_arg *a = arg;
+	int rc = allowed(a, rec);
+
+	if (rc < 0)
+		return rc;
+	if (a->x == X_METADATA)
+		return a->value ? kvc_json_compact(a->value, a->size, buf, KVC_METADATA_MAX + 1) : 0;
+	return kvc_meta_field_set(rec->metadata, rec->metadata_len, a->field, a->value,
+				  a->value ? a->size : 0, buf, KVC_METADATA_MAX + 1);
+}
+
 static int xattr_fn(kvc_txn *txn, void *arg)
 {
 	const struct xattr_arg *a = arg;
@@ -224,34 +269,23 @@ static int xattr_fn(kvc_txn *txn, void *arg)
 
 	if (rc < 0)
 		return rc;
-	bool has = present(a->x, a->field, &rec);
-
-	if (!a->value && !has)
-		return -ENODATA;
-	if ((a->flags & XATTR_CREATE) && has)
-		return -EEXIST;
-	if ((a->flags & XATTR_REPLACE) && !has)
-		return -ENODATA;
-
 	switch (a->x) {
-	case X_METADATA:
-		w.set |= KVC_SET_METADATA;
-		w.metadata = a->value;
-		w.metadata_len = a->value ? a->size : 0;
-		break;
 	case X_EXPIRATION:
-		rc = a->value ? parse_number(a->value, a->size, INT64_MAX, &v) : (v = 0, 0);
+		rc = allowed(a, &rec);
+		if (rc == 0)
+			rc = a->value ? parse_number(a->value, a->size, INT64_MAX, &v) : (v = 0, 0);
 		w.set |= KVC_SET_EXPIRATION;
 		w.expiration = (int64_t)v;
 		break;
 	case X_TTL:
-		rc = a->value ? parse_number(a->value, a->size, UINT32_MAX, &v) : (v = 0, 0);
+		rc = allowed(a, &rec);
+		if (rc == 0)
+			rc = a->value ? parse_number(a->value, a->size, UINT32_MAX, &v) : (v = 0, 0);
 		w.set |= KVC_SET_TTL;
 		w.ttl = (uint32_t)v;
 		break;
 	default:
-		rc = kvc_meta_field_set(rec.metadata, rec.metadata_len, a->field, a->value,
-					a->value ? a->size : 0, meta, sizeof(meta));
+		rc = edit_metadata(&rec, meta, (void *)a);
 		if (rc >= 0) {
 			w.set |= KVC_SET_METADATA;
 			w.metadata = rc ? meta : NULL;
@@ -302,8 +336,12 @@ static void change(fuse_req_t req, fuse_ino_t ino, const char *name, const char 
 	}
 	if (a.x == X_STORE)
 		a.x = X_FIELD;
-	rc = kvc_write_txn(fs->store, xattr_fn, &a, NULL, 0);
-	fuse_reply_err(req, -rc);
+	rc = 0;
+	if (a.x == X_METADATA || a.x == X_FIELD)
+		rc = kfs_file_defer_metadata(fs, ino, key, len, edit_metadata, &a);
+	if (rc == 0)
+		rc = kvc_write_txn(fs->store, xattr_fn, &a, NULL, 0);
+	fuse_reply_err(req, rc < 0 ? -rc : 0);
 }
 
 void kfs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
@@ -376,6 +414,11 @@ void kfs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		reply_value(req, "", 0, size);
 		return;
 	}
+	char pending[KVC_METADATA_MAX];
+	size_t pending_len = 0;
+	bool none = false;
+	bool has_pending = rc == 0 && kfs_file_pending_metadata(fs, ino, pending, &pending_len, &none);
+
 	if (rc == 0)
 		rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
 	if (rc < 0) {
@@ -384,6 +427,10 @@ void kfs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		return;
 	}
 	rc = kvc_get(txn, key, len, 0, &rec);
+	if (rc == 0 && has_pending) {
+		rec.metadata = none ? NULL : pending;
+		rec.metadata_len = pending_len;
+	}
 	if (rc == 0 && rec.metadata) {
 		if (kvc_meta_fields(rec.metadata, rec.metadata_len, add_field, l) < 0 ||
 		    l->bad || l->fields == 0) {
