@@ -131,7 +131,7 @@ try() {
 	local var=$1 row=$2 v
 	shift 2
 	if ! v=$(timeout 900 "$FSOPS" "$@"); then
-		fail "$row" "fsops $1 on '$2' failed (exit status above)"
+		fail "$row" "'fsops $*' failed (fsops said why above)"
 		v=${v:-0}
 	fi
 	printf -v "$var" '%s' "${v:-0}"
@@ -204,7 +204,7 @@ if [[ -b $src ]]; then
 	echo "# device $src: $(lsblk -dn -o SIZE,ROTA,MODEL "$src" 2>/dev/null |
 		awk '{ r = $2 ? "rotational (lsblk)" : "not rotational (lsblk)"; $2 = r; print }')"
 fi
-echo "# both sides with default options: kvfs STORE MNT; passthrough_ll -o source=DIR MNT"
+echo "# default options: kvfs STORE MNT; passthrough_ll -o source=DIR MNT (row 5: -o source=DIR,xattr)"
 machine before
 
 paths_small_tree >"$T/paths"
