@@ -126,18 +126,19 @@ fail() {
 }
 
 # try VAR ROW MODE ARGS...: VAR becomes fsops's figure; a failed run is
-# reported (fsops names the operation on stderr) and gives the figure 0.
+# reported (fsops names the operation on stderr) and leaves VAR empty.
 try() {
 	local var=$1 row=$2 v
 	shift 2
 	if ! v=$(timeout 900 "$FSOPS" "$@"); then
 		fail "$row" "'fsops $*' failed (fsops said why above)"
-		v=${v:-0}
+		v=
 	fi
-	printf -v "$var" '%s' "${v:-0}"
+	printf -v "$var" '%s' "$v"
 }
 
-# timed VAR ROW CMD...: VAR becomes CMD's wall time in seconds.
+# timed VAR ROW CMD...: VAR becomes CMD's wall time in seconds, or empty
+# if CMD failed.
 timed() {
 	local var=$1 row=$2 t0 rc=0
 	shift 2
@@ -147,22 +148,35 @@ timed() {
 	if ((rc)); then
 		tail -n 5 "$LOG/cmd" >&2
 		fail "$row" "'$*' ended with status $rc"
+		printf -v "$var" '%s' ""
 	fi
 }
 
 # row LABEL PEER UNIT KIND KVFS_ARRAY PEER_ARRAY: one result line.  KIND
 # "rate": higher is better, ratio kvfs/peer, "kvfs is N x faster";
 # "time": lower is better, ratio kvfs/peer, "kvfs takes N x the time".
+# A pair where either run failed an operation (an empty figure) is left
+# out of the figures, and the line says how many were.
 row() {
-	local label=$1 peer=$2 unit=$3 kind=$4 i ratios=() m
+	local label=$1 peer=$2 unit=$3 kind=$4 i kept_kv=() kept_pe=() ratios=() m out=0
 	local -n kv=$5 pe=$6
 	for i in "${!kv[@]}"; do
+		if [[ -z ${kv[i]} || -z ${pe[i]:-} ]]; then
+			out=$((out + 1))
+			continue
+		fi
+		kept_kv+=("${kv[i]}")
+		kept_pe+=("${pe[i]}")
 		ratios+=("$(ratio "${kv[i]}" "${pe[i]}")")
 	done
+	if ((${#ratios[@]} == 0)); then
+		printf '%s: no pair without a failed operation -- OPERATIONS FAILED, see above\n' "$label"
+		return 0
+	fi
 	m=$(ratio "$(median "${ratios[@]}")" 1)
 	if [[ $kind == rate ]]; then
 		printf '%s: kvfs %s %s, %s %s %s; ' "$label" \
-			"$(fmt "$(median "${kv[@]}")")" "$unit" "$peer" "$(fmt "$(median "${pe[@]}")")" "$unit"
+			"$(fmt "$(median "${kept_kv[@]}")")" "$unit" "$peer" "$(fmt "$(median "${kept_pe[@]}")")" "$unit"
 		if awk -v m="$m" 'BEGIN { exit !(m > 0 && m < 1) }'; then
 			printf 'kvfs is %sx as fast (takes %sx the time)' "$m" "$(ratio 1 "$m")"
 		else
@@ -170,15 +184,19 @@ row() {
 		fi
 	else
 		printf '%s: kvfs %s %s, %s %s %s; kvfs takes %sx the time' "$label" \
-			"$(awk -v n="$(median "${kv[@]}")" 'BEGIN { printf "%.2f", n }')" "$unit" "$peer" \
-			"$(awk -v n="$(median "${pe[@]}")" 'BEGIN { printf "%.2f", n }')" "$unit" "$m"
+			"$(awk -v n="$(median "${kept_kv[@]}")" 'BEGIN { printf "%.2f", n }')" "$unit" "$peer" \
+			"$(awk -v n="$(median "${kept_pe[@]}")" 'BEGIN { printf "%.2f", n }')" "$unit" "$m"
 	fi
 	if ((${#ratios[@]} == 1)); then
 		printf ' (1 pair)'
 	else
 		printf ' (median of %d pairs, ratios %s)' "${#ratios[@]}" "$(span "${ratios[@]}")"
 	fi
-	((row_failed)) && printf ' -- OPERATIONS FAILED, see above'
+	if ((out)); then
+		printf ' -- OPERATIONS FAILED in %d pair(s), left out; see above' "$out"
+	elif ((row_failed)); then
+		printf ' -- OPERATIONS FAILED, see above'
+	fi
 	printf '\n'
 	return 0
 }

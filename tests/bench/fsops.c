@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -802,9 +803,10 @@ static int mix_one(struct mix *m, enum mix_op op)
 	}
 }
 
-/* One process: NOPS operations in DIR/pPROC.  Returns the exit status. */
+/* One process: NOPS operations in DIR/pPROC, counting those done in
+ * *@ret_done.  Returns the exit status. */
 static int mix_proc(const char *dir, unsigned proc, unsigned long long nops,
-		    unsigned long long seed)
+		    unsigned long long seed, unsigned long long *ret_done)
 {
 	struct mix m = { .proc = proc, .rng = seed * 1000003ull + proc };
 	char sub[32];
@@ -839,6 +841,8 @@ static int mix_proc(const char *dir, unsigned proc, unsigned long long nops,
 		while (r >= mix_ops[op].weight)
 			r -= mix_ops[op++].weight;
 		rc = mix_one(&m, op);
+		if (!rc)
+			*ret_done = k + 1;
 	}
 	for (size_t i = 0; i < m.n; i++)
 		free(m.ents[i].path);
@@ -847,13 +851,22 @@ static int mix_proc(const char *dir, unsigned proc, unsigned long long nops,
 	return rc;
 }
 
+/* The figure counts the operations done: a process that met an unexpected
+ * result stops, and the others go on. */
 static int fo_mix(const char *dir, unsigned long long nops, unsigned long long nproc,
 		  unsigned long long seed)
 {
-	double t0 = fo_now();
+	/* Each process's count of operations done, shared with the parent. */
+	unsigned long long *done = mmap(NULL, nproc * sizeof(*done), PROT_READ | PROT_WRITE,
+					MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	unsigned long long total = 0;
 	int rc = 0;
 
+	if (done == MAP_FAILED)
+		return fo_fail("cannot map counters for", dir);
 	fflush(NULL);
+	double t0 = fo_now();
+
 	for (unsigned long long p = 0; p < nproc; p++) {
 		pid_t pid = fork();
 
@@ -862,7 +875,7 @@ static int fo_mix(const char *dir, unsigned long long nops, unsigned long long n
 			break;
 		}
 		if (pid == 0)
-			_exit(mix_proc(dir, (unsigned)p, nops, seed));
+			_exit(mix_proc(dir, (unsigned)p, nops, seed, &done[p]));
 	}
 	for (;;) {
 		int status;
@@ -875,7 +888,10 @@ static int fo_mix(const char *dir, unsigned long long nops, unsigned long long n
 	}
 	double dt = fo_now() - t0;
 
-	printf("%.1f\n", (double)(nops * nproc) / dt);
+	for (unsigned long long p = 0; p < nproc; p++)
+		total += done[p];
+	munmap(done, nproc * sizeof(*done));
+	printf("%.1f\n", (double)total / dt);
 	return rc;
 }
 
