@@ -158,10 +158,12 @@ bulk_put() {
 	done
 }
 
-# make_dirs ROOT PATHLIST: the directories of PATHLIST's files under ROOT.
+# make_dirs ROOT PATHLIST: the directories of PATHLIST's files under ROOT
+# (which may be a mount: under a time limit).
 make_dirs() {
-	mkdir -p "$1"
-	(cd "$1" && sed 's,/[^/]*$,,' "$2" | sort -u | xargs -r mkdir -p)
+	timeout 60 mkdir -p "$1" || die "cannot create '$1'"
+	(cd "$1" && sed 's,/[^/]*$,,' "$2" | sort -u | timeout 300 xargs -r mkdir -p) ||
+		die "cannot create the directories of '$2' under '$1'"
 }
 
 # make_tree ROOT PATHLIST: the files of PATHLIST under ROOT, FSIZE B each.
