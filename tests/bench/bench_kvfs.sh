@@ -40,16 +40,10 @@ case "${1:-}" in
 *) echo "usage: bench_kvfs.sh [--quick]" >&2; exit 2 ;;
 esac
 
-BUILD_DIR=${BUILD_DIR:-}
-KVFS=${KVFS:-${BUILD_DIR:+$BUILD_DIR/fs/kvfs}}
-KVCTL=${KVCTL:-${BUILD_DIR:+$BUILD_DIR/tools/kvctl}}
-FSOPS=${FSOPS:-${BUILD_DIR:+$BUILD_DIR/tests/bench/fsops}}
-for v in KVFS KVCTL FSOPS; do
-	if [[ -z ${!v} || ! -x ${!v} ]]; then
-		echo "bench_kvfs: set $v to the built binary" >&2
-		exit 1
-	fi
-done
+BENCH_NAME=bench_kvfs
+# shellcheck source=tests/bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_binaries
 if [[ $EUID -ne 0 ]]; then
 	echo "bench_kvfs: needs root: it mounts a tmpfs and drops caches" >&2
 	exit 1
@@ -75,16 +69,12 @@ VALUE='abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstu
 T=$(mktemp -d /tmp/bench_kvfs.XXXXXX)
 TM=$T/tm                   # the tmpfs: sources and stores
 LOG=$T/log
-MOUNTS=()                  # FUSE mountpoints, "" once unmounted
-PIDS=()                    # the timeout process of each mount's daemon
 tmpfs_mounted=0
 
 cleanup() {
-	local rc=$? i
+	local rc=$?
 	set +e
-	for i in "${!MOUNTS[@]}"; do
-		[[ -n ${MOUNTS[i]} ]] && unmount_fuse "${MOUNTS[i]}"
-	done
+	unmount_all
 	if ((tmpfs_mounted)); then
 		timeout 30 umount "$TM" || timeout 30 umount -l "$TM"
 	fi
@@ -95,168 +85,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-die() {
-	echo "bench_kvfs: $*" >&2
-	exit 1
-}
-
-# Show a daemon's log when something went wrong with it.
-show_log() {
-	[[ -s $1 ]] && tail -n 20 "$1" >&2
-	return 0
-}
-
-# ------------------------------------------------------------ mounts
-
-# wait_mounted MNT PID LOG: until MNT is a FUSE mount, or the daemon died.
-wait_mounted() {
-	local i
-	for ((i = 0; i < 100; i++)); do
-		if grep -qs " $1 fuse" /proc/mounts; then
-			return 0
-		fi
-		if ! kill -0 "$2" 2>/dev/null; then
-			show_log "$3"
-			die "the daemon for '$1' ended before mounting"
-		fi
-		sleep 0.1
-	done
-	show_log "$3"
-	die "'$1' was not mounted within 10 s"
-}
-
-register_mount() {
-	MOUNTS+=("$1")
-	PIDS+=("$2")
-	wait_mounted "$1" "$2" "$3"
-}
-
-# mount_kvfs STORE MNT LOG [kvfs options...]
-mount_kvfs() {
-	local store=$1 mnt=$2 log=$3
-	shift 3
-	mkdir -p "$mnt"
-	timeout -s TERM "$DAEMON_LIMIT" "$KVFS" -f "$@" "$store" "$mnt" >>"$log" 2>&1 &
-	register_mount "$mnt" $! "$log"
-}
-
-# mount_pt SRC MNT LOG [passthrough_ll options...]
-mount_pt() {
-	local src=$1 mnt=$2 log=$3
-	shift 3
-	mkdir -p "$mnt"
-	timeout -s TERM "$DAEMON_LIMIT" "$PT" -f -o source="$src" "$@" "$mnt" >>"$log" 2>&1 &
-	register_mount "$mnt" $! "$log"
-}
-
-# The daemon itself: the child of the timeout process that runs it.
-daemon_pid() {
-	local i
-	for i in "${!MOUNTS[@]}"; do
-		if [[ ${MOUNTS[i]} == "$1" ]]; then
-			timeout 10 pgrep -P "${PIDS[i]}" || die "no daemon under pid ${PIDS[i]}"
-			return 0
-		fi
-	done
-	die "no daemon for '$1'"
-}
-
-unmount_fuse() {
-	local mnt=$1 i pid=
-	for i in "${!MOUNTS[@]}"; do
-		if [[ ${MOUNTS[i]} == "$mnt" ]]; then
-			pid=${PIDS[i]}
-			MOUNTS[i]=
-		fi
-	done
-	timeout 30 fusermount3 -u "$mnt" 2>/dev/null ||
-		timeout 30 fusermount3 -uz "$mnt" 2>/dev/null || true
-	if [[ -n $pid ]]; then
-		for ((i = 0; i < 100; i++)); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	fi
-}
-
-# --------------------------------------------------------- data sets
-
-# The paths of the benchmark's files (relative), one a line.
-paths_small_tree() {
-	awk -v nd="$NDIRS" -v nf="$NFILES" \
-		'BEGIN { per = nf / nd; for (i = 0; i < nf; i++) printf "d%02d/f%04d\n", int(i / per), i }'
-}
-
-# bulk_put STORE KEYLIST: every key of KEYLIST with VALUE, 10,000 a file
-# (the bulk format's limit).
-bulk_put() {
-	local store=$1 keys=$2 c
-	rm -f "$T"/chunk.*
-	split -l 10000 -d -a 3 "$keys" "$T/chunk."
-	for c in "$T"/chunk.*; do
-		VALUE=$VALUE awk 'BEGIN { printf "["; v = ENVIRON["VALUE"] }
-			{ printf "%s{\"key\":\"%s\",\"value\":\"%s\"}", (NR > 1 ? "," : ""), $0, v }
-			END { print "]" }' "$c" >"$c.json"
-		timeout 300 "$KVCTL" "$store" bulk put "$c.json" >>"$LOG/setup" 2>&1 ||
-			{ show_log "$LOG/setup"; die "kvctl bulk put into '$store' failed"; }
-		rm -f "$c" "$c.json"
-	done
-}
-
-# make_tree ROOT PATHLIST: the files of PATHLIST under ROOT, 100 B each.
-make_tree() {
-	local root=$1 list=$2
-	mkdir -p "$root"
-	(cd "$root" && sed 's,/[^/]*$,,' "$list" | sort -u | xargs -r mkdir -p)
-	timeout 300 "$FSOPS" create "$root" "$list" "" "$FSIZE" >/dev/null
-}
-
-# The passthrough_ll example, compiled from the packaged source.
-build_passthrough() {
-	local ex=/usr/share/doc/libfuse3-dev/examples f dir=$T/pt
-	mkdir -p "$dir"
-	for f in passthrough_ll.c passthrough_helpers.h; do
-		if [[ -f $ex/$f ]]; then
-			cp "$ex/$f" "$dir/$f"
-		elif [[ -f $ex/$f.gz ]]; then
-			gzip -dc "$ex/$f.gz" >"$dir/$f"
-		else
-			die "no $ex/$f: install libfuse3-dev"
-		fi
-	done
-	# shellcheck disable=SC2046
-	timeout 300 cc -O2 -o "$dir/passthrough_ll" "$dir/passthrough_ll.c" \
-		$(pkg-config --cflags --libs fuse3) >>"$LOG/setup" 2>&1 ||
-		{ show_log "$LOG/setup"; die "cannot compile passthrough_ll"; }
-	PT=$dir/passthrough_ll
-}
-
-# ------------------------------------------------------------ figures
-
-# fmt N [unit]: 41234.5 -> 41.2k
-fmt() {
-	awk -v n="$1" 'BEGIN {
-		if (n >= 1e6) printf "%.2fM", n / 1e6
-		else if (n >= 1e4) printf "%.1fk", n / 1e3
-		else if (n >= 100) printf "%.0f", n
-		else printf "%.1f", n }'
-}
-
-ratio() {
-	awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'
-}
-
-max() {
-	awk -v a="$1" -v b="$2" 'BEGIN { print (a > b ? a : b) }'
-}
-
-# run MODE ARGS...: fsops under a time limit; the figure on stdout.
-run() {
-	timeout 600 "$FSOPS" "$@" || die "fsops $1 failed on '$2'"
-}
-
 # best VAR MODE ARGS...: VAR becomes the larger of itself and one run's
 # figure.
 best() {
@@ -264,12 +92,6 @@ best() {
 	shift
 	v=$(run "$@")
 	printf -v "$var" '%s' "$(max "${!var}" "$v")"
-}
-
-drop_caches() {
-	timeout 120 sync
-	echo "$1" >/proc/sys/vm/drop_caches
-	sleep 1
 }
 
 # count_requests LOG FROM OPS: the FUSE requests logged by -d after line
@@ -291,8 +113,6 @@ count_requests() {
 			printf ")"
 		}'
 }
-
-lines() { wc -l <"$1"; }
 
 # ============================================================== setup
 
