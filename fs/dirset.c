@@ -26,7 +26,7 @@ struct kfs_dirset {
 	char sep;
 	struct dent *v;
 	size_t n, cap;
-	size_t nempty; /* entries with empty set: lets key_written return at once */
+	size_t nempty; /* entries with empty set: most lookups end at once */
 };
 
 static int bytes_cmp(const void *a, size_t an, const void *b, size_t bn)
@@ -210,20 +210,33 @@ int kfs_dirset_rmdir(kfs_dirset *s, const void *p, size_t len)
 	return rc;
 }
 
-void kfs_dirset_key_written(kfs_dirset *s, const void *key, size_t len)
+bool kfs_dirset_has_empty(kfs_dirset *s)
 {
-	const unsigned char *k = key;
-
 	pthread_mutex_lock(&s->lock);
-	for (size_t i = 0; i < len && s->nempty; i++) {
-		if (k[i] != (unsigned char)s->sep)
-			continue;
-		struct dent *e = find(s, k, i + 1);
+	bool r = s->nempty > 0;
 
-		if (e && e->empty) {
-			e->empty = false;
-			s->nempty--;
-		}
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+bool kfs_dirset_empty(kfs_dirset *s, const void *p, size_t len)
+{
+	pthread_mutex_lock(&s->lock);
+	struct dent *e = s->nempty ? find(s, p, len) : NULL;
+	bool r = e && e->empty;
+
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+void kfs_dirset_filled(kfs_dirset *s, const void *p, size_t len)
+{
+	pthread_mutex_lock(&s->lock);
+	struct dent *e = s->nempty ? find(s, p, len) : NULL;
+
+	if (e && e->empty) {
+		e->empty = false;
+		s->nempty--;
 	}
 	pthread_mutex_unlock(&s->lock);
 }

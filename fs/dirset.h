@@ -63,9 +63,16 @@ bool kfs_dirset_has_children(kfs_dirset *s, const void *p, size_t len);
  */
 int kfs_dirset_rmdir(kfs_dirset *s, const void *p, size_t len);
 
-/** A key was written: directories made by mkdir that contain it are now
- *  derived from it and stop being remembered as empty. */
-void kfs_dirset_key_written(kfs_dirset *s, const void *key, size_t len);
+/** Whether any directory is remembered as empty (made by mkdir, or kept
+ *  when emptied through the mount). */
+bool kfs_dirset_has_empty(kfs_dirset *s);
+
+/** Whether directory @p is remembered as empty. */
+bool kfs_dirset_empty(kfs_dirset *s, const void *p, size_t len);
+
+/** Directory @p has keys now: it is derived from them and stops being
+ *  remembered as empty (its attributes stay). */
+void kfs_dirset_filled(kfs_dirset *s, const void *p, size_t len);
 
 /**
  * The attributes of directory @p if any were set (by mkdir or setattr).

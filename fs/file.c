@@ -513,7 +513,7 @@ static int make_key(fuse_req_t req, struct kfs *fs, fuse_ino_t parent, const cha
 	rc = kvc_write_txn(fs->store, create_fn, &a, NULL, 0);
 	if (rc < 0)
 		return rc;
-	kfs_dirset_key_written(fs->dirs, key, key_len);
+	kfs_key_written(fs, key, key_len);
 	if (a.created)
 		kfs_dir_touch(fs, parent, dir, dir_len);
 	*ret_len = key_len;
@@ -911,7 +911,7 @@ static int commit(struct kfs *fs, struct kfs_wbuf *wb)
 		wb->dirty = wb->wrote = false;
 	wbuf_attrs_done(wb);
 	wbuf_publish(fs, wb);
-	kfs_dirset_key_written(fs->dirs, key, len);
+	kfs_key_written(fs, key, len);
 	attrs_changed(fs, wb->ino); /* the size was right; the ctime is not */
 	return 0;
 }

@@ -16,6 +16,8 @@
  * Locks, in the order they may be taken:
  *   kfs->files_lock -> a file handle's or write buffer's lock (committing
  *                      all at unmount, keeping versions at unlink)
+ *   kfs->keep_lock -> a read transaction, the dirset's lock (deciding
+ *                      whether a directory is empty)
  *   a write buffer's lock -> kfs->ns_lock (a commit)
  *   a file or directory handle's lock, a write buffer's lock, ns_lock
  *                      -> the inode table's lock, the dirset's lock
@@ -101,6 +103,10 @@ struct kfs {
 	kfs_dirset *dirs;
 
 	pthread_rwlock_t ns_lock; /* see the lock order above */
+	/* Held while the store is read to decide that a directory is empty
+	 * (kept) or no longer is (kfs_key_written): the two decisions are
+	 * made one after the other, each on what the store holds then. */
+	pthread_mutex_t keep_lock;
 	pthread_mutex_t files_lock;
 	struct kfs_link *files;  /* open files; protected by files_lock */
 	struct kfs_link *dirhs;  /* open directories; protected by files_lock */
@@ -176,6 +182,14 @@ bool kfs_dir_exists(struct kfs *fs, kvc_txn *txn, const void *p, size_t len);
 
 /** Whether any live key lies under prefix @p. */
 bool kfs_dir_has_keys(kvc_txn *txn, const void *p, size_t len);
+
+/**
+ * A key was written (by this daemon, or by anyone as the watcher learns
+ * from the feed, maybe late): the directories containing it that are
+ * remembered as empty and have keys now stop being remembered so.  A
+ * directory emptied and kept since the write stays kept.
+ */
+void kfs_key_written(struct kfs *fs, const void *key, size_t len);
 
 /* One child of a directory, as readdir shows it. */
 struct kfs_child {

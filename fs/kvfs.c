@@ -290,6 +290,7 @@ static int state_init(struct kfs *fs)
 		return rc;
 	pthread_mutex_init(&fs->files_lock, NULL);
 	pthread_rwlock_init(&fs->ns_lock, NULL);
+	pthread_mutex_init(&fs->keep_lock, NULL);
 	pthread_mutex_init(&fs->bg_lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -306,6 +307,7 @@ static void state_release(struct kfs *fs)
 		kfs_dirhs_release_all(fs);
 		pthread_mutex_destroy(&fs->files_lock);
 		pthread_rwlock_destroy(&fs->ns_lock);
+		pthread_mutex_destroy(&fs->keep_lock);
 		pthread_mutex_destroy(&fs->bg_lock);
 		pthread_cond_destroy(&fs->bg_cond);
 	}

@@ -63,6 +63,25 @@ bool kfs_dir_has_keys(kvc_txn *txn, const void *p, size_t len)
 	return found;
 }
 
+void kfs_key_written(struct kfs *fs, const void *key, size_t len)
+{
+	const unsigned char *k = key;
+	kvc_txn *txn;
+
+	if (!kfs_dirset_has_empty(fs->dirs))
+		return;
+	pthread_mutex_lock(&fs->keep_lock);
+	if (kvc_txn_begin(fs->store, KVC_TXN_READ, &txn) == 0) {
+		for (size_t i = 0; i < len; i++) {
+			if (k[i] == (unsigned char)fs->cfg.sep &&
+			    kfs_dirset_empty(fs->dirs, k, i + 1) && kfs_dir_has_keys(txn, k, i + 1))
+				kfs_dirset_filled(fs->dirs, k, i + 1);
+		}
+		kvc_txn_abort(txn);
+	}
+	pthread_mutex_unlock(&fs->keep_lock);
+}
+
 bool kfs_dir_exists(struct kfs *fs, kvc_txn *txn, const void *p, size_t len)
 {
 	if (len == fs->root_len && memcmp(p, fs->root, len) == 0)

@@ -396,19 +396,27 @@ static void keep_dir(struct kfs *fs, const unsigned char *dir, size_t dir_len)
 	kvc_txn *txn;
 	bool empty;
 
-	if (dir_len == fs->root_len || kvc_txn_begin(fs->store, KVC_TXN_READ, &txn) < 0)
+	if (dir_len == fs->root_len)
 		return;
+	/* The watcher may be about to report a key written here before the
+	 * removal: decide on what the store holds, one decision at a time. */
+	pthread_mutex_lock(&fs->keep_lock);
+	if (kvc_txn_begin(fs->store, KVC_TXN_READ, &txn) < 0) {
+		pthread_mutex_unlock(&fs->keep_lock);
+		return;
+	}
 	empty = !kfs_dir_has_keys(txn, dir, dir_len);
 	kvc_txn_abort(txn);
-	if (!empty)
-		return;
-	kfs_stat_dir(fs, 0, dir, dir_len, &st);
-	a.mode = st.st_mode & 07777;
-	a.uid = st.st_uid;
-	a.gid = st.st_gid;
-	a.mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
-	a.ctime_ns = (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
-	kfs_dirset_mkdir(fs->dirs, dir, dir_len, &a, false); /* -EEXIST: already kept */
+	if (empty) {
+		kfs_stat_dir(fs, 0, dir, dir_len, &st);
+		a.mode = st.st_mode & 07777;
+		a.uid = st.st_uid;
+		a.gid = st.st_gid;
+		a.mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+		a.ctime_ns = (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+		kfs_dirset_mkdir(fs->dirs, dir, dir_len, &a, false); /* -EEXIST: already kept */
+	}
+	pthread_mutex_unlock(&fs->keep_lock);
 }
 
 static int delete_fn(kvc_txn *txn, void *arg)
@@ -611,7 +619,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 					      to_held ? &replaced : NULL);
 		pthread_rwlock_unlock(&fs->ns_lock);
 		if (rc == 0) {
-			kfs_dirset_key_written(fs->dirs, to, to_len);
+			kfs_key_written(fs, to, to_len);
 			keep_dir(fs, dir, dir_len);
 			renamed_in(fs, parent, dir, dir_len, newparent, ndir, ndir_len);
 		}
@@ -649,7 +657,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		kfs_dirset_rename(fs->dirs, node.key, node.key_len, to, to_len);
 		/* Its new parents hold it now (not the moved prefix itself,
 		 * which may be an empty directory). */
-		kfs_dirset_key_written(fs->dirs, to, to_len - 1);
+		kfs_key_written(fs, to, to_len - 1);
 		keep_dir(fs, dir, dir_len);
 		renamed_in(fs, parent, dir, dir_len, newparent, ndir, ndir_len);
 	}

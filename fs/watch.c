@@ -142,7 +142,7 @@ static void invalidate(struct kfs *fs, struct seen *s, const struct change *c)
 	if (c->len < fs->root_len || memcmp(k, fs->root, fs->root_len) != 0)
 		return; /* not under the mount's prefix */
 	if (c->live)
-		kfs_dirset_key_written(fs->dirs, k, c->len);
+		kfs_key_written(fs, k, c->len);
 
 	uint64_t ino = kfs_inode_find(fs->inodes, KFS_FILE, k, c->len);
 
