@@ -257,18 +257,21 @@ mount_pt "$T/src" "$PTM" "$LOG/pt"
 # KFS_SETTLE_MS (1 s).
 sleep 1.5
 
+# mounted_pairs ROW KV_ARRAY PEER_ARRAY MODE PASSES: RUNS pairs of fsops
+# MODE over the files, on the kvfs mount and on the peer's, alternating.
+mounted_pairs() {
+	local row=$1 kv=$2 pe=$3 mode=$4 passes=$5 r
+	row_failed=0
+	for ((r = 0; r < RUNS; r++)); do
+		try "$kv[$r]" "$row" "$mode" "$KV" "$T/paths" "$passes" "$FSIZE"
+		try "$pe[$r]" "$row" "$mode" "$PTM" "$T/paths" "$passes" "$FSIZE"
+	done
+}
+
 r_kv=() r_pt=() s_kv=() s_pt=()
-row_failed=0
-for ((r = 0; r < RUNS; r++)); do
-	try r_kv[r] 1 read "$KV" "$T/paths" "$READ_PASSES" "$FSIZE"
-	try r_pt[r] 1 read "$PTM" "$T/paths" "$READ_PASSES" "$FSIZE"
-done
+mounted_pairs 1 r_kv r_pt read "$READ_PASSES"
 row "1 open+read+close of $NFILES files" passthrough_ll ops/s rate r_kv r_pt
-row_failed=0
-for ((r = 0; r < RUNS; r++)); do
-	try s_kv[r] 2 stat "$KV" "$T/paths" "$STAT_PASSES" "$FSIZE"
-	try s_pt[r] 2 stat "$PTM" "$T/paths" "$STAT_PASSES" "$FSIZE"
-done
+mounted_pairs 2 s_kv s_pt stat "$STAT_PASSES"
 row "2 stat of $NFILES files" passthrough_ll ops/s rate s_kv s_pt
 unmount_fuse "$KV"
 unmount_fuse "$PTM"
