@@ -217,6 +217,8 @@ static int open_store(struct kfs *fs, const char *path)
 		.min_ttl_set = fs->cfg.min_ttl_set,
 		.min_ttl = fs->cfg.min_ttl,
 		.sync = fs->cfg.sync,
+		/* Requests commit from many threads: let them share flushes. */
+		.group_commit = true,
 	};
 	bool created = false;
 	int rc = kvc_open(path, &o, &fs->store, &created);

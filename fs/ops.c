@@ -426,22 +426,47 @@ static int delete_fn(kvc_txn *txn, void *arg)
 	return kvc_delete(txn, n->key, n->key_len);
 }
 
+/* A value about to go, kept for the read-only handles still reading it. */
+struct kept {
+	uint64_t ino;              /* the kernel's inode of it; 0: none */
+	struct kvc_record rec;     /* rec.value points into copy */
+	void *copy;
+};
+
 /*
  * Before key @key (with record @rec, valid in the caller's transaction)
- * goes: what the kernel's inode of it (if any) keeps.  Its open read-only
- * handles get a copy of the value to go on reading, and @ret_st gets the
- * attributes fstat will show.  @return whether the kernel holds the inode
+ * goes: what the kernel's inode of it (if any) keeps.  @ret_st gets the
+ * attributes fstat will show, @ret_kept a copy of the value, which
+ * keep_for_readers gives its open read-only handles once the transaction
+ * has ended (a handle's lock is never taken inside one: a reader holds it
+ * across its own transaction).  @return whether the kernel holds the inode
  */
 static bool before_gone(struct kfs *fs, const unsigned char *key, size_t len,
-			const struct kvc_record *rec, struct stat *ret_st)
+			const struct kvc_record *rec, struct stat *ret_st, struct kept *ret_kept)
 {
 	uint64_t ino = kfs_inode_find(fs->inodes, KFS_FILE, key, len);
 
+	memset(ret_kept, 0, sizeof(*ret_kept));
 	if (!ino)
 		return false;
 	kfs_stat_file(fs, ino, rec, ret_st);
-	kfs_files_keep(fs, ino, rec);
+	ret_kept->copy = malloc(rec->value_len ? rec->value_len : 1);
+	if (ret_kept->copy) {
+		memcpy(ret_kept->copy, rec->value, rec->value_len);
+		ret_kept->ino = ino;
+		ret_kept->rec = *rec;
+		ret_kept->rec.value = ret_kept->copy;
+	}
 	return true;
+}
+
+/* Give the handles of before_gone's inode their copy, then free it. */
+static void keep_for_readers(struct kfs *fs, struct kept *k)
+{
+	if (k->ino)
+		kfs_files_keep(fs, k->ino, &k->rec);
+	free(k->copy);
+	k->copy = NULL;
 }
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -451,6 +476,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	size_t dir_len;
 	struct kfs_node node;
 	struct stat st;
+	struct kept kept = {0};
 	bool held = false;
 	kvc_txn *txn;
 	int rc = dir_of(fs, parent, dir, &dir_len);
@@ -465,8 +491,9 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (rc == 0 && node.kind != KFS_FILE)
 		rc = -EISDIR;
 	if (rc == 0)
-		held = before_gone(fs, node.key, node.key_len, &node.rec, &st);
+		held = before_gone(fs, node.key, node.key_len, &node.rec, &st, &kept);
 	kvc_txn_abort(txn);
+	keep_for_readers(fs, &kept);
 	if (rc == 0) {
 		pthread_rwlock_wrlock(&fs->ns_lock);
 		rc = kvc_write_txn(fs->store, delete_fn, &node, NULL, 0);
@@ -568,6 +595,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct kfs_node node;
 	struct stat replaced;
 	bool to_alias = false, to_held = false;
+	struct kept kept = {0};
 	kvc_txn *txn;
 	int rc = 0;
 
@@ -591,9 +619,10 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		struct kvc_record trec;
 
 		if (kvc_get(txn, to, to_len, 0, &trec) == 0)
-			to_held = before_gone(fs, to, to_len, &trec, &replaced);
+			to_held = before_gone(fs, to, to_len, &trec, &replaced, &kept);
 	}
 	kvc_txn_abort(txn);
+	keep_for_readers(fs, &kept);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;

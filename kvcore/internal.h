@@ -68,6 +68,13 @@ struct kvc_store {
 	 * meta page of the last one, in KVC_SYNC_BATCH): kvc_store_sync
 	 * flushes only when there are some. */
 	atomic_uint_fast64_t unsynced;
+	/* Group commit (kvc_write_txn): the calls waiting for the next shared
+	 * transaction, and whether one runs.  Protected by group_lock. */
+	bool group;
+	pthread_mutex_t group_lock;
+	pthread_cond_t group_done;
+	struct kvc_group_req *group_head, **group_tail;
+	bool group_busy;
 };
 
 struct kvc_txn {

@@ -946,12 +946,18 @@ static int store_grow(kvc_store *s)
 	return rc;
 }
 
-int kvc_write_txn(kvc_store *store, int (*fn)(kvc_txn *txn, void *arg), void *arg,
-		  char *errmsg, size_t errmsg_size)
+/* The message of a map growth that failed with @grc. */
+static const char *growth_errmsg(int grc)
+{
+	return grc == -ENOSPC ? "no space left on device (the store's filesystem is full)"
+			      : "the store's map could not be resized";
+}
+
+/* kvc_write_txn for one caller: its own transaction and commit. */
+static int write_txn_alone(kvc_store *store, int (*fn)(kvc_txn *txn, void *arg), void *arg,
+			   char *errmsg, size_t errmsg_size)
 {
 	int rc;
-	if (errmsg && errmsg_size)
-		errmsg[0] = 0;
 	for (int attempt = 0; attempt < MAX_GROWTHS; attempt++) {
 		kvc_txn *txn;
 		rc = kvc_txn_begin(store, KVC_TXN_WRITE, &txn);
@@ -976,12 +982,178 @@ int kvc_write_txn(kvc_store *store, int (*fn)(kvc_txn *txn, void *arg), void *ar
 		if (grc) {
 			rc = grc;
 			if (errmsg && errmsg_size)
-				snprintf(errmsg, errmsg_size, "%s", grc == -ENOSPC ?
-					 "no space left on device (the store's filesystem is full)" :
-					 "the store's map could not be resized");
+				snprintf(errmsg, errmsg_size, "%s", growth_errmsg(grc));
 			break;
 		}
 	}
+	return rc;
+}
+
+/* A call of kvc_write_txn waiting for, or in, a shared transaction. */
+struct kvc_group_req {
+	int (*fn)(kvc_txn *txn, void *arg);
+	void *arg;
+	int rc;
+	bool ran;               /* rc is its result (but for a failed commit) */
+	bool full;              /* the map was full: run it again after growth */
+	bool done;              /* its result is final; protected by group_lock */
+	char errmsg[sizeof(((kvc_txn *)0)->errmsg)];
+	struct kvc_group_req *next;
+};
+
+/* Run @r's fn in a transaction nested in @txn: what a failing fn wrote is
+ * undone, the others' writes stay. */
+static void group_run_one(kvc_txn *txn, struct kvc_group_req *r)
+{
+	MDB_txn *parent = txn->mdb, *child;
+	uint64_t seq = txn->seq, hlc = txn->hlc, ino = txn->ino;
+	bool meta_dirty = txn->meta_dirty, meta_loaded = txn->meta_loaded;
+	int rc = mdb_txn_begin(txn->store->env, parent, 0, &child);
+
+	txn->errmsg[0] = 0;
+	txn->map_full = false;
+	if (rc) {
+		rc = kvc_lmdb_err(txn, rc);
+	} else {
+		txn->mdb = child;
+		rc = r->fn(txn, r->arg);
+		if (rc >= 0) {
+			int c = mdb_txn_commit(child);
+			if (c)
+				rc = kvc_lmdb_err(txn, c);
+		} else {
+			mdb_txn_abort(child);
+		}
+		txn->mdb = parent;
+	}
+	if (rc < 0) {
+		/* The counters are written back at the commit: forget what
+		 * the undone writes took. */
+		txn->seq = seq, txn->hlc = hlc, txn->ino = ino;
+		txn->meta_dirty = meta_dirty, txn->meta_loaded = meta_loaded;
+	}
+	r->rc = rc;
+	r->full = rc == -ENOSPC && txn->map_full;
+	r->ran = !r->full;
+	snprintf(r->errmsg, sizeof(r->errmsg), "%s", txn->errmsg);
+	txn->map_full = false;
+}
+
+/* Give every call of @batch without a result @rc and @msg. */
+static void group_fail(struct kvc_group_req *batch, int rc, const char *msg)
+{
+	for (struct kvc_group_req *r = batch; r; r = r->next) {
+		if (r->ran)
+			continue;
+		r->rc = rc;
+		r->ran = true;
+		snprintf(r->errmsg, sizeof(r->errmsg), "%s", msg);
+	}
+}
+
+/* Run the calls of @batch in one shared transaction, in queue order; when
+ * one finds the map full, none is kept: the map grows and all run again (a
+ * nested transaction that failed for want of pages is not trusted to have
+ * left its parent whole). */
+static void group_run(kvc_store *store, struct kvc_group_req *batch)
+{
+	for (int attempt = 0; attempt < MAX_GROWTHS; attempt++) {
+		kvc_txn *txn;
+		int rc = kvc_txn_begin(store, KVC_TXN_WRITE, &txn);
+		bool any = false, full = false;
+
+		if (rc) {
+			group_fail(batch, rc, strerror(-rc));
+			return;
+		}
+		for (struct kvc_group_req *r = batch; r && !full; r = r->next) {
+			if (r->ran)
+				continue;
+			group_run_one(txn, r);
+			any |= r->rc >= 0;
+			full |= r->full;
+		}
+		int crc = 0;
+		if (any && !full) {
+			crc = txn_commit_keep(txn);
+			full = crc == -ENOSPC && txn->map_full;
+		} else {
+			mdb_txn_abort(txn->mdb);
+			txn->mdb = NULL;
+		}
+		for (struct kvc_group_req *r = batch; r; r = r->next) {
+			if (full) {
+				/* Nothing was kept: every call runs again, in
+				 * the same order, so each result is of one
+				 * serial history. */
+				r->ran = r->full = false;
+			} else if (crc && r->ran && r->rc >= 0) {
+				r->rc = crc;
+				snprintf(r->errmsg, sizeof(r->errmsg), "%s", txn->errmsg);
+			}
+		}
+		txn_free(txn);
+		if (!full)
+			return;
+		int grc = store_grow(store);
+		if (grc) {
+			group_fail(batch, grc, growth_errmsg(grc));
+			return;
+		}
+	}
+	group_fail(batch, -ENOSPC, growth_errmsg(-ENOSPC));
+}
+
+/*
+ * Group commit: a call joins the queue; if no transaction is running, it
+ * takes the whole queue and runs it (group_run), else it waits.  Calls
+ * that arrive while one group commits form the next group, so under load
+ * each flush serves every caller that waited for it, and a lone caller
+ * waits for nobody.
+ */
+static int write_txn_grouped(kvc_store *store, int (*fn)(kvc_txn *txn, void *arg), void *arg,
+			     char *errmsg, size_t errmsg_size)
+{
+	struct kvc_group_req me = { .fn = fn, .arg = arg };
+
+	pthread_mutex_lock(&store->group_lock);
+	*store->group_tail = &me;
+	store->group_tail = &me.next;
+	while (!me.done && store->group_busy)
+		pthread_cond_wait(&store->group_done, &store->group_lock);
+	if (!me.done) {
+		struct kvc_group_req *batch = store->group_head;
+
+		store->group_head = NULL;
+		store->group_tail = &store->group_head;
+		store->group_busy = true;
+		pthread_mutex_unlock(&store->group_lock);
+		group_run(store, batch);
+		pthread_mutex_lock(&store->group_lock);
+		for (struct kvc_group_req *r = batch, *next; r; r = next) {
+			next = r->next; /* r may go once done is seen */
+			r->done = true;
+		}
+		store->group_busy = false;
+		pthread_cond_broadcast(&store->group_done);
+	}
+	pthread_mutex_unlock(&store->group_lock);
+	if (me.rc < 0 && errmsg && errmsg_size)
+		snprintf(errmsg, errmsg_size, "%s", me.errmsg);
+	return me.rc;
+}
+
+int kvc_write_txn(kvc_store *store, int (*fn)(kvc_txn *txn, void *arg), void *arg,
+		  char *errmsg, size_t errmsg_size)
+{
+	if (errmsg && errmsg_size)
+		errmsg[0] = 0;
+	if (store->readonly)
+		return -EROFS;
+	if (held_by_thread(store))
+		return -EDEADLK;
+	int rc = store->group ? write_txn_grouped(store, fn, arg, errmsg, errmsg_size)
+			      : write_txn_alone(store, fn, arg, errmsg, errmsg_size);
 	if (errmsg && errmsg_size && rc < 0 && !errmsg[0])
 		snprintf(errmsg, errmsg_size, "%s", strerror(-rc));
 	return rc;
@@ -1178,7 +1350,11 @@ int kvc_open(const char *path, const struct kvc_open_opts *opts, kvc_store **ret
 		return -ENOMEM;
 	s->readonly = o->readonly;
 	s->sync = o->sync;
+	s->group = o->group_commit && !o->readonly;
 	pthread_mutex_init(&s->pool_lock, NULL);
+	pthread_mutex_init(&s->group_lock, NULL);
+	pthread_cond_init(&s->group_done, NULL);
+	s->group_tail = &s->group_head;
 	pthread_rwlockattr_t ra;
 	pthread_rwlockattr_init(&ra);
 	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
@@ -1233,6 +1409,8 @@ void kvc_close(kvc_store *s)
 	}
 	pthread_rwlock_destroy(&s->resize_lock);
 	pthread_mutex_destroy(&s->pool_lock);
+	pthread_mutex_destroy(&s->group_lock);
+	pthread_cond_destroy(&s->group_done);
 	free(s->path);
 	free(s);
 }

@@ -104,6 +104,8 @@ struct kvc_open_opts {
 	uint32_t min_ttl;       /* seconds; applies to this handle only */
 	enum kvc_sync_mode sync;
 	uint64_t map_size;      /* initial LMDB map size in bytes; 0 = default */
+	bool group_commit;      /* concurrent kvc_write_txn calls may share one
+				   commit: see kvc_write_txn */
 };
 
 /**
@@ -217,6 +219,14 @@ const char *kvc_txn_errmsg(const kvc_txn *txn);
  * grows only while the filesystem under the store has room for it; a
  * write that cannot fit fails with -ENOSPC and stores nothing.  The caller
  * must hold no transaction of @store (see "One transaction per thread").
+ *
+ * With group_commit (kvc_open_opts), calls that arrive while another
+ * commits are run together next: one write transaction, each @fn in a
+ * nested transaction of its own (a failing @fn undoes only its own
+ * writes), one commit and so one flush for all.  Each caller still gets
+ * its own result, once the shared commit is done.  @fn may then run on
+ * another caller's thread: it must use only @txn and @arg, and take no
+ * lock its own caller may hold.
  * @param[out] errmsg if non-NULL and the call fails, the message of the
  *                    failure (the txn's, or of the commit, or of the map
  *                    growth) is copied here (at most @errmsg_size bytes,

@@ -50,8 +50,9 @@ if [ ! -f "$tsan_build/build.ninja" ]; then
   meson setup "$tsan_build" -Db_sanitize=thread --buildtype=debugoptimized >/dev/null
 fi
 if ninja -C "$tsan_build" >/dev/null; then
-  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-    meson_test "$tsan_build" multiproc write feed stress posix coherence
+  # mix: two seeds of the fsstress-like load (4 processes), shorter.
+  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" MIX_SEEDS="24 25" MIX_OPS=1500 \
+    meson_test "$tsan_build" multiproc write feed group stress posix coherence mix
 else
   echo "FAIL ThreadSanitizer build"
   failed=$((failed + 1))
