@@ -123,6 +123,29 @@ static inline int kt_put(kvc_store *s, const void *key, size_t key_len, const vo
 	return kt_write(s, key, key_len, &w, NULL, 0);
 }
 
+struct kt_apply_arg {
+	const char *key;
+	const struct kvc_record *rec;
+	uint64_t max_skew_ms;
+};
+
+static inline int kt_apply_fn(kvc_txn *txn, void *arg)
+{
+	struct kt_apply_arg *a = arg;
+	return kvc_apply(txn, a->key, strlen(a->key), a->rec, a->max_skew_ms);
+}
+
+/* kvc_apply of @rec to @key (a NUL-terminated key) in its own transaction;
+ * on failure the message goes to @errmsg (may be NULL). */
+static inline int kt_apply(kvc_store *s, const char *key, const struct kvc_record *rec,
+			   uint64_t max_skew_ms, char *errmsg, size_t errmsg_size)
+{
+	struct kt_apply_arg a = {key, rec, max_skew_ms};
+	if (errmsg && errmsg_size)
+		errmsg[0] = 0;
+	return kvc_write_txn(s, kt_apply_fn, &a, errmsg, errmsg_size);
+}
+
 static inline int kt_puts(kvc_store *s, const char *key, const char *value)
 {
 	return kt_put(s, key, strlen(key), value, strlen(value));

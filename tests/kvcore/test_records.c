@@ -35,26 +35,6 @@
 #define DAY_MS 86400000ull
 #define NS 1000000000ll
 
-struct apply_arg {
-	const char *key;
-	const struct kvc_record *rec;
-	uint64_t max_skew_ms;
-};
-
-static int apply_fn(kvc_txn *txn, void *arg)
-{
-	struct apply_arg *a = arg;
-	return kvc_apply(txn, a->key, strlen(a->key), a->rec, a->max_skew_ms);
-}
-
-static int apply(kvc_store *s, const char *key, const struct kvc_record *rec, uint64_t skew,
-		 char *msg, size_t msg_size)
-{
-	struct apply_arg a = {key, rec, skew};
-	msg[0] = 0;
-	return kvc_write_txn(s, apply_fn, &a, msg, msg_size);
-}
-
 static int would(kvc_store *s, const char *key, const struct kvc_record *rec, uint64_t skew,
 		 char *msg, size_t msg_size)
 {
@@ -181,7 +161,7 @@ static void test_hostile(const struct kt_dir *d)
 		const char *keys[2] = {"absent", "held"};
 		for (int k = 0; k < 2; k++) {
 			char am[256], wm[256];
-			int arc = apply(s, keys[k], &cases[i].rec, cases[i].skew, am, sizeof(am));
+			int arc = kt_apply(s, keys[k], &cases[i].rec, cases[i].skew, am, sizeof(am));
 			int wrc = would(s, keys[k], &cases[i].rec, cases[i].skew, wm, sizeof(wm));
 			is_int(arc, cases[i].want, "%s over %s key: kvc_apply says %s",
 			       cases[i].what, k ? "a held" : "an absent", kt_errname(cases[i].want));
@@ -227,7 +207,7 @@ static void test_hostile(const struct kt_dir *d)
 		snprintf(key, sizeof(key), "edge%zu", i);
 		good[i].rec.hlc += i; /* each its own version */
 		int wrc = would(s, key, &good[i].rec, good[i].skew, wm, sizeof(wm));
-		int arc = apply(s, key, &good[i].rec, good[i].skew, am, sizeof(am));
+		int arc = kt_apply(s, key, &good[i].rec, good[i].skew, am, sizeof(am));
 		is_int(arc, 1, "%s: applied", good[i].what);
 		is_int(wrc, 1, "%s: kvc_apply_would foresaw it", good[i].what);
 	}
@@ -283,7 +263,7 @@ static void test_saturation(const struct kt_dir *d)
 	struct kvc_record r = peer_rec();
 	r.hlc = KVC_HLC_MS_MAX << 16 | 0xFFFF;
 	char msg[256];
-	is_int(apply(s, "max", &r, 0, msg, sizeof(msg)), 1,
+	is_int(kt_apply(s, "max", &r, 0, msg, sizeof(msg)), 1,
 	       "a clock at KVC_HLC_MS_MAX applies with no skew bound");
 	is_int(kt_puts(s, "next", "x"), 0, "a local write after it");
 	struct kt_rec got;

@@ -19,24 +19,6 @@
 
 #include "kvtest.h"
 
-struct apply_arg {
-	const char *key;
-	const struct kvc_record *rec;
-	uint64_t max_skew_ms;
-};
-
-static int apply_fn(kvc_txn *txn, void *arg)
-{
-	struct apply_arg *a = arg;
-	return kvc_apply(txn, a->key, strlen(a->key), a->rec, a->max_skew_ms);
-}
-
-static int apply(kvc_store *s, const char *key, const struct kvc_record *rec, uint64_t skew)
-{
-	struct apply_arg a = {key, rec, skew};
-	return kvc_write_txn(s, apply_fn, &a, NULL, 0);
-}
-
 static uint64_t hlc_of(kvc_store *s, const char *key, unsigned flags)
 {
 	struct kt_rec r;
@@ -115,7 +97,7 @@ static void test_hlc(const struct kt_dir *d)
 	/* A peer's record stamped a minute ahead: the local clock follows. */
 	uint64_t future = (now_ms() + 60000) << 16 | 7;
 	struct kvc_record fr = peer_rec("f", future, id.node_id ^ 0x5555);
-	is_int(apply(s, "future", &fr, 0), 1, "a record a minute ahead applies with no skew bound");
+	is_int(kt_apply(s, "future", &fr, 0, NULL, 0), 1, "a record a minute ahead applies with no skew bound");
 	is_int(kt_puts(s, "next", "x"), 0, "local write after it");
 	ok(hlc_of(s, "next", 0) > future, "the local clock advanced past the applied record's clock");
 	uint64_t last = hlc_of(s, "next", 0);
@@ -129,7 +111,7 @@ static void test_hlc(const struct kt_dir *d)
 	struct kvc_record ex = peer_rec("e", far, 99);
 	ex.expiration = 1000;
 	uint64_t head = kt_head(s);
-	is_int(apply(s, "expired-peer", &ex, 0), 0, "an expired record over an absent key is ignored");
+	is_int(kt_apply(s, "expired-peer", &ex, 0, NULL, 0), 0, "an expired record over an absent key is ignored");
 	struct kt_rec r;
 	is_int(kt_get(s, "expired-peer", 12, KVC_GET_EXPIRED | KVC_GET_TOMBSTONES, &r), -ENOENT,
 	       "the ignored expired record was not stored at all");
@@ -159,7 +141,7 @@ static void test_apply(const struct kt_dir *d)
 	v1.gid = 5678;
 	v1.ttl = 0;
 	uint64_t head = kt_head(s);
-	is_int(apply(s, "k", &v1, 0), 1, "apply over an absent key: applied (1)");
+	is_int(kt_apply(s, "k", &v1, 0, NULL, 0), 1, "apply over an absent key: applied (1)");
 	is_int((long long)kt_head(s), (long long)head + 1, "an applied record takes one new local sequence");
 	if (!kt_get(s, "k", 1, 0, &r)) {
 		ok(!strcmp(r.value, "v1") && r.metadata && !strcmp(r.metadata, "{\"m\":1}"),
@@ -178,34 +160,34 @@ static void test_apply(const struct kt_dir *d)
 
 	struct kvc_record old = peer_rec("old", H - 1, P);
 	head = kt_head(s);
-	is_int(apply(s, "k", &old, 0), 0, "an older clock is ignored (0)");
+	is_int(kt_apply(s, "k", &old, 0, NULL, 0), 0, "an older clock is ignored (0)");
 	ok(kt_has(s, "k", 1, "v1", 2), "the ignored older record changed nothing");
 	is_int((long long)kt_head(s), (long long)head, "an ignored record writes nothing to the feed");
 	struct kvc_record same = peer_rec("same", H, P);
-	is_int(apply(s, "k", &same, 0), 0, "the same (hlc, origin) is ignored (0)");
+	is_int(kt_apply(s, "k", &same, 0, NULL, 0), 0, "the same (hlc, origin) is ignored (0)");
 	ok(kt_has(s, "k", 1, "v1", 2), "the ignored equal record changed nothing");
 	struct kvc_record bigger = peer_rec("bigger", H, P + 1);
-	is_int(apply(s, "k", &bigger, 0), 1, "an equal clock with a greater origin wins");
+	is_int(kt_apply(s, "k", &bigger, 0, NULL, 0), 1, "an equal clock with a greater origin wins");
 	ok(kt_has(s, "k", 1, "bigger", 6), "the greater origin's value is stored");
 	struct kvc_record smaller = peer_rec("smaller", H, P);
-	is_int(apply(s, "k", &smaller, 0), 0, "an equal clock with a smaller origin loses");
+	is_int(kt_apply(s, "k", &smaller, 0, NULL, 0), 0, "an equal clock with a smaller origin loses");
 	ok(kt_has(s, "k", 1, "bigger", 6), "the smaller origin's value was not stored");
 	struct kvc_record newer = peer_rec("newer", H + 1, 1);
-	is_int(apply(s, "k", &newer, 0), 1, "a newer clock wins even from a smaller origin");
+	is_int(kt_apply(s, "k", &newer, 0, NULL, 0), 1, "a newer clock wins even from a smaller origin");
 	ok(kt_has(s, "k", 1, "newer", 5), "the newer value is stored");
 
 	struct kvc_record tomb = peer_rec("", H + 2, P);
 	tomb.flags = KVC_REC_TOMBSTONE;
-	is_int(apply(s, "k", &tomb, 0), 1, "a newer tombstone from a peer applies");
+	is_int(kt_apply(s, "k", &tomb, 0, NULL, 0), 1, "a newer tombstone from a peer applies");
 	is_int(kt_get(s, "k", 1, 0, &r), -ENOENT, "the peer's tombstone deleted the key");
 	ok(hlc_of(s, "k", KVC_GET_TOMBSTONES) == H + 2, "the tombstone keeps the peer's clock");
 	struct kvc_record zombie = peer_rec("zombie", H + 1, P + 100);
-	is_int(apply(s, "k", &zombie, 0), 0, "an older write over a newer tombstone is ignored");
+	is_int(kt_apply(s, "k", &zombie, 0, NULL, 0), 0, "an older write over a newer tombstone is ignored");
 	is_int(kt_get(s, "k", 1, 0, &r), -ENOENT, "the older write did not resurrect the key");
 	struct kvc_record tie = peer_rec("tie", H + 2, P - 1);
-	is_int(apply(s, "k", &tie, 0), 0, "a write at the tombstone's clock with a smaller origin loses");
+	is_int(kt_apply(s, "k", &tie, 0, NULL, 0), 0, "a write at the tombstone's clock with a smaller origin loses");
 	struct kvc_record back = peer_rec("back", H + 3, P);
-	is_int(apply(s, "k", &back, 0), 1, "a write newer than the tombstone applies");
+	is_int(kt_apply(s, "k", &back, 0, NULL, 0), 1, "a write newer than the tombstone applies");
 	ok(kt_has(s, "k", 1, "back", 4), "the newer write brings the key back");
 
 	/* Against local writes. */
@@ -213,10 +195,10 @@ static void test_apply(const struct kt_dir *d)
 	uint64_t lh = hlc_of(s, "local", 0);
 	ok(lh > H + 3, "the local write's clock is past every applied clock");
 	struct kvc_record stale = peer_rec("stale", lh - 1, UINT64_MAX);
-	is_int(apply(s, "local", &stale, 0), 0, "a peer's record older than a local write is ignored");
+	is_int(kt_apply(s, "local", &stale, 0, NULL, 0), 0, "a peer's record older than a local write is ignored");
 	ok(kt_has(s, "local", 5, "mine", 4), "the local write stands");
 	struct kvc_record win = peer_rec("theirs", lh + 1, 1);
-	is_int(apply(s, "local", &win, 0), 1, "a peer's record newer than a local write wins");
+	is_int(kt_apply(s, "local", &win, 0, NULL, 0), 1, "a peer's record newer than a local write wins");
 	ok(kt_has(s, "local", 5, "theirs", 6), "the peer's value replaced the local one");
 
 	/* Skew bound. */
@@ -224,7 +206,7 @@ static void test_apply(const struct kt_dir *d)
 	struct kvc_record ahead = peer_rec("ahead", hour, P);
 	head = kt_head(s);
 	uint64_t clock = kt_stats(s).hlc;
-	is_int(apply(s, "ahead", &ahead, 60000), -ERANGE, "a record an hour ahead with max skew 60 s -ERANGE");
+	is_int(kt_apply(s, "ahead", &ahead, 60000, NULL, 0), -ERANGE, "a record an hour ahead with max skew 60 s -ERANGE");
 	ok(kt_absent(s, "ahead", 5), "the refused record was not stored");
 	is_int((long long)kt_head(s), (long long)head, "the refusal wrote nothing to the feed");
 	ok(kt_stats(s).hlc < hour && kt_stats(s).hlc == clock,
@@ -241,36 +223,36 @@ static void test_apply(const struct kt_dir *d)
 		kvc_txn_abort(txn);
 	}
 	ahead.hlc = (now_ms() + 10000) << 16;
-	is_int(apply(s, "ahead", &ahead, 60000), 1, "a record 10 s ahead within max skew 60 s applies");
+	is_int(kt_apply(s, "ahead", &ahead, 60000, NULL, 0), 1, "a record 10 s ahead within max skew 60 s applies");
 	ahead.hlc = (now_ms() + 20000) << 16;
-	is_int(apply(s, "ahead", &ahead, UINT64_MAX), 1,
+	is_int(kt_apply(s, "ahead", &ahead, UINT64_MAX, NULL, 0), 1,
 	       "the largest skew bound does not overflow into refusing a record");
 	ahead.hlc = (now_ms() + 30000) << 16;
-	is_int(apply(s, "ahead", &ahead, UINT64_MAX - 1000), 1,
+	is_int(kt_apply(s, "ahead", &ahead, UINT64_MAX - 1000, NULL, 0), 1,
 	       "nor does a bound just under it");
 
 	/* Expired records. */
 	struct kvc_record exp = peer_rec("exp", H + 10, P);
 	exp.expiration = kvc_now_ns() / 1000000000 - 10;
 	head = kt_head(s);
-	is_int(apply(s, "exp-absent", &exp, 0), 0, "an expired record over an absent key is ignored");
+	is_int(kt_apply(s, "exp-absent", &exp, 0, NULL, 0), 0, "an expired record over an absent key is ignored");
 	is_int(kt_get(s, "exp-absent", 10, KVC_GET_EXPIRED, &r), -ENOENT, "... and not stored");
 	is_int((long long)kt_head(s), (long long)head, "... and not in the feed");
 	struct kvc_record live = peer_rec("live", H + 9, P);
-	is_int(apply(s, "exp-present", &live, 0), 1, "fixture: a live record from the peer");
-	is_int(apply(s, "exp-present", &exp, 0), 1, "a newer expired record over a present key applies");
+	is_int(kt_apply(s, "exp-present", &live, 0, NULL, 0), 1, "fixture: a live record from the peer");
+	is_int(kt_apply(s, "exp-present", &exp, 0, NULL, 0), 1, "a newer expired record over a present key applies");
 	is_int(kt_get(s, "exp-present", 11, 0, &r), -ENOENT, "the key is now expired for readers");
 
 	/* Validation as for kvc_write. */
 	struct kvc_record bad = peer_rec("b", H + 20, P);
-	is_int(apply(s, "..", &bad, 0), -EINVAL, "apply with an invalid key -EINVAL");
+	is_int(kt_apply(s, "..", &bad, 0, NULL, 0), -EINVAL, "apply with an invalid key -EINVAL");
 	char longkey[600];
 	memset(longkey, 'L', 513);
 	longkey[513] = 0;
-	is_int(apply(s, longkey, &bad, 0), -ENAMETOOLONG, "apply with a 513-byte key -ENAMETOOLONG");
+	is_int(kt_apply(s, longkey, &bad, 0, NULL, 0), -ENAMETOOLONG, "apply with a 513-byte key -ENAMETOOLONG");
 	bad.metadata = "{not json";
 	bad.metadata_len = 9;
-	is_int(apply(s, "badmeta", &bad, 0), -EINVAL, "apply with metadata that is not JSON -EINVAL");
+	is_int(kt_apply(s, "badmeta", &bad, 0, NULL, 0), -EINVAL, "apply with metadata that is not JSON -EINVAL");
 	ok(kt_absent(s, "badmeta", 7), "the invalid record was not stored");
 
 	kvc_txn *txn;
