@@ -470,25 +470,27 @@ static int hlc_stamp(kvc_txn *txn, uint64_t *ret)
 	return 0;
 }
 
-/* A new inode number: never one a record of this store had before. */
-static int next_ino(kvc_txn *txn, uint64_t *ret)
+/* Take the next value of store counter @counter (txn->seq or txn->ino),
+ * written back at commit: never one handed out before. */
+static int counter_next(kvc_txn *txn, uint64_t *counter, uint64_t *ret)
 {
 	int rc = meta_load(txn);
 	if (rc)
 		return rc;
-	*ret = ++txn->ino;
+	*ret = ++*counter;
 	txn->meta_dirty = true;
 	return 0;
 }
 
+/* A new inode number: never one a record of this store had before. */
+static int next_ino(kvc_txn *txn, uint64_t *ret)
+{
+	return counter_next(txn, &txn->ino, ret);
+}
+
 static int next_seq(kvc_txn *txn, uint64_t *ret)
 {
-	int rc = meta_load(txn);
-	if (rc)
-		return rc;
-	*ret = ++txn->seq;
-	txn->meta_dirty = true;
-	return 0;
+	return counter_next(txn, &txn->seq, ret);
 }
 
 /* ------------------------------------------------------------- indexes */
@@ -1403,8 +1405,8 @@ void kvc_close(kvc_store *s)
 	while (s->npool)
 		mdb_txn_abort(s->pool[--s->npool]);
 	if (s->env) {
-		if (!s->readonly && s->sync != KVC_SYNC_ALWAYS && !s->map_lost)
-			mdb_env_sync(s->env, 1);
+		if (s->sync != KVC_SYNC_ALWAYS)
+			kvc_store_sync(s); /* only if a commit is unflushed */
 		mdb_env_close(s->env);
 	}
 	pthread_rwlock_destroy(&s->resize_lock);
