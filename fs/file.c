@@ -108,6 +108,7 @@ struct kfs_file {
 	int flags;                /* open(2) flags */
 	bool writable;
 	bool cached;              /* read through the page cache */
+	bool direct_reader;       /* counted by kfs_inode_direct_reader */
 	/* write side */
 	struct kfs_wbuf *wb;      /* the inode's pending value */
 	bool joined;              /* counted in wb->handles */
@@ -320,6 +321,8 @@ static int set_caching(struct kfs *fs, struct kfs_file *f, struct fuse_file_info
 	    rec->seq > atomic_load(&fs->settled_seq) ||
 	    !kfs_inode_cache_open(fs->inodes, f->ino, rec->seq, &keep)) {
 		fi->direct_io = 1;
+		f->direct_reader = true;
+		kfs_inode_direct_reader(fs->inodes, f->ino, true);
 	} else {
 		f->cached = true;
 		f->snap = malloc(rec->value_len ? rec->value_len : 1);
@@ -345,6 +348,8 @@ static void file_close(struct kfs *fs, struct kfs_file *f)
 		kfs_inode_writer_close(fs->inodes, f->ino, f->cached);
 	else if (f->cached)
 		kfs_inode_cache_close(fs->inodes, f->ino);
+	else if (f->direct_reader)
+		kfs_inode_direct_reader(fs->inodes, f->ino, false);
 	if (f->wb && f->joined) {
 		/* An open that did not reach the kernel. */
 		pthread_mutex_lock(&f->wb->lock);
@@ -717,6 +722,15 @@ struct mode_arg {
 	bool changed;
 };
 
+/* @mode after a write by anyone but root: without set-user-ID, and
+ * without set-group-ID when the group may execute (as the kernel does). */
+static uint32_t mode_after_write(uint32_t mode)
+{
+	if (mode & S_IXGRP)
+		return mode & ~(uint32_t)(S_ISUID | S_ISGID);
+	return mode & ~(uint32_t)S_ISUID;
+}
+
 static int clear_privs_fn(kvc_txn *txn, void *arg)
 {
 	struct mode_arg *a = arg;
@@ -726,14 +740,10 @@ static int clear_privs_fn(kvc_txn *txn, void *arg)
 	a->changed = false;
 	if (rc < 0 || rec.ino != a->store_ino)
 		return rc == -ENOENT ? 0 : rc;
-	uint32_t mode = rec.mode;
+	uint32_t mode = mode_after_write(rec.mode);
 
 	if (!(rec.flags & KVC_REC_HAS_MODE))
 		return 0;
-	if (mode & S_IXGRP)
-		mode &= ~(uint32_t)(S_ISUID | S_ISGID);
-	else
-		mode &= ~(uint32_t)S_ISUID;
 	if (mode == rec.mode)
 		return 0;
 	struct kvc_write w = {
@@ -763,10 +773,7 @@ static void clear_privs(fuse_req_t req, struct kfs *fs, struct kfs_wbuf *wb)
 	wb->privs_checked = true;
 	if (wb->attr_set & KVC_SET_MODE) {
 		/* A chmod waiting for the commit: clear its bits. */
-		if (wb->mode & S_IXGRP)
-			wb->mode &= ~(uint32_t)(S_ISUID | S_ISGID);
-		else
-			wb->mode &= ~(uint32_t)S_ISUID;
+		wb->mode = mode_after_write(wb->mode);
 		wbuf_publish(fs, wb);
 		return;
 	}

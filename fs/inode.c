@@ -23,6 +23,7 @@ struct kfs_inode {
 	unsigned writers;       /* open handles that may write */
 	unsigned direct_writers; /* of them, those not using the page cache */
 	unsigned cache_users;   /* open handles reading version cached_seq */
+	unsigned direct_readers; /* open read-only handles not using it */
 	void *wbuf;             /* the pending value shared by the writers */
 	unsigned wbuf_refs;
 	bool has_pending;       /* pending describes wbuf */
@@ -492,6 +493,28 @@ void kfs_inode_cache_close(kfs_inodes *t, uint64_t ino)
 	if (n && n->cache_users)
 		n->cache_users--;
 	pthread_mutex_unlock(&t->lock);
+}
+
+void kfs_inode_direct_reader(kfs_inodes *t, uint64_t ino, bool open)
+{
+	pthread_mutex_lock(&t->lock);
+	struct kfs_inode *n = find_ino(t, ino);
+
+	if (n && open)
+		n->direct_readers++;
+	else if (n && n->direct_readers)
+		n->direct_readers--;
+	pthread_mutex_unlock(&t->lock);
+}
+
+bool kfs_inode_has_direct_reader(kfs_inodes *t, uint64_t ino)
+{
+	pthread_mutex_lock(&t->lock);
+	struct kfs_inode *n = find_ino(t, ino);
+	bool r = n && n->direct_readers > 0;
+
+	pthread_mutex_unlock(&t->lock);
+	return r;
 }
 
 void kfs_inode_attr_sent(kfs_inodes *t, uint64_t ino, uint64_t seq)

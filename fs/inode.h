@@ -131,6 +131,13 @@ bool kfs_inode_cache_open(kfs_inodes *t, uint64_t ino, uint64_t seq, bool *ret_k
 /** A page-cache handle of @ino was released. */
 void kfs_inode_cache_close(kfs_inodes *t, uint64_t ino);
 
+/** A read-only handle of @ino that reads without the page cache was opened
+ *  (@open) or released.  Such a handle may hold no copy of its version. */
+void kfs_inode_direct_reader(kfs_inodes *t, uint64_t ino, bool open);
+
+/** Whether a handle counted by kfs_inode_direct_reader is open. */
+bool kfs_inode_has_direct_reader(kfs_inodes *t, uint64_t ino);
+
 /** Note that attributes of value version @seq of @ino were replied; 0 when
  *  the kernel's copy is no longer known (after an invalidation). */
 void kfs_inode_attr_sent(kfs_inodes *t, uint64_t ino, uint64_t seq);

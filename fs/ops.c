@@ -436,8 +436,8 @@ struct kept {
 /*
  * Before key @key (with record @rec, valid in the caller's transaction)
  * goes: what the kernel's inode of it (if any) keeps.  @ret_st gets the
- * attributes fstat will show, @ret_kept a copy of the value, which
- * keep_for_readers gives its open read-only handles once the transaction
+ * attributes fstat will show, @ret_kept a copy of the value if a handle
+ * may need one, which keep_for_readers gives them once the transaction
  * has ended (a handle's lock is never taken inside one: a reader holds it
  * across its own transaction).  @return whether the kernel holds the inode
  */
@@ -450,6 +450,9 @@ static bool before_gone(struct kfs *fs, const unsigned char *key, size_t len,
 	if (!ino)
 		return false;
 	kfs_stat_file(fs, ino, rec, ret_st);
+	/* Page-cache handles hold their version already. */
+	if (!kfs_inode_has_direct_reader(fs->inodes, ino))
+		return true;
 	ret_kept->copy = malloc(rec->value_len ? rec->value_len : 1);
 	if (ret_kept->copy) {
 		memcpy(ret_kept->copy, rec->value, rec->value_len);

@@ -108,6 +108,37 @@ static int get_value(enum xname x, const char *field, const struct kvc_record *r
 	return kvc_meta_field_get(rec->metadata, rec->metadata_len, field, out, out_size);
 }
 
+/*
+ * Begin a read transaction and read the record of file @ino (key @key),
+ * with the metadata its writers will commit, if a change joined their
+ * commit, in @pending (KVC_METADATA_MAX bytes; taken before the
+ * transaction, as a commit takes them).  @return 0 with *ret_txn to end,
+ * or -errno (no transaction left open)
+ */
+static int read_record(struct kfs *fs, fuse_ino_t ino, const unsigned char *key, size_t len,
+		       char *pending, kvc_txn **ret_txn, struct kvc_record *ret)
+{
+	size_t pending_len = 0;
+	bool none = false;
+	bool has_pending = kfs_file_pending_metadata(fs, ino, pending, &pending_len, &none);
+	kvc_txn *txn;
+	int rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
+
+	if (rc < 0)
+		return rc;
+	rc = kvc_get(txn, key, len, 0, ret);
+	if (rc < 0) {
+		kvc_txn_abort(txn);
+		return rc;
+	}
+	if (has_pending) {
+		ret->metadata = none ? NULL : pending;
+		ret->metadata_len = pending_len;
+	}
+	*ret_txn = txn;
+	return 0;
+}
+
 void kfs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	struct kfs *fs = kfs_from(req);
@@ -137,27 +168,17 @@ void kfs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t si
 		}
 		return;
 	}
-	/* Taken before the transaction, as a commit takes them. */
 	char pending[KVC_METADATA_MAX];
-	size_t pending_len = 0;
-	bool none = false;
-	bool has_pending = rc == 0 && kfs_file_pending_metadata(fs, ino, pending, &pending_len, &none);
 
 	if (rc == 0)
-		rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
+		rc = read_record(fs, ino, key, len, pending, &txn, &rec);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	rc = kvc_get(txn, key, len, 0, &rec);
-	if (rc == 0 && has_pending) {
-		rec.metadata = none ? NULL : pending;
-		rec.metadata_len = pending_len;
-	}
-	if (rc == 0 && x == X_STORE)
+	if (x == X_STORE)
 		x = X_FIELD; /* only the root has a store; elsewhere a field */
-	if (rc == 0)
-		rc = get_value(x, field, &rec, key, len, out, sizeof(small));
+	rc = get_value(x, field, &rec, key, len, out, sizeof(small));
 	if (rc > (int)sizeof(small)) {
 		size_t need = (size_t)rc;
 
@@ -415,37 +436,26 @@ void kfs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		return;
 	}
 	char pending[KVC_METADATA_MAX];
-	size_t pending_len = 0;
-	bool none = false;
-	bool has_pending = rc == 0 && kfs_file_pending_metadata(fs, ino, pending, &pending_len, &none);
 
 	if (rc == 0)
-		rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
+		rc = read_record(fs, ino, key, len, pending, &txn, &rec);
 	if (rc < 0) {
 		free(l);
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	rc = kvc_get(txn, key, len, 0, &rec);
-	if (rc == 0 && has_pending) {
-		rec.metadata = none ? NULL : pending;
-		rec.metadata_len = pending_len;
-	}
-	if (rc == 0 && rec.metadata) {
+	if (rec.metadata) {
 		if (kvc_meta_fields(rec.metadata, rec.metadata_len, add_field, l) < 0 ||
 		    l->bad || l->fields == 0) {
 			l->len = 0;
 			list_add(l, reserved[X_METADATA]);
 		}
 	}
-	if (rc == 0 && rec.expiration)
+	if (rec.expiration)
 		list_add(l, reserved[X_EXPIRATION]);
-	if (rc == 0 && rec.ttl)
+	if (rec.ttl)
 		list_add(l, reserved[X_TTL]);
 	kvc_txn_abort(txn);
-	if (rc < 0)
-		fuse_reply_err(req, -rc);
-	else
-		reply_value(req, l->buf, l->len, size);
+	reply_value(req, l->buf, l->len, size);
 	free(l);
 }
