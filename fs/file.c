@@ -81,6 +81,12 @@ struct kfs_wbuf {
 	unsigned char *buf;
 	size_t len, cap;
 	bool dirty;               /* buf is not what the store holds */
+	/* The stored version buf was loaded from or last committed as (0:
+	 * unknown), and the bytes changed since: [dirty_lo, dirty_hi), and
+	 * past the shorter of the two lengths.  A commit tells kvcore, which
+	 * then rewrites only the pieces of a large value in that range. */
+	uint64_t base_seq;
+	size_t dirty_lo, dirty_hi;
 	bool wrote;               /* write or ftruncate since the last commit */
 	bool failed;              /* a write hit the size limit: never commit */
 	int64_t mtime_ns;         /* last write, or a time set by utimens */
@@ -165,11 +171,26 @@ static struct kfs_wbuf *wbuf_get(struct kfs *fs, uint64_t ino)
 	return kfs_inode_wbuf_attach(fs->inodes, ino, NULL);
 }
 
-/* Drop a reference taken on @wb, the pending value of @ino. */
+/* Drop a reference taken on @wb, the pending value of @ino.  The last
+ * one offers a buffer that holds a stored version to the vcache. */
 static void wbuf_put(struct kfs *fs, uint64_t ino, struct kfs_wbuf *wb)
 {
-	if (kfs_inode_wbuf_detach(fs->inodes, ino))
-		wbuf_free(wb);
+	if (!kfs_inode_wbuf_detach(fs->inodes, ino))
+		return;
+	enum kfs_kind kind;
+	unsigned char key[KFS_KEYBUF];
+	size_t len;
+
+	/* Not for an inode the kernel has forgotten: none will open it. */
+	if (!wb->dirty && !wb->failed && !wb->attr_set && wb->base_seq && wb->buf &&
+	    kfs_inode_get(fs->inodes, ino, &kind, key, &len) == 0) {
+		struct kfs_vversion v = { .ino = ino, .seq = wb->base_seq,
+					  .store_ino = wb->store_ino };
+
+		kfs_vcache_keep(fs->vcache, &v, wb->buf, wb->len, wb->cap);
+		wb->buf = NULL;
+	}
+	wbuf_free(wb);
 }
 
 static struct kfs_file *file_at(struct kfs_link *l)
@@ -197,6 +218,20 @@ static int reserve(struct kfs_wbuf *f, size_t need)
 	f->buf = b;
 	f->cap = cap;
 	return 0;
+}
+
+/* Note that bytes [@lo, @hi) of @wb (locked) changed. */
+static void wbuf_changed(struct kfs_wbuf *wb, size_t lo, size_t hi)
+{
+	if (wb->dirty_lo >= wb->dirty_hi) {
+		wb->dirty_lo = lo;
+		wb->dirty_hi = hi;
+		return;
+	}
+	if (lo < wb->dirty_lo)
+		wb->dirty_lo = lo;
+	if (hi > wb->dirty_hi)
+		wb->dirty_hi = hi;
 }
 
 /* Tell attribute replies what the pending value of @wb (locked) is. */
@@ -234,6 +269,9 @@ static int wbuf_resize(struct kfs *fs, struct kfs_wbuf *wb, uint64_t size)
 		return rc;
 	if (size > wb->len)
 		memset(wb->buf + wb->len, 0, (size_t)size - wb->len);
+	if (size != wb->len)
+		wbuf_changed(wb, size < wb->len ? (size_t)size : wb->len,
+			     size < wb->len ? wb->len : (size_t)size);
 	wb->len = (size_t)size;
 	wb->dirty = wb->wrote = true;
 	wb->failed = false; /* cut back under the limit: a value again */
@@ -243,13 +281,51 @@ static int wbuf_resize(struct kfs *fs, struct kfs_wbuf *wb, uint64_t size)
 }
 
 /*
- * Set up @f for writing: share the inode's pending value, or make it from
- * @rec, the value as the open read it (valid in the open's transaction).
- * O_TRUNC empties it (dirty: the close must store the empty value, unless
- * this very call created the key empty).
+ * Load the value of @rec (key @key, read in @txn, perhaps without its
+ * value) into @wb: the copy the last writer of this very version left in
+ * the vcache, or the stored bytes.
  */
-static int prepare_writer(struct kfs *fs, struct kfs_file *f, const struct kvc_record *rec,
-			  bool created)
+static int wbuf_load(struct kfs *fs, struct kfs_wbuf *wb, kvc_txn *txn, const unsigned char *key,
+		     size_t key_len, const struct kvc_record *rec)
+{
+	struct kfs_vversion v = { .ino = wb->ino, .seq = rec->seq, .store_ino = rec->ino };
+	struct kvc_record whole;
+	size_t len, cap;
+	void *kept = kfs_vcache_take(fs->vcache, &v, &len, &cap);
+
+	if (kept && len == rec->value_len) {
+		wb->buf = kept;
+		wb->len = len;
+		wb->cap = cap;
+		return 0;
+	}
+	free(kept);
+	if (!rec->value && rec->value_len) {
+		int rc = kvc_get(txn, key, key_len, 0, &whole);
+
+		if (rc < 0)
+			return rc;
+		if (whole.seq != rec->seq || whole.value_len != rec->value_len)
+			return -EIO; /* cannot be: one transaction */
+		rec = &whole;
+	}
+	int rc = reserve(wb, rec->value_len);
+
+	if (rc == 0 && rec->value_len) {
+		memcpy(wb->buf, rec->value, rec->value_len);
+		wb->len = rec->value_len;
+	}
+	return rc;
+}
+
+/*
+ * Set up @f for writing: share the inode's pending value, or make it from
+ * @rec, the record of @key as the open read it in @txn (perhaps without
+ * its value).  O_TRUNC empties it (dirty: the close must store the empty
+ * value, unless this very call created the key empty).
+ */
+static int prepare_writer(struct kfs *fs, struct kfs_file *f, kvc_txn *txn,
+			  const unsigned char *key, size_t key_len, const struct kvc_record *rec)
 {
 	struct kfs_wbuf *wb = wbuf_get(fs, f->ino);
 	int rc = 0;
@@ -264,12 +340,9 @@ static int prepare_writer(struct kfs *fs, struct kfs_file *f, const struct kvc_r
 		fresh->ino = f->ino;
 		fresh->store_ino = rec->ino;
 		fresh->mtime_ns = rec->mtime_ns;
+		fresh->base_seq = rec->seq;
 		if (!(f->flags & O_TRUNC))
-			rc = reserve(fresh, rec->value_len);
-		if (rc == 0 && !(f->flags & O_TRUNC) && rec->value_len) {
-			memcpy(fresh->buf, rec->value, rec->value_len);
-			fresh->len = rec->value_len;
-		}
+			rc = wbuf_load(fs, fresh, txn, key, key_len, rec);
 		if (rc < 0) {
 			wbuf_free(fresh);
 			return rc;
@@ -296,6 +369,7 @@ static void join_writer(struct kfs *fs, struct kfs_file *f, bool created)
 	wb->unflushed++;
 	f->joined = true;
 	if ((f->flags & O_TRUNC) && (wb->len || !created)) {
+		wbuf_changed(wb, 0, wb->len);
 		wb->len = 0;
 		wb->dirty = true;
 		wb->failed = false;
@@ -317,7 +391,7 @@ static int set_caching(struct kfs *fs, struct kfs_file *f, struct fuse_file_info
 		fi->direct_io = !f->cached;
 		return 0;
 	}
-	if (fs->cfg.direct_io || rec->value_len > KFS_CACHED_MAX ||
+	if (fs->cfg.direct_io || rec->value_len > KFS_CACHED_MAX || !rec->value ||
 	    rec->seq > atomic_load(&fs->settled_seq) ||
 	    !kfs_inode_cache_open(fs->inodes, f->ino, rec->seq, &keep)) {
 		fi->direct_io = 1;
@@ -429,11 +503,13 @@ void kfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		wait_truncation(fs, ino);
 	rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
 	if (rc == 0) {
-		rc = kvc_get(txn, key, len, 0, &rec);
+		/* The value is read later, and only if needed: a large one
+		 * may come from the vcache, or be read in pieces. */
+		rc = kvc_get(txn, key, len, KVC_GET_NO_VALUE, &rec);
 		if (rc == 0)
 			rc = set_caching(fs, f, fi, &rec);
 		if (rc == 0 && f->writable)
-			rc = prepare_writer(fs, f, &rec, false);
+			rc = prepare_writer(fs, f, txn, key, len, &rec);
 		kvc_txn_abort(txn);
 	}
 	if (rc == 0 && f->writable)
@@ -549,7 +625,7 @@ void kfs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	rc = kvc_get(txn, key, key_len, 0, &rec);
+	rc = kvc_get(txn, key, key_len, KVC_GET_NO_VALUE, &rec);
 	if (rc == 0)
 		rc = kfs_entry(fs, KFS_FILE, key, key_len, &rec, &e);
 	kvc_txn_abort(txn);
@@ -581,7 +657,7 @@ void kfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t m
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	rc = kvc_get(txn, key, key_len, 0, &rec);
+	rc = kvc_get(txn, key, key_len, KVC_GET_NO_VALUE, &rec);
 	if (rc == 0)
 		rc = kfs_entry(fs, KFS_FILE, key, key_len, &rec, &e);
 	if (rc < 0) {
@@ -597,7 +673,7 @@ void kfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t m
 	if (rc == 0)
 		rc = set_caching(fs, f, fi, &rec);
 	if (rc == 0 && f->writable)
-		rc = prepare_writer(fs, f, &rec, created);
+		rc = prepare_writer(fs, f, txn, key, key_len, &rec);
 	kvc_txn_abort(txn);
 	if (rc == 0 && f->writable)
 		join_writer(fs, f, created);
@@ -735,7 +811,7 @@ static int clear_privs_fn(kvc_txn *txn, void *arg)
 {
 	struct mode_arg *a = arg;
 	struct kvc_record rec;
-	int rc = kvc_get(txn, a->key, a->key_len, 0, &rec);
+	int rc = kvc_get(txn, a->key, a->key_len, KVC_GET_NO_VALUE, &rec);
 
 	a->changed = false;
 	if (rc < 0 || rec.ino != a->store_ino)
@@ -825,6 +901,7 @@ void kfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size,
 		if ((size_t)off > wb->len)
 			memset(wb->buf + wb->len, 0, (size_t)off - wb->len);
 		memcpy(wb->buf + off, data, size);
+		wbuf_changed(wb, (size_t)off < wb->len ? (size_t)off : wb->len, (size_t)off + size);
 		if ((size_t)off + size > wb->len)
 			wb->len = (size_t)off + size;
 		wb->dirty = wb->wrote = true;
@@ -858,13 +935,20 @@ struct commit_arg {
 	const unsigned char *key;
 	size_t key_len;
 	struct kvc_write w;
+	uint64_t seq; /* out: the version the commit stored */
 };
 
 static int commit_fn(kvc_txn *txn, void *arg)
 {
-	const struct commit_arg *a = arg;
+	struct commit_arg *a = arg;
+	struct kvc_record rec;
+	int rc = kvc_write(txn, a->key, a->key_len, &a->w);
 
-	return kvc_write(txn, a->key, a->key_len, &a->w);
+	if (rc == 0)
+		rc = kvc_get(txn, a->key, a->key_len, KVC_GET_NO_VALUE, &rec);
+	if (rc == 0)
+		a->seq = rec.seq;
+	return rc;
 }
 
 /*
@@ -890,6 +974,12 @@ static int commit(struct kfs *fs, struct kfs_wbuf *wb)
 		a.w.set |= KVC_SET_VALUE | KVC_SET_MTIME;
 		a.w.value = wb->buf;
 		a.w.value_len = wb->len;
+		if (wb->base_seq) {
+			a.w.set |= KVC_VALUE_SINCE;
+			a.w.base_seq = wb->base_seq;
+			a.w.changed_lo = wb->dirty_lo < wb->dirty_hi ? wb->dirty_lo : 0;
+			a.w.changed_hi = wb->dirty_lo < wb->dirty_hi ? wb->dirty_hi : 0;
+		}
 	}
 	a.w.set |= wb->attr_set;
 	a.w.mtime_ns = wb->mtime_ns;
@@ -908,6 +998,7 @@ static int commit(struct kfs *fs, struct kfs_wbuf *wb)
 	pthread_rwlock_unlock(&fs->ns_lock);
 	if (rc == -ESTALE || rc == -ENOENT) {
 		wb->dirty = wb->wrote = false; /* removed while open */
+		wb->base_seq = 0;
 		wbuf_attrs_done(wb);
 		wbuf_publish(fs, wb);
 		return 0;
@@ -916,6 +1007,8 @@ static int commit(struct kfs *fs, struct kfs_wbuf *wb)
 		return rc;
 	if (value)
 		wb->dirty = wb->wrote = false;
+	wb->base_seq = a.seq;
+	wb->dirty_lo = wb->dirty_hi = 0;
 	wbuf_attrs_done(wb);
 	wbuf_publish(fs, wb);
 	kfs_key_written(fs, key, len);
@@ -1143,7 +1236,7 @@ int kfs_file_defer_metadata(struct kfs *fs, uint64_t ino, const unsigned char *k
 	int rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
 
 	if (rc == 0) {
-		rc = kvc_get(txn, key, key_len, 0, &rec);
+		rc = kvc_get(txn, key, key_len, KVC_GET_NO_VALUE, &rec);
 		if (rc == 0 && (wb->attr_set & KVC_SET_METADATA)) {
 			rec.metadata = wb->metadata;
 			rec.metadata_len = wb->metadata_len;

@@ -47,6 +47,7 @@
 #include "codec.h"
 #include "dirset.h"
 #include "inode.h"
+#include "vcache.h"
 #include "kvcore.h"
 
 /* Room for a directory prefix plus a whole segment plus a separator and a
@@ -101,6 +102,7 @@ struct kfs {
 	bool use_syslog;        /* daemonized: log to syslog, not stderr */
 	kfs_inodes *inodes;
 	kfs_dirset *dirs;
+	kfs_vcache *vcache;   /* values kept for the next writer */
 
 	pthread_rwlock_t ns_lock; /* see the lock order above */
 	/* Held while the store is read to decide that a directory is empty

@@ -288,6 +288,8 @@ static int state_init(struct kfs *fs)
 
 	if (rc == 0)
 		rc = kfs_dirset_new(fs->cfg.sep, &fs->dirs);
+	if (rc == 0)
+		rc = kfs_vcache_new(&fs->vcache);
 	if (rc < 0)
 		return rc;
 	pthread_mutex_init(&fs->files_lock, NULL);
@@ -315,8 +317,10 @@ static void state_release(struct kfs *fs)
 	}
 	kfs_inodes_free(fs->inodes);
 	kfs_dirset_free(fs->dirs);
+	kfs_vcache_free(fs->vcache);
 	fs->inodes = NULL;
 	fs->dirs = NULL;
+	fs->vcache = NULL;
 }
 
 /*

@@ -55,7 +55,7 @@ bool kfs_dir_has_keys(kvc_txn *txn, const void *p, size_t len)
 	size_t klen;
 	bool found = false;
 
-	if (kvc_cursor_open(txn, &cur) < 0)
+	if (kvc_cursor_open(txn, KVC_GET_NO_VALUE, &cur) < 0)
 		return false;
 	if (kvc_cursor_seek(cur, p, len, &k, &klen, NULL) == 0)
 		found = starts_with(k, klen, p, len);
@@ -122,7 +122,7 @@ static int find_hashed(struct kfs *fs, kvc_txn *txn, const unsigned char *dir, s
 	size_t bound_len = dir_len + head_len;
 	char sep = fs->cfg.sep;
 	kvc_cursor *cur;
-	int rc = kvc_cursor_open(txn, &cur);
+	int rc = kvc_cursor_open(txn, KVC_GET_NO_VALUE, &cur);
 
 	if (rc < 0)
 		return rc;
@@ -208,7 +208,7 @@ static bool key_live(kvc_txn *txn, const void *k, size_t klen)
 {
 	struct kvc_record rec;
 
-	return kvc_get(txn, k, klen, 0, &rec) == 0;
+	return kvc_get(txn, k, klen, KVC_GET_NO_VALUE, &rec) == 0;
 }
 
 int kfs_resolve(struct kfs *fs, kvc_txn *txn, const void *dir, size_t dir_len,
@@ -223,7 +223,7 @@ int kfs_resolve(struct kfs *fs, kvc_txn *txn, const void *dir, size_t dir_len,
 	memcpy(ret->key + dir_len, s.seg, s.len);
 	ret->key_len = dir_len + s.len;
 	if (!s.alias) {
-		rc = kvc_get(txn, ret->key, ret->key_len, 0, &ret->rec);
+		rc = kvc_get(txn, ret->key, ret->key_len, KVC_GET_NO_VALUE, &ret->rec);
 		if (rc == 0) {
 			ret->kind = KFS_FILE;
 			return 0;
@@ -260,7 +260,7 @@ int kfs_next_child(struct kfs *fs, kvc_txn *txn, const void *dir_, size_t dir_le
 	size_t klen = 0;
 	struct kvc_record rec;
 	bool have_kv = false;
-	int rc = kvc_cursor_open(txn, &cur);
+	int rc = kvc_cursor_open(txn, KVC_GET_NO_VALUE, &cur);
 
 	if (rc < 0)
 		return rc;

@@ -67,9 +67,22 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_entry(req, &e);
 }
 
+/* The kernel forgets @ino @nlookup times; a value kept for the next
+ * writer of a freed inode goes with it. */
+static void forget_one(struct kfs *fs, uint64_t ino, uint64_t nlookup)
+{
+	enum kfs_kind kind;
+	unsigned char key[KFS_KEYBUF];
+	size_t len;
+
+	kfs_inode_forget(fs->inodes, ino, nlookup);
+	if (kfs_inode_get(fs->inodes, ino, &kind, key, &len) == -ESTALE)
+		kfs_vcache_drop(fs->vcache, ino);
+}
+
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	kfs_inode_forget(kfs_from(req)->inodes, ino, nlookup);
+	forget_one(kfs_from(req), ino, nlookup);
 	fuse_reply_none(req);
 }
 
@@ -78,7 +91,7 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 	struct kfs *fs = kfs_from(req);
 
 	for (size_t i = 0; i < count; i++)
-		kfs_inode_forget(fs->inodes, forgets[i].ino, forgets[i].nlookup);
+		forget_one(fs, forgets[i].ino, forgets[i].nlookup);
 	fuse_reply_none(req);
 }
 
@@ -151,7 +164,7 @@ static void reply_attr(fuse_req_t req, struct kfs *fs, fuse_ino_t ino)
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	rc = kvc_get(txn, key, len, 0, &rec);
+	rc = kvc_get(txn, key, len, KVC_GET_NO_VALUE, &rec);
 	if (rc == 0) {
 		kfs_stat_file(fs, ino, &rec, &st);
 		double timeout = kfs_cache_timeout(fs, &rec);
@@ -352,7 +365,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	rc = kfs_new_name(fs, txn, dir, dir_len, name, p, &len, &alias);
 	if (rc == 0) {
 		/* The plain name of a key that exists is that file. */
-		if (!alias && kvc_get(txn, p, len, 0, &rec) == 0)
+		if (!alias && kvc_get(txn, p, len, KVC_GET_NO_VALUE, &rec) == 0)
 			rc = -EEXIST;
 		p[len++] = (unsigned char)fs->cfg.sep;
 	}
@@ -441,9 +454,11 @@ struct kept {
  * has ended (a handle's lock is never taken inside one: a reader holds it
  * across its own transaction).  @return whether the kernel holds the inode
  */
-static bool before_gone(struct kfs *fs, const unsigned char *key, size_t len,
+static bool before_gone(struct kfs *fs, kvc_txn *txn, const unsigned char *key, size_t len,
 			const struct kvc_record *rec, struct stat *ret_st, struct kept *ret_kept)
 {
+	struct kvc_record whole;
+
 	uint64_t ino = kfs_inode_find(fs->inodes, KFS_FILE, key, len);
 
 	memset(ret_kept, 0, sizeof(*ret_kept));
@@ -453,6 +468,12 @@ static bool before_gone(struct kfs *fs, const unsigned char *key, size_t len,
 	/* Page-cache handles hold their version already. */
 	if (!kfs_inode_has_direct_reader(fs->inodes, ino))
 		return true;
+	if (!rec->value) {
+		/* Looked up without its value (a large one is read whole). */
+		if (kvc_get(txn, key, len, 0, &whole) < 0)
+			return true;
+		rec = &whole;
+	}
 	ret_kept->copy = malloc(rec->value_len ? rec->value_len : 1);
 	if (ret_kept->copy) {
 		memcpy(ret_kept->copy, rec->value, rec->value_len);
@@ -494,7 +515,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (rc == 0 && node.kind != KFS_FILE)
 		rc = -EISDIR;
 	if (rc == 0)
-		held = before_gone(fs, node.key, node.key_len, &node.rec, &st, &kept);
+		held = before_gone(fs, txn, node.key, node.key_len, &node.rec, &st, &kept);
 	kvc_txn_abort(txn);
 	keep_for_readers(fs, &kept);
 	if (rc == 0) {
@@ -572,7 +593,7 @@ static int rename_dir_fn(kvc_txn *txn, void *arg)
 
 	if (kfs_dir_has_keys(txn, a->to, a->to_len))
 		return a->noreplace ? -EEXIST : -ENOTEMPTY;
-	if (a->to_file && kvc_get(txn, a->to_file, a->to_file_len, 0, &rec) == 0)
+	if (a->to_file && kvc_get(txn, a->to_file, a->to_file_len, KVC_GET_NO_VALUE, &rec) == 0)
 		return -ENOTDIR; /* the plain name is taken by a file */
 	int rc = kvc_rename_prefix(txn, a->from, a->from_len, a->to, a->to_len, NULL);
 
@@ -621,8 +642,8 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (rc == 0 && node.kind == KFS_FILE && !to_alias) {
 		struct kvc_record trec;
 
-		if (kvc_get(txn, to, to_len, 0, &trec) == 0)
-			to_held = before_gone(fs, to, to_len, &trec, &replaced, &kept);
+		if (kvc_get(txn, to, to_len, KVC_GET_NO_VALUE, &trec) == 0)
+			to_held = before_gone(fs, txn, to, to_len, &trec, &replaced, &kept);
 	}
 	kvc_txn_abort(txn);
 	keep_for_readers(fs, &kept);

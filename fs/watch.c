@@ -202,7 +202,7 @@ static int read_changes(struct kfs *fs, struct change *out)
 		size_t klen;
 		struct kvc_record rec;
 
-		rc = kvc_feed_next(txn, after, &k, &klen, &rec);
+		rc = kvc_feed_next(txn, after, KVC_GET_NO_VALUE, &k, &klen, &rec);
 		if (rc == -ENOENT) {
 			rc = 0;
 			after = head;

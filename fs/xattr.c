@@ -126,7 +126,7 @@ static int read_record(struct kfs *fs, fuse_ino_t ino, const unsigned char *key,
 
 	if (rc < 0)
 		return rc;
-	rc = kvc_get(txn, key, len, 0, ret);
+	rc = kvc_get(txn, key, len, KVC_GET_NO_VALUE, ret);
 	if (rc < 0) {
 		kvc_txn_abort(txn);
 		return rc;
@@ -286,7 +286,7 @@ static int xattr_fn(kvc_txn *txn, void *arg)
 	struct kvc_write w = { .set = KVC_MUST_EXIST };
 	char meta[KVC_METADATA_MAX + 1];
 	uint64_t v;
-	int rc = kvc_get(txn, a->key, a->key_len, 0, &rec);
+	int rc = kvc_get(txn, a->key, a->key_len, KVC_GET_NO_VALUE, &rec);
 
 	if (rc < 0)
 		return rc;

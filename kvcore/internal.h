@@ -1,12 +1,13 @@
 /*
  * internal: what the kvcore modules share and nothing outside kvcore sees.
  *
- * Store layout (one LMDB environment, five named databases):
+ * Store layout (one LMDB environment, six named databases):
  *   rec   stored key -> record (or a bucket of records, see below)
  *   exp   be64 expiration | be64 seq -> key     records that will expire
  *   tomb  be64 hlc | be64 seq -> key            tombstones, oldest first
  *   feed  be64 seq -> key                       the change feed, one per key
  *   meta  name -> value                         format, identity, counters
+ *   chunk be64 id -> piece of a large value     see chunk.c (format 3)
  *
  * LMDB (as Debian builds it) takes keys of at most 511 bytes, but keys may
  * have 512.  A key of 511 or 512 bytes is stored under its first 511 bytes
@@ -20,6 +21,10 @@
  *   12 u32 uid  16 u32 gid  20 u32 reserved  24 i64 expiration
  *   32 i64 mtime_ns  40 i64 ctime_ns  48 u64 hlc  56 u64 origin  64 u64 seq
  *   72 u64 ino  80 metadata bytes, then value bytes
+ * Flags bit 7 (KVC_REC_CHUNKED, never shown outside kvcore): the value
+ * bytes are a chunk table (chunk.c), the value itself is in the chunk
+ * database.  Format 3 stores may hold such records; a format 2 store
+ * opened for writing becomes format 3 (nothing else changes).
  * Version 1 (format 1 stores) has no ino: its header ends at 72.  A
  * writable open of a format 1 store rewrites every record as version 2,
  * giving each live one an inode number.
@@ -35,7 +40,7 @@
 
 #include "kvcore.h"
 
-#define KVC_FORMAT_VERSION 2u
+#define KVC_FORMAT_VERSION 3u
 #define KVC_REC_VERSION 2u
 #define KVC_REC_HDR 80u
 #define KVC_REC_HDR_V1 72u
@@ -43,9 +48,18 @@
 #define KVC_BUCKET_ENT_HDR 6u
 #define KVC_POOL_MAX 64u
 
+#define KVC_REC_CHUNKED 0x80u
+/* Values of this many bytes or more are stored in chunks (chunk.c). */
+#define KVC_CHUNKED_MIN (256u * 1024u)
+#define KVC_CHUNK_TABLE_HDR 16u
+
+struct kvc_valbuf;
+
 struct kvc_store {
 	MDB_env *env;
-	MDB_dbi rec, exp, tomb, feed, meta;
+	MDB_dbi rec, exp, tomb, feed, meta, chunk;
+	bool have_chunk_db; /* false only in a read-only handle of an older format */
+	uint32_t chunk_size; /* of the chunks this handle cuts */
 	char *path;
 	bool readonly;
 	uint32_t min_ttl;
@@ -89,6 +103,12 @@ struct kvc_txn {
 	uint64_t seq;    /* last sequence handed out (write txns) */
 	uint64_t hlc;    /* last clock stamped (write txns) */
 	uint64_t ino;    /* last inode number handed out (write txns) */
+	uint64_t chunk;  /* last chunk id handed out (write txns) */
+	struct kvc_valbuf *values; /* chunked values read whole for callers */
+	/* Set by kvc_write for the store of one value (KVC_VALUE_SINCE, its
+	 * base version stored): bytes outside [lo, hi) equal the stored ones. */
+	bool same_outside;
+	size_t same_lo, same_hi;
 	int64_t now_ns;  /* the transaction's notion of now */
 	void *scratch;   /* growable buffer for building records */
 	size_t scratch_cap;
@@ -141,6 +161,70 @@ int kvc_rec_store(kvc_txn *txn, const void *key, size_t key_len,
 /* Meta database access. */
 int kvc_meta_get_u64(kvc_txn *txn, const char *name, uint64_t *ret);
 int kvc_meta_put_u64(kvc_txn *txn, const char *name, uint64_t v);
+
+/* Take the next value of store counter @counter (txn->seq, ->ino or
+ * ->chunk), written back at commit: never one handed out before. */
+int kvc_counter_next(kvc_txn *txn, uint64_t *counter, uint64_t *ret);
+
+/* ----- chunk.c: large values in pieces.  Records passed to these come
+ * straight from the store (kvc_rec_lookup), internal flag included. */
+
+/* A record's chunk table, read in place. */
+struct kvc_chunks {
+	size_t value_len;
+	uint32_t chunk_size;
+	size_t n;                 /* chunks */
+	const unsigned char *ids; /* n little-endian u64, 0 = zeros */
+};
+
+/* A copy of the ids a record's chunks have, sorted (kvc_chunks_taken). */
+struct kvc_chunk_list {
+	uint64_t *ids;
+	size_t n;
+};
+
+uint32_t kvc_chunk_size_for(unsigned page_size);
+
+/* Parse @rec's chunk table.  @return 0 or -EIO (malformed) */
+int kvc_chunk_table(const struct kvc_record *rec, struct kvc_chunks *ret);
+uint64_t kvc_chunk_id(const struct kvc_chunks *t, size_t i);
+
+/* The length of the value of a record from the store, chunked or not. */
+size_t kvc_rec_value_len(const struct kvc_record *rec);
+
+/* Read the whole value of @t into @out (t->value_len bytes). */
+int kvc_chunk_read(kvc_txn *txn, const struct kvc_chunks *t, void *out);
+
+/*
+ * Store the value of @rec (not chunked, KVC_CHUNKED_MIN bytes or more) as
+ * chunks, keeping those of @old (the record stored now, or NULL) that hold
+ * the same bytes at the same place.  *@ret becomes @rec with its table as
+ * value; *@ret_table holds it (the caller frees it after storing *@ret).
+ */
+int kvc_chunk_split(kvc_txn *txn, const struct kvc_record *old, const struct kvc_record *rec,
+		    struct kvc_record *ret, void **ret_table);
+
+/* Copy the chunk ids of @old (NULL or not chunked: none), before writes
+ * move its table; kvc_chunks_release then deletes those that the record
+ * that replaces it does not keep. */
+int kvc_chunks_taken(const struct kvc_record *old, struct kvc_chunk_list *ret);
+int kvc_chunks_release(kvc_txn *txn, struct kvc_chunk_list *old, const struct kvc_record *rec);
+void kvc_chunk_list_release(struct kvc_chunk_list *l);
+
+/*
+ * Make a record from the store what callers see: the internal flag off, a
+ * chunked value read whole into *@buf (grown to *@cap as needed), or with
+ * KVC_GET_NO_VALUE left out (value NULL, value_len its length).
+ * kvc_rec_publish_txn reads it into memory @txn frees when it ends.
+ */
+int kvc_rec_publish(kvc_txn *txn, struct kvc_record *rec, unsigned flags, void **buf,
+		    size_t *cap);
+int kvc_rec_publish_txn(kvc_txn *txn, struct kvc_record *rec, unsigned flags);
+void kvc_txn_values_free(kvc_txn *txn);
+
+/* Whether every chunk of chunked @rec is stored with its size; their
+ * count in *ret_chunks.  @return 0, -EIO (kvc_txn_errmsg says which) */
+int kvc_chunk_check(kvc_txn *txn, const struct kvc_record *rec, uint64_t *ret_chunks);
 
 /* Iterate every (full key, record) in the rec database, in key order,
  * tombstones and expired records included.  @fn returns non-zero to stop. */

@@ -437,6 +437,11 @@ static int meta_load(kvc_txn *txn)
 		txn->ino = 1;
 	else if (rc)
 		return rc;
+	rc = kvc_meta_get_u64(txn, "chunk", &txn->chunk);
+	if (rc == -ENOENT)
+		txn->chunk = 0;
+	else if (rc)
+		return rc;
 	txn->meta_loaded = true;
 	return 0;
 }
@@ -470,9 +475,7 @@ static int hlc_stamp(kvc_txn *txn, uint64_t *ret)
 	return 0;
 }
 
-/* Take the next value of store counter @counter (txn->seq or txn->ino),
- * written back at commit: never one handed out before. */
-static int counter_next(kvc_txn *txn, uint64_t *counter, uint64_t *ret)
+int kvc_counter_next(kvc_txn *txn, uint64_t *counter, uint64_t *ret)
 {
 	int rc = meta_load(txn);
 	if (rc)
@@ -485,12 +488,12 @@ static int counter_next(kvc_txn *txn, uint64_t *counter, uint64_t *ret)
 /* A new inode number: never one a record of this store had before. */
 static int next_ino(kvc_txn *txn, uint64_t *ret)
 {
-	return counter_next(txn, &txn->ino, ret);
+	return kvc_counter_next(txn, &txn->ino, ret);
 }
 
 static int next_seq(kvc_txn *txn, uint64_t *ret)
 {
-	return counter_next(txn, &txn->seq, ret);
+	return kvc_counter_next(txn, &txn->seq, ret);
 }
 
 /* ------------------------------------------------------------- indexes */
@@ -617,11 +620,18 @@ int kvc_rec_store(kvc_txn *txn, const void *key, size_t key_len,
 		  const struct kvc_record *old, const struct kvc_record *rec)
 {
 	bool keep_feed = old && rec && old->seq == rec->seq;
-	int rc = 0;
-	if (old)
+	struct kvc_chunk_list taken = {0};
+	struct kvc_record split;
+	void *table = NULL;
+	int rc = kvc_chunks_taken(old, &taken);
+	if (!rc && rec && !(rec->flags & KVC_REC_CHUNKED) && rec->value_len >= KVC_CHUNKED_MIN) {
+		rc = kvc_chunk_split(txn, old, rec, &split, &table);
+		rec = &split;
+	}
+	if (!rc && old)
 		rc = indexes_drop(txn, old, keep_feed);
 	if (rc)
-		return rc;
+		goto out;
 	MDB_val k = stored_key(key, key_len);
 	if (is_bucket_key(k.mv_size)) {
 		rc = bucket_store(txn, &k, key, key_len, rec);
@@ -636,6 +646,11 @@ int kvc_rec_store(kvc_txn *txn, const void *key, size_t key_len,
 	}
 	if (!rc && rec)
 		rc = indexes_add(txn, key, key_len, rec, keep_feed);
+	if (!rc)
+		rc = kvc_chunks_release(txn, &taken, rec);
+out:
+	kvc_chunk_list_release(&taken);
+	free(table);
 	return rc;
 }
 
@@ -845,6 +860,7 @@ static void txn_free(kvc_txn *txn)
 {
 	held_set(txn->store, NULL);
 	pthread_rwlock_unlock(&txn->store->resize_lock);
+	kvc_txn_values_free(txn);
 	free(txn->scratch);
 	free(txn);
 }
@@ -885,6 +901,8 @@ static int txn_commit_keep(kvc_txn *txn)
 			rc = kvc_meta_put_u64(txn, "hlc", txn->hlc);
 		if (!rc)
 			rc = kvc_meta_put_u64(txn, "ino", txn->ino);
+		if (!rc && txn->chunk)
+			rc = kvc_meta_put_u64(txn, "chunk", txn->chunk);
 	}
 	if (rc)
 		mdb_txn_abort(txn->mdb);
@@ -1008,7 +1026,7 @@ struct kvc_group_req {
 static void group_run_one(kvc_txn *txn, struct kvc_group_req *r)
 {
 	MDB_txn *parent = txn->mdb, *child;
-	uint64_t seq = txn->seq, hlc = txn->hlc, ino = txn->ino;
+	uint64_t seq = txn->seq, hlc = txn->hlc, ino = txn->ino, chunk = txn->chunk;
 	bool meta_dirty = txn->meta_dirty, meta_loaded = txn->meta_loaded;
 	int rc = mdb_txn_begin(txn->store->env, parent, 0, &child);
 
@@ -1031,7 +1049,7 @@ static void group_run_one(kvc_txn *txn, struct kvc_group_req *r)
 	if (rc < 0) {
 		/* The counters are written back at the commit: forget what
 		 * the undone writes took. */
-		txn->seq = seq, txn->hlc = hlc, txn->ino = ino;
+		txn->seq = seq, txn->hlc = hlc, txn->ino = ino, txn->chunk = chunk;
 		txn->meta_dirty = meta_dirty, txn->meta_loaded = meta_loaded;
 	}
 	r->rc = rc;
@@ -1170,7 +1188,19 @@ static int open_dbs(kvc_store *s, MDB_txn *t, unsigned flags)
 	    (rc = mdb_dbi_open(t, "feed", flags, &s->feed)) ||
 	    (rc = mdb_dbi_open(t, "meta", flags, &s->meta)))
 		return rc;
-	return 0;
+	/* Stores before format 3 have no chunk database; a read-only handle
+	 * of one goes without (none of its records is chunked). */
+	rc = mdb_dbi_open(t, "chunk", flags, &s->chunk);
+	s->have_chunk_db = rc == 0;
+	if (rc == MDB_NOTFOUND && !(flags & MDB_CREATE))
+		rc = 0;
+	if (rc)
+		return rc;
+	MDB_stat st;
+	rc = mdb_env_stat(s->env, &st);
+	if (!rc)
+		s->chunk_size = kvc_chunk_size_for(st.ms_psize);
+	return rc;
 }
 
 struct key_list {
@@ -1280,7 +1310,12 @@ static int store_init(kvc_store *s, const struct kvc_open_opts *o)
 		rc = upgrade_v1(&txn);
 		if (rc)
 			goto out_abort;
-	} else if (format != KVC_FORMAT_VERSION && format != 1) {
+	} else if (format == 2 && !s->readonly) {
+		/* Format 3 adds the chunk database, made by open_dbs. */
+		rc = kvc_meta_put_u64(&txn, "format", KVC_FORMAT_VERSION);
+		if (rc)
+			goto out_abort;
+	} else if (format < 1 || format > KVC_FORMAT_VERSION) {
 		rc = -EPROTO;
 		goto out_abort;
 	}
@@ -1488,7 +1523,13 @@ int kvc_get(kvc_txn *txn, const void *key, size_t key_len, unsigned flags,
 		if (!(f & KVC_REC_TOMBSTONE) && !(flags & KVC_GET_EXPIRED) && exp > 0 &&
 		    exp <= txn->now_ns / 1000000000)
 			return -ENOENT;
-		return kvc_rec_decode(p, d.mv_size, ret_rec);
+		struct kvc_record r;
+		rc = kvc_rec_decode(p, d.mv_size, &r);
+		if (!rc && (r.flags & KVC_REC_CHUNKED))
+			rc = kvc_rec_publish_txn(txn, &r, flags);
+		if (!rc)
+			*ret_rec = r;
+		return rc;
 	}
 	struct kvc_record r;
 	rc = kvc_rec_locate(key, key_len, &d, &r);
@@ -1499,8 +1540,10 @@ int kvc_get(kvc_txn *txn, const void *key, size_t key_len, unsigned flags,
 	if (!(r.flags & KVC_REC_TOMBSTONE) && !(flags & KVC_GET_EXPIRED) &&
 	    kvc_record_expired(&r, txn->now_ns))
 		return -ENOENT;
-	*ret_rec = r;
-	return 0;
+	rc = kvc_rec_publish_txn(txn, &r, flags);
+	if (!rc)
+		*ret_rec = r;
+	return rc;
 }
 
 /* ---------------------------------------------------------------- writes */
@@ -1612,6 +1655,7 @@ static int compose(kvc_txn *txn, const struct kvc_write *w, const struct kvc_rec
 	rec->metadata_len = meta_len;
 	bool rearm = !live;
 	if (w->set & KVC_SET_VALUE) {
+		rec->flags &= ~KVC_REC_CHUNKED;
 		rec->value = w->value_len ? w->value : "";
 		rec->value_len = w->value_len;
 		rec->mtime_ns = now;
@@ -1714,6 +1758,7 @@ int kvc_write(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_wr
 
 	struct kvc_record old, rec;
 	if (!(w->set & (KVC_MUST_EXIST | KVC_IF_INO)) &&
+	    !((w->set & KVC_SET_VALUE) && w->value_len >= KVC_CHUNKED_MIN) &&
 	    !is_bucket_key(stored_key(key, key_len).mv_size)) {
 		rc = try_insert(txn, key, key_len, w, meta, meta_len, &old);
 		if (rc)
@@ -1733,8 +1778,14 @@ int kvc_write(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_wr
 		return kvc_set_errmsg(txn, -ESTALE, "key was removed or replaced");
 	void *kept;
 	rc = compose(txn, w, live ? &old : NULL, meta, meta_len, &rec, &kept);
+	/* The writer's promise holds only against the version it names. */
+	txn->same_outside = live && (w->set & KVC_SET_VALUE) && (w->set & KVC_VALUE_SINCE) &&
+			    old.seq == w->base_seq && w->changed_lo <= w->changed_hi;
+	txn->same_lo = w->changed_lo;
+	txn->same_hi = w->changed_hi;
 	if (!rc)
 		rc = commit_local(txn, key, key_len, have_old ? &old : NULL, &rec);
+	txn->same_outside = false;
 	free(kept);
 	return rc;
 }
@@ -1816,6 +1867,8 @@ int kvc_rename(kvc_txn *txn, const void *from, size_t from_len, const void *to,
 			.mtime_ns = txn->now_ns,
 			.ctime_ns = txn->now_ns,
 		};
+		/* Its chunks are the destination's now: not released. */
+		src.flags &= ~KVC_REC_CHUNKED;
 		if (!rc)
 			rc = commit_local(txn, from, from_len, &src, &tomb);
 	}
@@ -1843,7 +1896,7 @@ int kvc_rename_prefix(kvc_txn *txn, const void *from, size_t from_len, const voi
 	struct moved_key *keys = NULL;
 	size_t n = 0, cap = 0;
 	kvc_cursor *c;
-	int rc = kvc_cursor_open(txn, &c);
+	int rc = kvc_cursor_open(txn, KVC_GET_NO_VALUE, &c);
 	if (rc)
 		return rc;
 	const void *k;
@@ -1906,10 +1959,15 @@ struct kvc_cursor {
 	bool valid;
 	unsigned char key[KVC_KEY_MAX]; /* the current full key */
 	size_t key_len;
+	unsigned flags;        /* KVC_GET_NO_VALUE or 0 */
+	void *value;           /* the current chunked value, read whole */
+	size_t value_cap;
 };
 
-int kvc_cursor_open(kvc_txn *txn, kvc_cursor **ret_cur)
+int kvc_cursor_open(kvc_txn *txn, unsigned flags, kvc_cursor **ret_cur)
 {
+	if (flags & ~(unsigned)KVC_GET_NO_VALUE)
+		return -EINVAL;
 	kvc_cursor *c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
@@ -1919,6 +1977,7 @@ int kvc_cursor_open(kvc_txn *txn, kvc_cursor **ret_cur)
 		return kvc_lmdb_err(txn, rc);
 	}
 	c->txn = txn;
+	c->flags = flags;
 	*ret_cur = c;
 	return 0;
 }
@@ -1928,6 +1987,7 @@ void kvc_cursor_close(kvc_cursor *cur)
 	if (!cur)
 		return;
 	mdb_cursor_close(cur->mc);
+	free(cur->value);
 	free(cur);
 }
 
@@ -1996,6 +2056,11 @@ static int cur_next_live(kvc_cursor *c, const void **ret_key, size_t *ret_key_le
 			continue; /* undecodable: invisible; kvc_check reports it */
 		if (!kvc_rec_live(&r, c->txn->now_ns))
 			continue;
+		if (ret_rec) {
+			rc = kvc_rec_publish(c->txn, &r, c->flags, &c->value, &c->value_cap);
+			if (rc)
+				return rc;
+		}
 		*ret_key = c->key;
 		*ret_key_len = c->key_len;
 		if (ret_rec)
@@ -2048,7 +2113,7 @@ int kvc_rec_scan(kvc_txn *txn,
 		 void *arg)
 {
 	kvc_cursor *c;
-	int rc = kvc_cursor_open(txn, &c);
+	int rc = kvc_cursor_open(txn, 0, &c);
 	if (rc)
 		return rc;
 	rc = mdb_cursor_get(c->mc, &c->k, &c->d, MDB_FIRST);
@@ -2067,7 +2132,7 @@ int kvc_scan(kvc_txn *txn, const void *lo, size_t lo_len, const void *hi, size_t
 	     void *arg)
 {
 	kvc_cursor *c;
-	int rc = kvc_cursor_open(txn, &c);
+	int rc = kvc_cursor_open(txn, 0, &c);
 	if (rc)
 		return rc;
 	MDB_val k = stored_key(lo, lo_len);
@@ -2090,7 +2155,9 @@ int kvc_scan(kvc_txn *txn, const void *lo, size_t lo_len, const void *hi, size_t
 			continue;
 		if (hi && key_cmp(c->key, c->key_len, hi, hi_len) >= 0)
 			break;
-		rc = fn(arg, c->key, c->key_len, &r);
+		rc = kvc_rec_publish(txn, &r, 0, &c->value, &c->value_cap);
+		if (!rc)
+			rc = fn(arg, c->key, c->key_len, &r);
 	}
 	kvc_cursor_close(c);
 	return rc == -ENOENT ? 0 : rc;
@@ -2174,7 +2241,7 @@ int kvc_list(kvc_txn *txn, const void *prefix, size_t prefix_len, const char *cu
 		after = false;
 	}
 	kvc_cursor *c;
-	int rc = kvc_cursor_open(txn, &c);
+	int rc = kvc_cursor_open(txn, KVC_GET_NO_VALUE, &c);
 	if (rc)
 		return rc;
 	const void *k;
@@ -2223,9 +2290,11 @@ int kvc_feed_head(kvc_txn *txn, uint64_t *ret_seq)
 	return rc;
 }
 
-int kvc_feed_next(kvc_txn *txn, uint64_t after, const void **ret_key, size_t *ret_key_len,
-		  struct kvc_record *ret_rec)
+int kvc_feed_next(kvc_txn *txn, uint64_t after, unsigned flags, const void **ret_key,
+		  size_t *ret_key_len, struct kvc_record *ret_rec)
 {
+	if (flags & ~(unsigned)KVC_GET_NO_VALUE)
+		return -EINVAL;
 	MDB_cursor *mc;
 	int rc = mdb_cursor_open(txn->mdb, txn->store->feed, &mc);
 	if (rc)
@@ -2245,6 +2314,8 @@ int kvc_feed_next(kvc_txn *txn, uint64_t after, const void **ret_key, size_t *re
 	rc = kvc_rec_lookup(txn, d.mv_data, d.mv_size, &r);
 	if (rc == -ENOENT)
 		rc = -EIO; /* a feed entry without its record */
+	if (!rc)
+		rc = kvc_rec_publish_txn(txn, &r, flags);
 	if (rc)
 		return rc;
 	*ret_key = d.mv_data;

@@ -277,10 +277,15 @@ struct kvc_record {
 enum kvc_get_flags {
 	KVC_GET_TOMBSTONES = 1u << 0, /* return tombstones too (flags say so) */
 	KVC_GET_EXPIRED = 1u << 1,    /* return expired records too */
+	KVC_GET_NO_VALUE = 1u << 2,   /* the value may be left out (value NULL,
+					 value_len its length): for callers
+					 that need the other fields only */
 };
 
 /**
- * Look a key up.
+ * Look a key up.  @flags: enum kvc_get_flags.  A large value is stored in
+ * pieces: it is read whole into memory @txn owns until it ends, unless
+ * KVC_GET_NO_VALUE says it is not needed.
  * @param[out] ret_rec the record; pointers valid until @txn ends or
  *                     writes this key
  * @return 0, -ENOENT (absent, deleted or expired), -EINVAL / -ENAMETOOLONG
@@ -307,6 +312,14 @@ enum kvc_write_set {
 					 with inode number ino: a writer of an
 					 open file never brings back a key that
 					 was removed or replaced meanwhile */
+	KVC_VALUE_SINCE = 1u << 11,   /* with KVC_SET_VALUE: the caller promises
+					 the value differs from the stored
+					 version base_seq only in bytes
+					 [changed_lo, changed_hi) and past the
+					 shorter length.  While that version is
+					 stored, the pieces of a large value
+					 outside the range are kept without
+					 comparing them; otherwise ignored */
 };
 
 /*
@@ -328,6 +341,8 @@ struct kvc_write {
 	int64_t mtime_ns; /* with KVC_SET_MTIME; else the write's time */
 	int64_t ctime_ns; /* with KVC_SET_CTIME */
 	uint64_t ino;     /* with KVC_IF_INO */
+	uint64_t base_seq;               /* with KVC_VALUE_SINCE */
+	size_t changed_lo, changed_hi;   /* with KVC_VALUE_SINCE */
 };
 
 /**
@@ -383,9 +398,12 @@ int kvc_key_check(const void *key, size_t key_len);
 /*
  * A cursor walks live records in bytewise key order, skipping tombstones
  * and expired records.  Key and record pointers are valid until the next
- * call on the cursor, or the transaction's end.
+ * call on the cursor, or the transaction's end.  @flags: 0, or
+ * KVC_GET_NO_VALUE (as for kvc_get; walks that need no values should say
+ * so: a large value is read whole for each record otherwise).
+ * @return 0, -EINVAL (unknown flag), -ENOMEM, -EIO
  */
-int kvc_cursor_open(kvc_txn *txn, kvc_cursor **ret_cur);
+int kvc_cursor_open(kvc_txn *txn, unsigned flags, kvc_cursor **ret_cur);
 void kvc_cursor_close(kvc_cursor *cur);
 
 /**
@@ -403,7 +421,8 @@ int kvc_cursor_next(kvc_cursor *cur, const void **ret_key, size_t *ret_key_len,
 /**
  * One page of a Workers KV list: live keys starting with @prefix, in
  * bytewise order, after the position in @cursor (NULL or "" = from the
- * start), at most @limit of them (0 = 1000).  @fn is called for each key;
+ * start), at most @limit of them (0 = 1000).  @fn is called for each key
+ * with its record, whose value is left out (as with KVC_GET_NO_VALUE);
  * a non-zero return from @fn stops the listing and is returned.
  * @param[out] ret_next  the cursor of the next page ("" when the listing is
  *                       complete); a buffer of KVC_CURSOR_MAX bytes
@@ -446,11 +465,12 @@ int kvc_feed_head(kvc_txn *txn, uint64_t *ret_seq);
 /**
  * The first change with sequence > @after, live, expired or tombstone
  * (flags tell).  There is one entry per key: a key changed twice appears
- * once, at its latest sequence.
- * @return 0, -ENOENT (no later change), -EIO
+ * once, at its latest sequence.  @flags: 0 or KVC_GET_NO_VALUE.
+ * @param[out] ret_rec pointers valid until @txn ends or writes this key
+ * @return 0, -ENOENT (no later change), -EINVAL (unknown flag), -EIO
  */
-int kvc_feed_next(kvc_txn *txn, uint64_t after, const void **ret_key, size_t *ret_key_len,
-		  struct kvc_record *ret_rec);
+int kvc_feed_next(kvc_txn *txn, uint64_t after, unsigned flags, const void **ret_key,
+		  size_t *ret_key_len, struct kvc_record *ret_rec);
 
 /**
  * The last-writer-wins order of two versions of a key: by hybrid logical

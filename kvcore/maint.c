@@ -242,7 +242,7 @@ static int stats_fn(void *arg, const void *key, size_t key_len, const struct kvc
 		st->expired_pending++;
 	} else {
 		st->keys++;
-		st->value_bytes += rec->value_len;
+		st->value_bytes += kvc_rec_value_len(rec);
 	}
 	return 0;
 }
@@ -290,6 +290,7 @@ struct check {
 	unsigned char prev[KVC_KEY_MAX];
 	size_t prev_len;
 	bool have_prev;
+	uint64_t chunks; /* stored chunks the records name */
 };
 
 __attribute__((format(printf, 2, 3))) static void problem(struct check *ck, const char *fmt, ...)
@@ -380,8 +381,16 @@ static int check_rec(void *arg, const void *key, size_t key_len, const struct kv
 		problem(ck, "key '%s' has a negative expiration", name);
 	if (rec->ttl && rec->expiration != kvc_ceil_sec(rec->mtime_ns) + rec->ttl)
 		problem(ck, "key '%s' has a ttl but its expiration is not mtime + ttl", name);
-	if (rec->value_len > KVC_VALUE_MAX)
+	if (rec->flags & KVC_REC_CHUNKED) {
+		uint64_t n = 0;
+		if (kvc_chunk_check(txn, rec, &n))
+			problem(ck, "key '%s' has a chunked value that cannot be read: %s", name,
+				txn->errmsg[0] ? txn->errmsg : "malformed chunk table");
+		ck->chunks += n;
+		txn->errmsg[0] = 0;
+	} else if (rec->value_len > KVC_VALUE_MAX) {
 		problem(ck, "key '%s' has a value over the limit", name);
+	}
 	if (rec->metadata_len) {
 		char meta[KVC_METADATA_MAX + 1];
 		int n = kvc_json_compact(rec->metadata, rec->metadata_len, meta, sizeof(meta));
@@ -467,6 +476,11 @@ int kvc_check(kvc_store *store, void (*fn)(void *arg, const char *problem), void
 				(unsigned long long)ntomb, (unsigned long long)ck.tombstones);
 		if (kvc_meta_get_u64(txn, "hlc", &hlc) == 0 && ck.records && hlc == 0)
 			problem(&ck, "the store clock was never advanced");
+		MDB_stat st = {0};
+		if (store->have_chunk_db && mdb_stat(txn->mdb, store->chunk, &st) == 0 &&
+		    st.ms_entries != ck.chunks)
+			problem(&ck, "the chunk database has %llu chunks for %llu named by records",
+				(unsigned long long)st.ms_entries, (unsigned long long)ck.chunks);
 	}
 	kvc_txn_abort(txn);
 	if (!rc && ret_problems)

@@ -946,7 +946,7 @@ static int cmd_export(kvc_store *store, const struct args *a)
 	if (rc)
 		return failure("cannot read the store: %s", strerror(-rc));
 	kvc_cursor *cur;
-	rc = kvc_cursor_open(txn, &cur);
+	rc = kvc_cursor_open(txn, 0, &cur);
 	if (rc) {
 		kvc_txn_abort(txn);
 		return failure("cannot read the store: %s", strerror(-rc));

@@ -439,7 +439,7 @@ static int64_t feed_batch(struct ks_sess *s, uint64_t *after)
 			const void *key;
 			size_t key_len;
 			struct kvc_record rec;
-			rc = kvc_feed_next(txn, last, &key, &key_len, &rec);
+			rc = kvc_feed_next(txn, last, 0, &key, &key_len, &rec);
 			if (rc == -ENOENT) {
 				rc = 0;
 				more = false;

@@ -13,6 +13,10 @@
  *   fsops readdir DIR ITERATIONS ENTRIES opendir, readdir to the end, closedir
  *   fsops seqwrite FILE BYTES            write in 128 KiB blocks, close
  *   fsops seqread  FILE BYTES            read in 128 KiB blocks to the end
+ *   fsops patch FILE COUNT LEN SEED      COUNT times: open, pwrite LEN bytes
+ *                                        at a random offset inside the
+ *                                        file, fsync, close (a small change
+ *                                        to a large file, made durable)
  *   fsops mix DIR NOPS NPROC SEED        an fsstress-like load: NPROC
  *                                        processes, NOPS random operations
  *                                        each (see fo_mix below)
@@ -58,6 +62,8 @@ static double fo_now(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
+
+static int fo_usage(void);
 
 static int fo_fail(const char *what, const char *path)
 {
@@ -895,6 +901,63 @@ static int fo_mix(const char *dir, unsigned long long nops, unsigned long long n
 	return rc;
 }
 
+/* The patch mode: small durable changes to an existing file, each
+ * checked by reading it back after the close. */
+static int fo_patch(const char *file, unsigned long long count, unsigned long long len,
+		    unsigned long long seed)
+{
+	struct stat st;
+	char buf[4096], back[4096];
+	uint64_t rng = seed;
+
+	if (len == 0 || len > sizeof(buf))
+		return fo_usage();
+	if (stat(file, &st) != 0)
+		return fo_fail("cannot stat", file);
+	if ((unsigned long long)st.st_size < len) {
+		fprintf(stderr, "fsops: '%s' is smaller than %llu bytes\n", file, len);
+		return 1;
+	}
+	double t0 = fo_now();
+
+	for (unsigned long long i = 0; i < count; i++) {
+		rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+		off_t off = (off_t)((rng >> 16) % ((unsigned long long)st.st_size - len + 1));
+
+		for (size_t j = 0; j < len; j++)
+			buf[j] = (char)(rng >> (8 * (j % 8)));
+		int fd = open(file, O_WRONLY);
+
+		if (fd < 0)
+			return fo_fail("cannot open", file);
+		if (pwrite(fd, buf, len, off) != (ssize_t)len || fsync(fd) != 0) {
+			int e = errno;
+
+			close(fd);
+			errno = e;
+			return fo_fail("cannot pwrite and fsync", file);
+		}
+		if (close(fd) != 0)
+			return fo_fail("cannot close", file);
+		if (i + 1 == count) {
+			fd = open(file, O_RDONLY);
+			if (fd < 0 || pread(fd, back, len, off) != (ssize_t)len ||
+			    memcmp(back, buf, len) != 0) {
+				if (fd >= 0)
+					close(fd);
+				fprintf(stderr, "fsops: '%s': the last patch does not read back\n",
+					file);
+				return 1;
+			}
+			close(fd);
+		}
+	}
+	double dt = fo_now() - t0;
+
+	printf("%.1f\n", (double)count / dt);
+	return 0;
+}
+
 static int fo_usage(void)
 {
 	fputs("usage: fsops read ROOT LIST PASSES SIZE\n"
@@ -903,6 +966,7 @@ static int fo_usage(void)
 	      "       fsops readdir DIR ITERATIONS ENTRIES\n"
 	      "       fsops seqwrite FILE BYTES\n"
 	      "       fsops seqread FILE BYTES\n"
+	      "       fsops patch FILE COUNT LEN SEED\n"
 	      "       fsops mix DIR NOPS NPROC SEED\n", stderr);
 	return 2;
 }
@@ -952,6 +1016,14 @@ int main(int argc, char **argv)
 		if (argc != 4 || !fo_number(argv[3], &a))
 			return fo_usage();
 		return mode[3] == 'w' ? fo_seqwrite(argv[2], a) : fo_seqread(argv[2], a);
+	}
+	if (!strcmp(mode, "patch")) {
+		unsigned long long len, seed;
+
+		if (argc != 6 || !fo_number(argv[3], &a) || !fo_number(argv[4], &len) ||
+		    !fo_number(argv[5], &seed) || a == 0)
+			return fo_usage();
+		return fo_patch(argv[2], a, len, seed);
 	}
 	if (!strcmp(mode, "mix")) {
 		unsigned long long seed;

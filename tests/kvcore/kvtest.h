@@ -338,7 +338,7 @@ static inline int kt_cursor_all(kvc_store *s, struct kt_keys *ret)
 	int rc = kvc_txn_begin(s, KVC_TXN_READ, &txn);
 	if (rc)
 		return rc;
-	rc = kvc_cursor_open(txn, &c);
+	rc = kvc_cursor_open(txn, 0, &c);
 	if (rc) {
 		kvc_txn_abort(txn);
 		return rc;

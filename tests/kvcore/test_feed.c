@@ -36,7 +36,7 @@ static int feed_all(kvc_store *s, uint64_t after, struct feed_ent *out, size_t m
 	const void *k;
 	size_t kn;
 	struct kvc_record r;
-	while ((rc = kvc_feed_next(txn, after, &k, &kn, &r)) == 0) {
+	while ((rc = kvc_feed_next(txn, after, 0, &k, &kn, &r)) == 0) {
 		if (r.seq <= after)
 			ordered = false;
 		if (n < max) {
@@ -224,7 +224,7 @@ static void test_tombstones(kvc_store *s)
 	const void *k;
 	size_t kn;
 	struct kvc_record fr;
-	int rc = kvc_feed_next(txn, tomb_seq - 1, &k, &kn, &fr);
+	int rc = kvc_feed_next(txn, tomb_seq - 1, 0, &k, &kn, &fr);
 	ok(rc == -ENOENT || fr.seq != tomb_seq, "the collected tombstone's feed entry is gone");
 	kvc_txn_abort(txn);
 	is_int((long long)horizon, (long long)tomb_seq, "the GC horizon is the highest collected sequence (t2's tombstone)");

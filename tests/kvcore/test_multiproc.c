@@ -84,7 +84,7 @@ static int feed_count(kvc_store *s, struct feed_stats *ret)
 	size_t kn;
 	struct kvc_record r;
 	uint64_t after = 0, prev_hlc = 0;
-	while ((rc = kvc_feed_next(txn, after, &k, &kn, &r)) == 0) {
+	while ((rc = kvc_feed_next(txn, after, 0, &k, &kn, &r)) == 0) {
 		if (r.seq <= after || r.hlc <= prev_hlc) {
 			fs.ordered = false;
 			break;

@@ -255,7 +255,7 @@ static void check_seeks(kvc_store *st, const struct keyset *s)
 {
 	kvc_txn *txn;
 	kvc_cursor *c;
-	if (kvc_txn_begin(st, KVC_TXN_READ, &txn) || kvc_cursor_open(txn, &c))
+	if (kvc_txn_begin(st, KVC_TXN_READ, &txn) || kvc_cursor_open(txn, 0, &c))
 		bail_out("cursor");
 	size_t bad_exact = 0, bad_probe = 0, probes = 0;
 	for (size_t i = 0; i < s->n; i++) {

@@ -286,7 +286,7 @@ static int sync_fn(kvc_txn *dtx, void *arg)
 	const void *k;
 	size_t kn;
 	struct kvc_record r;
-	while ((rc = kvc_feed_next(stx, after, &k, &kn, &r)) == 0) {
+	while ((rc = kvc_feed_next(stx, after, 0, &k, &kn, &r)) == 0) {
 		rc = kvc_apply(dtx, k, kn, &r, 0);
 		if (rc < 0)
 			break;
