@@ -16,6 +16,9 @@
 #   5. fsops mix DIR 5000 4 SEED (an fsstress-like load, see fsops.c), vs
 #      passthrough_ll; with FSSTRESS naming an fsstress binary, also
 #      `fsstress -d DIR -n 5000 -p 4 -s SEED`; fresh directories every run
+#   6. a 25 MiB file: written in 128 KiB blocks and closed (a), read
+#      again (b), then changed a little at a time (c): open, pwrite of 100
+#      bytes at a random offset, fsync, close, 200 times; vs passthrough_ll
 #
 # The peer: libfuse's passthrough_ll example (compiled here from the
 # libfuse3-dev example source) over a directory on the same filesystem as
@@ -90,11 +93,12 @@ esac
 
 if ((quick)); then
 	NDIRS=5 NFILES=500 READ_PASSES=2 STAT_PASSES=4
-	CREATE_DIRS=2 CREATE_FILES=200 MIX_OPS=500
+	CREATE_DIRS=2 CREATE_FILES=200 MIX_OPS=500 PATCHES=20
 else
 	NDIRS=50 NFILES=5000 READ_PASSES=10 STAT_PASSES=20
-	CREATE_DIRS=20 CREATE_FILES=2000 MIX_OPS=5000
+	CREATE_DIRS=20 CREATE_FILES=2000 MIX_OPS=5000 PATCHES=200
 fi
+BIG=$((25 << 20))
 MIX_PROCS=4
 FSIZE=100
 RUNS=${BENCH_RUNS:-5}
@@ -384,6 +388,28 @@ if [[ -n ${FSSTRESS:-} ]]; then
 	done
 	row "5f fsstress -n $MIX_OPS -p $MIX_PROCS" passthrough_ll s time f_kv f_pt
 fi
+
+# ============================================ 6: a large file, patched
+# A fresh store and directory every run.
+
+w_kv=() w_pt=() q_kv=() q_pt=() p_kv=() p_pt=()
+row_failed=0
+for ((r = 0; r < RUNS; r++)); do
+	mount_kvfs "$T/b-kv$r" "$KV" "$LOG/kvfs"
+	try w_kv[r] 6 seqwrite "$KV/big" "$BIG"
+	try q_kv[r] 6 seqread "$KV/big" "$BIG"
+	try p_kv[r] 6 patch "$KV/big" "$PATCHES" 100 $((SEED + r))
+	unmount_fuse "$KV"
+	mkdir "$T/b-pt$r"
+	mount_pt "$T/b-pt$r" "$PTM" "$LOG/pt"
+	try w_pt[r] 6 seqwrite "$PTM/big" "$BIG"
+	try q_pt[r] 6 seqread "$PTM/big" "$BIG"
+	try p_pt[r] 6 patch "$PTM/big" "$PATCHES" 100 $((SEED + r))
+	unmount_fuse "$PTM"
+done
+row "6a write+close of a 25 MiB file" passthrough_ll MB/s rate w_kv w_pt
+row "6b read of it" passthrough_ll MB/s rate q_kv q_pt
+row "6c open+pwrite(100 B)+fsync+close of it, $PATCHES times" passthrough_ll ops/s rate p_kv p_pt
 
 machine after
 if ((failed_ops)); then
