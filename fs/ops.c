@@ -193,6 +193,7 @@ struct setattr_arg {
 	struct kvc_write w;
 	bool truncate;
 	uint64_t size;
+	uint64_t from_seq, to_seq; /* out: the record's versions before and after */
 };
 
 /* One write: attributes, and for truncate(2) by path a resized value. */
@@ -220,7 +221,17 @@ static int setattr_fn(kvc_txn *txn, void *arg)
 		w.value = value;
 		w.value_len = a->size;
 	}
-	rc = kvc_write(txn, a->key, a->key_len, &w);
+	struct kvc_record rec;
+
+	rc = kvc_get(txn, a->key, a->key_len, KVC_GET_NO_VALUE, &rec);
+	if (rc == 0) {
+		a->from_seq = rec.seq;
+		rc = kvc_write(txn, a->key, a->key_len, &w);
+	}
+	if (rc == 0)
+		rc = kvc_get(txn, a->key, a->key_len, KVC_GET_NO_VALUE, &rec);
+	if (rc == 0)
+		a->to_seq = rec.seq;
 	free(value);
 	return rc;
 }
@@ -336,6 +347,9 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			fuse_reply_err(req, -rc);
 			return;
 		}
+		/* A value kept for the next writer is still this one. */
+		if (!a.truncate)
+			kfs_vcache_rebase(fs->vcache, ino, a.from_seq, a.to_seq);
 	}
 	reply_attr(req, fs, ino);
 }
@@ -571,13 +585,22 @@ struct rename_arg {
 	const unsigned char *to_file; /* for a directory: the key its plain name
 					 would be a file of, or NULL */
 	size_t to_file_len;
+	uint64_t from_seq, to_seq; /* out (files): the versions before and after */
 };
 
 static int rename_file_fn(kvc_txn *txn, void *arg)
 {
-	const struct rename_arg *a = arg;
+	struct rename_arg *a = arg;
+	struct kvc_record rec;
+	int rc = kvc_get(txn, a->from, a->from_len, KVC_GET_NO_VALUE, &rec);
 
-	return kvc_rename(txn, a->from, a->from_len, a->to, a->to_len, a->noreplace);
+	if (rc == 0) {
+		a->from_seq = rec.seq;
+		rc = kvc_rename(txn, a->from, a->from_len, a->to, a->to_len, a->noreplace);
+	}
+	if (rc == 0 && kvc_get(txn, a->to, a->to_len, KVC_GET_NO_VALUE, &rec) == 0)
+		a->to_seq = rec.seq;
+	return rc;
 }
 
 /*
@@ -666,11 +689,15 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		}
 		a.to_len = to_len;
 		pthread_rwlock_wrlock(&fs->ns_lock);
+		uint64_t moved = kfs_inode_find(fs->inodes, KFS_FILE, node.key, node.key_len);
+
 		rc = kvc_write_txn(fs->store, rename_file_fn, &a, NULL, 0);
 		if (rc == 0)
 			kfs_inode_rename_file(fs->inodes, node.key, node.key_len, to, to_len,
 					      to_held ? &replaced : NULL);
 		pthread_rwlock_unlock(&fs->ns_lock);
+		if (rc == 0 && moved) /* its kept value is still this one */
+			kfs_vcache_rebase(fs->vcache, moved, a.from_seq, a.to_seq);
 		if (rc == 0) {
 			kfs_key_written(fs, to, to_len);
 			keep_dir(fs, dir, dir_len);

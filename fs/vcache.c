@@ -131,6 +131,16 @@ void *kfs_vcache_take(kfs_vcache *c, const struct kfs_vversion *v, size_t *ret_l
 	return buf;
 }
 
+void kfs_vcache_rebase(kfs_vcache *c, uint64_t ino, uint64_t from_seq, uint64_t to_seq)
+{
+	pthread_mutex_lock(&c->lock);
+	struct vc_entry *e = vc_find(c, ino);
+
+	if (e && e->v.seq == from_seq)
+		e->v.seq = to_seq;
+	pthread_mutex_unlock(&c->lock);
+}
+
 void kfs_vcache_drop(kfs_vcache *c, uint64_t ino)
 {
 	void *buf = NULL;

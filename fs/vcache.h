@@ -56,6 +56,13 @@ void kfs_vcache_keep(kfs_vcache *c, const struct kfs_vversion *v, void *buf, siz
 void *kfs_vcache_take(kfs_vcache *c, const struct kfs_vversion *v, size_t *ret_len,
 		      size_t *ret_cap);
 
+/**
+ * The record of @ino changed from version @from_seq to @to_seq without a
+ * change of value (a chmod, chown, utimens, xattr change or rename of a
+ * closed file): a buffer kept for @from_seq holds version @to_seq too.
+ */
+void kfs_vcache_rebase(kfs_vcache *c, uint64_t ino, uint64_t from_seq, uint64_t to_seq);
+
 /** Forget the buffer of inode @ino, if any (the kernel forgot the inode). */
 void kfs_vcache_drop(kfs_vcache *c, uint64_t ino);
 

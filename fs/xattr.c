@@ -228,6 +228,7 @@ struct xattr_arg {
 	const char *value; /* NULL: remove */
 	size_t size;
 	int flags;         /* XATTR_CREATE, XATTR_REPLACE */
+	uint64_t from_seq, to_seq; /* out: the record's versions before and after */
 };
 
 static bool present(enum xname x, const char *field, const struct kvc_record *rec)
@@ -281,7 +282,7 @@ static int edit_metadata(const struct kvc_record *rec, char *buf, void *arg)
 
 static int xattr_fn(kvc_txn *txn, void *arg)
 {
-	const struct xattr_arg *a = arg;
+	struct xattr_arg *a = arg;
 	struct kvc_record rec;
 	struct kvc_write w = { .set = KVC_MUST_EXIST };
 	char meta[KVC_METADATA_MAX + 1];
@@ -317,7 +318,13 @@ static int xattr_fn(kvc_txn *txn, void *arg)
 	}
 	if (rc < 0)
 		return rc;
-	return kvc_write(txn, a->key, a->key_len, &w);
+	a->from_seq = rec.seq;
+	rc = kvc_write(txn, a->key, a->key_len, &w);
+	if (rc == 0)
+		rc = kvc_get(txn, a->key, a->key_len, KVC_GET_NO_VALUE, &rec);
+	if (rc == 0)
+		a->to_seq = rec.seq;
+	return rc;
 }
 
 /* Shared by set and remove: @value NULL removes. */
@@ -362,6 +369,8 @@ static void change(fuse_req_t req, fuse_ino_t ino, const char *name, const char 
 		rc = kfs_file_defer_metadata(fs, ino, key, len, edit_metadata, &a);
 	if (rc == 0)
 		rc = kvc_write_txn(fs->store, xattr_fn, &a, NULL, 0);
+	if (rc == 0) /* a value kept for the next writer is still this one */
+		kfs_vcache_rebase(fs->vcache, ino, a.from_seq, a.to_seq);
 	fuse_reply_err(req, rc < 0 ? -rc : 0);
 }
 

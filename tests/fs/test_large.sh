@@ -5,7 +5,8 @@
 # buffer of a file its last writer closed and hands it to the next writer
 # of the same version.  Both are shortcuts that must never show: a seeded
 # random run of patches (open, pwrite, close), appends, truncations by
-# name, a descriptor kept open across patches, renames, and whole values
+# name, a descriptor kept open across patches, renames, chmod and setxattr
+# (new versions of the record with the same value), and whole values
 # put by kvctl behind the mount's back, is checked after every step
 # against a model file on a plain filesystem, through the mount and
 # through kvctl, and kvctl check stays clean.
@@ -38,9 +39,9 @@ def patch_both(off, data):
         f.write(data)
 
 failures = 0
-for step in range(60):
+for step in range(80):
     size = os.path.getsize(model)
-    op = rng.choice(["patch"] * 5 + ["append", "truncate", "kvctl", "hold", "rename"])
+    op = rng.choice(["patch"] * 5 + ["append", "truncate", "kvctl", "hold", "rename", "attrs"])
     if op == "patch":
         n = rng.randint(1, 70000)
         off = rng.randint(0, max(0, min(size, LIMIT - n)))
@@ -80,6 +81,11 @@ for step in range(60):
         else:
             os.close(held)
             held = None
+    elif op == "attrs":
+        # A new version of the record, the same value.
+        path = os.path.join(mnt, name)
+        os.chmod(path, rng.choice([0o600, 0o644, 0o640]))
+        os.setxattr(path, "user.step", str(step).encode())
     elif op == "rename":
         if held is not None:
             continue
@@ -102,7 +108,7 @@ if held is not None:
 print("failures", failures, "final", name)
 EOF
 )
-check_eq "60 random steps agree with the model, in the mount and the store" \
+check_eq "80 random steps agree with the model, in the mount and the store" \
 	"$(printf '%s\n' "$out" | tail -1 | cut -d' ' -f1-2)" "failures 0"
 printf '%s\n' "$out" | grep '^step' | sed 's/^/# /' || true
 check "kvctl check is clean" t "$KVCTL" "$S" check
