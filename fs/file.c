@@ -1,20 +1,8 @@
 /*
- * file: open files.  A value is committed atomically, so the handles of an
- * inode open for writing share one write buffer, the inode's pending value
- * (loaded from the value at the first writable open, emptied by O_TRUNC),
- * that write, pwrite, O_APPEND and ftruncate change, and that flush (every
- * close), fsync and release commit with one kvc_write: a reader of the
- * store sees the old value or the new one, never a mix.  Within the mount
- * the writers see each other's writes at once, as on any local
- * filesystem, and every attribute reply for the inode gives the pending
- * size (fstat, SEEK_END and O_APPEND agree with what was written).
- *
- * A commit is conditional on the inode number the value had when the
- * buffer was loaded (KVC_IF_INO): if the key was removed or replaced
- * meanwhile, the commit stores nothing, as writes to an unlinked file go
- * nowhere.  fs->ns_lock makes the commit and a rename in this mount one
- * decision each: the commit reads the key of its inode and writes under
- * it while no rename or unlink runs, so data follows a file that mv moved.
+ * file: open files: open, create, read, flush, fsync and release.  The
+ * handles of an inode open for writing share one pending value (wbuf.c),
+ * which flush (every close), fsync and release commit; this file decides
+ * how each handle reads and how the kernel caches it.
  *
  * Handles open for writing read and write through the kernel's page cache
  * (so mmap works on them, shared and writable too), unless a read-only
@@ -61,6 +49,7 @@
  * store's map growth).
  */
 #include "kfs.h"
+#include "wbuf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -71,38 +60,6 @@
 
 /* Values up to this size may be read through the page cache. */
 #define KFS_CACHED_MAX (128u * 1024u)
-
-/* The pending value of an inode, shared by its writable handles; owned
- * by them (the last to release frees it), found through the inode table. */
-struct kfs_wbuf {
-	pthread_mutex_t lock;     /* protects every field */
-	uint64_t ino;             /* the inode (node id) */
-	uint64_t store_ino;       /* the record's inode number at load */
-	unsigned char *buf;
-	size_t len, cap;
-	bool dirty;               /* buf is not what the store holds */
-	/* The stored version buf was loaded from or last committed as (0:
-	 * unknown), and the bytes changed since: [dirty_lo, dirty_hi), and
-	 * past the shorter of the two lengths.  A commit tells kvcore, which
-	 * then rewrites only the pieces of a large value in that range. */
-	uint64_t base_seq;
-	size_t dirty_lo, dirty_hi;
-	bool wrote;               /* write or ftruncate since the last commit */
-	bool failed;              /* a write hit the size limit: never commit */
-	int64_t mtime_ns;         /* last write, or a time set by utimens */
-	bool privs_checked;       /* no set-ID bit to clear since the last
-				     chmod or chown */
-	/* Set on the file while it was being written, stored by the next
-	 * commit: which of KVC_SET_MODE, _OWNER, _MTIME, _METADATA. */
-	unsigned attr_set;
-	uint32_t mode, uid, gid;  /* uid, gid UINT32_MAX: unchanged */
-	char *metadata;           /* NULL: none (with KVC_SET_METADATA) */
-	size_t metadata_len;
-	int64_t ctime_ns;         /* of the last such change */
-	unsigned handles;         /* writable handles sharing it */
-	unsigned unflushed;       /* of them, those never flushed */
-	pthread_cond_t changed;   /* signalled by writes, commits, releases */
-};
 
 /* How long a read-only open waits for a truncation to be published. */
 #define KFS_TRUNC_WAIT_MS 100
@@ -154,229 +111,9 @@ static void file_free(struct kfs_file *f)
 	free(f);
 }
 
-static void wbuf_free(struct kfs_wbuf *wb)
-{
-	if (!wb)
-		return;
-	pthread_cond_destroy(&wb->changed);
-	pthread_mutex_destroy(&wb->lock);
-	free(wb->buf);
-	free(wb->metadata);
-	free(wb);
-}
-
-/* The pending value of @ino with a reference taken, or NULL. */
-static struct kfs_wbuf *wbuf_get(struct kfs *fs, uint64_t ino)
-{
-	return kfs_inode_wbuf_attach(fs->inodes, ino, NULL);
-}
-
-/* Drop a reference taken on @wb, the pending value of @ino.  The last
- * one offers a buffer that holds a stored version to the vcache. */
-static void wbuf_put(struct kfs *fs, uint64_t ino, struct kfs_wbuf *wb)
-{
-	if (!kfs_inode_wbuf_detach(fs->inodes, ino))
-		return;
-	enum kfs_kind kind;
-	unsigned char key[KFS_KEYBUF];
-	size_t len;
-
-	/* Not for an inode the kernel has forgotten: none will open it. */
-	if (!wb->dirty && !wb->failed && !wb->attr_set && wb->base_seq && wb->buf &&
-	    kfs_inode_get(fs->inodes, ino, &kind, key, &len) == 0) {
-		struct kfs_vversion v = { .ino = ino, .seq = wb->base_seq,
-					  .store_ino = wb->store_ino };
-
-		kfs_vcache_keep(fs->vcache, &v, wb->buf, wb->len, wb->cap);
-		wb->buf = NULL;
-	}
-	wbuf_free(wb);
-}
-
 static struct kfs_file *file_at(struct kfs_link *l)
 {
 	return (struct kfs_file *)l;
-}
-
-/* Make room for @need bytes; the buffer never grows past the value limit. */
-static int reserve(struct kfs_wbuf *f, size_t need)
-{
-	if (need <= f->cap)
-		return 0;
-	if (need > KVC_VALUE_MAX)
-		return -EFBIG;
-	size_t cap = f->cap ? f->cap : 4096;
-
-	while (cap < need)
-		cap *= 2;
-	if (cap > KVC_VALUE_MAX)
-		cap = KVC_VALUE_MAX;
-	unsigned char *b = realloc(f->buf, cap);
-
-	if (!b)
-		return -ENOMEM;
-	f->buf = b;
-	f->cap = cap;
-	return 0;
-}
-
-/* Note that bytes [@lo, @hi) of @wb (locked) changed. */
-static void wbuf_changed(struct kfs_wbuf *wb, size_t lo, size_t hi)
-{
-	if (wb->dirty_lo >= wb->dirty_hi) {
-		wb->dirty_lo = lo;
-		wb->dirty_hi = hi;
-		return;
-	}
-	if (lo < wb->dirty_lo)
-		wb->dirty_lo = lo;
-	if (hi > wb->dirty_hi)
-		wb->dirty_hi = hi;
-}
-
-/* Tell attribute replies what the pending value of @wb (locked) is. */
-static void wbuf_publish(struct kfs *fs, struct kfs_wbuf *wb)
-{
-	struct kfs_pending p = {
-		.len = wb->len,
-		.mtime_ns = wb->mtime_ns,
-		.ctime_ns = wb->attr_set ? wb->ctime_ns : 0,
-		.has_mode = wb->attr_set & KVC_SET_MODE,
-		.has_owner = wb->attr_set & KVC_SET_OWNER,
-		.mode = wb->mode,
-		.uid = wb->uid,
-		.gid = wb->gid,
-	};
-
-	kfs_inode_set_pending(fs->inodes, wb->ino, &p);
-}
-
-/* The changes that joined the commit are stored, or will never be. */
-static void wbuf_attrs_done(struct kfs_wbuf *wb)
-{
-	wb->attr_set = 0;
-	free(wb->metadata);
-	wb->metadata = NULL;
-	wb->metadata_len = 0;
-}
-
-/* Truncate @wb (locked) to @size bytes. */
-static int wbuf_resize(struct kfs *fs, struct kfs_wbuf *wb, uint64_t size)
-{
-	int rc = size > KVC_VALUE_MAX ? -EFBIG : reserve(wb, (size_t)size);
-
-	if (rc < 0)
-		return rc;
-	if (size > wb->len)
-		memset(wb->buf + wb->len, 0, (size_t)size - wb->len);
-	if (size != wb->len)
-		wbuf_changed(wb, size < wb->len ? (size_t)size : wb->len,
-			     size < wb->len ? wb->len : (size_t)size);
-	wb->len = (size_t)size;
-	wb->dirty = wb->wrote = true;
-	wb->failed = false; /* cut back under the limit: a value again */
-	wb->mtime_ns = kvc_now_ns();
-	wbuf_publish(fs, wb);
-	return 0;
-}
-
-/*
- * Load the value of @rec (key @key, read in @txn, perhaps without its
- * value) into @wb: the copy the last writer of this very version left in
- * the vcache, or the stored bytes.
- */
-static int wbuf_load(struct kfs *fs, struct kfs_wbuf *wb, kvc_txn *txn, const unsigned char *key,
-		     size_t key_len, const struct kvc_record *rec)
-{
-	struct kfs_vversion v = { .ino = wb->ino, .seq = rec->seq, .store_ino = rec->ino };
-	struct kvc_record whole;
-	size_t len, cap;
-	void *kept = kfs_vcache_take(fs->vcache, &v, &len, &cap);
-
-	if (kept && len == rec->value_len) {
-		wb->buf = kept;
-		wb->len = len;
-		wb->cap = cap;
-		return 0;
-	}
-	free(kept);
-	if (!rec->value && rec->value_len) {
-		int rc = kvc_get(txn, key, key_len, 0, &whole);
-
-		if (rc < 0)
-			return rc;
-		if (whole.seq != rec->seq || whole.value_len != rec->value_len)
-			return -EIO; /* cannot be: one transaction */
-		rec = &whole;
-	}
-	int rc = reserve(wb, rec->value_len);
-
-	if (rc == 0 && rec->value_len) {
-		memcpy(wb->buf, rec->value, rec->value_len);
-		wb->len = rec->value_len;
-	}
-	return rc;
-}
-
-/*
- * Set up @f for writing: share the inode's pending value, or make it from
- * @rec, the record of @key as the open read it in @txn (perhaps without
- * its value).  O_TRUNC empties it (dirty: the close must store the empty
- * value, unless this very call created the key empty).
- */
-static int prepare_writer(struct kfs *fs, struct kfs_file *f, kvc_txn *txn,
-			  const unsigned char *key, size_t key_len, const struct kvc_record *rec)
-{
-	struct kfs_wbuf *wb = wbuf_get(fs, f->ino);
-	int rc = 0;
-
-	if (!wb) {
-		struct kfs_wbuf *fresh = calloc(1, sizeof(*fresh));
-
-		if (!fresh)
-			return -ENOMEM;
-		pthread_mutex_init(&fresh->lock, NULL);
-		pthread_cond_init(&fresh->changed, NULL);
-		fresh->ino = f->ino;
-		fresh->store_ino = rec->ino;
-		fresh->mtime_ns = rec->mtime_ns;
-		fresh->base_seq = rec->seq;
-		if (!(f->flags & O_TRUNC))
-			rc = wbuf_load(fs, fresh, txn, key, key_len, rec);
-		if (rc < 0) {
-			wbuf_free(fresh);
-			return rc;
-		}
-		wb = kfs_inode_wbuf_attach(fs->inodes, f->ino, fresh);
-		if (wb != fresh)
-			wbuf_free(fresh); /* another writer made it first */
-		if (!wb)
-			return -ESTALE;
-	}
-	f->wb = wb;
-	return 0;
-}
-
-/* Count @f among the writers of its pending value and apply its O_TRUNC.
- * Called with no transaction open: a commit holds the value's lock
- * across a write transaction, so taking it inside one inverts the order. */
-static void join_writer(struct kfs *fs, struct kfs_file *f, bool created)
-{
-	struct kfs_wbuf *wb = f->wb;
-
-	pthread_mutex_lock(&wb->lock);
-	wb->handles++;
-	wb->unflushed++;
-	f->joined = true;
-	if ((f->flags & O_TRUNC) && (wb->len || !created)) {
-		wbuf_changed(wb, 0, wb->len);
-		wb->len = 0;
-		wb->dirty = true;
-		wb->failed = false;
-		wb->mtime_ns = kvc_now_ns();
-	}
-	wbuf_publish(fs, wb);
-	pthread_mutex_unlock(&wb->lock);
 }
 
 /* Decide how the kernel caches this open of @f (see the top of this
@@ -433,7 +170,7 @@ static void file_close(struct kfs *fs, struct kfs_file *f)
 		pthread_mutex_unlock(&f->wb->lock);
 	}
 	if (f->wb)
-		wbuf_put(fs, f->ino, f->wb);
+		kfs_wbuf_put(fs, f->ino, f->wb);
 	file_free(f);
 }
 
@@ -441,6 +178,15 @@ static void file_close(struct kfs *fs, struct kfs_file *f)
 static void writer_open(struct kfs *fs, struct kfs_file *f)
 {
 	f->cached = kfs_inode_writer_open(fs->inodes, f->ino, !fs->cfg.direct_io);
+}
+
+/* Count @f among the writers of its pending value and apply its O_TRUNC.
+ * Called with no transaction open: a commit holds the value's lock
+ * across a write transaction, so taking it inside one inverts the order. */
+static void writer_join(struct kfs *fs, struct kfs_file *f, bool created)
+{
+	kfs_wbuf_join(fs, f->wb, f->flags & O_TRUNC, created);
+	f->joined = true;
 }
 
 /*
@@ -454,7 +200,7 @@ static void writer_open(struct kfs *fs, struct kfs_file *f)
  */
 static void wait_truncation(struct kfs *fs, uint64_t ino)
 {
-	struct kfs_wbuf *wb = wbuf_get(fs, ino);
+	struct kfs_wbuf *wb = kfs_wbuf_get(fs, ino);
 	struct timespec until;
 
 	if (!wb)
@@ -468,7 +214,7 @@ static void wait_truncation(struct kfs *fs, uint64_t ino)
 	       pthread_cond_timedwait(&wb->changed, &wb->lock, &until) == 0)
 		;
 	pthread_mutex_unlock(&wb->lock);
-	wbuf_put(fs, ino, wb);
+	kfs_wbuf_put(fs, ino, wb);
 }
 
 void kfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -509,11 +255,12 @@ void kfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (rc == 0)
 			rc = set_caching(fs, f, fi, &rec);
 		if (rc == 0 && f->writable)
-			rc = prepare_writer(fs, f, txn, key, len, &rec);
+			rc = kfs_wbuf_open(fs, f->ino, f->flags & O_TRUNC, txn, key, len, &rec,
+					   &f->wb);
 		kvc_txn_abort(txn);
 	}
 	if (rc == 0 && f->writable)
-		join_writer(fs, f, false);
+		writer_join(fs, f, false);
 	if (rc < 0) {
 		file_close(fs, f);
 		fuse_reply_err(req, -rc);
@@ -673,10 +420,11 @@ void kfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t m
 	if (rc == 0)
 		rc = set_caching(fs, f, fi, &rec);
 	if (rc == 0 && f->writable)
-		rc = prepare_writer(fs, f, txn, key, key_len, &rec);
+		rc = kfs_wbuf_open(fs, f->ino, f->flags & O_TRUNC, txn, key, key_len, &rec,
+				   &f->wb);
 	kvc_txn_abort(txn);
 	if (rc == 0 && f->writable)
-		join_writer(fs, f, created);
+		writer_join(fs, f, created);
 	if (rc == 0) {
 		kfs_link_add(fs, &fs->files, &f->link);
 		fi->fh = (uintptr_t)f;
@@ -781,137 +529,18 @@ void kfs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	pthread_mutex_unlock(&f->lock);
 }
 
-/* The kernel's attributes of @ino are out of date: ask it to drop them,
- * so the next stat shows the committed size and ctime at once.  Only the
- * attributes: dropping pages would wait on page locks a reader holds. */
-static void attrs_changed(struct kfs *fs, uint64_t ino)
-{
-	kfs_inode_attr_sent(fs->inodes, ino, 0);
-	if (fs->se)
-		fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
-}
-
-struct mode_arg {
-	const unsigned char *key;
-	size_t key_len;
-	uint64_t store_ino;
-	bool changed;
-};
-
-/* @mode after a write by anyone but root: without set-user-ID, and
- * without set-group-ID when the group may execute (as the kernel does). */
-static uint32_t mode_after_write(uint32_t mode)
-{
-	if (mode & S_IXGRP)
-		return mode & ~(uint32_t)(S_ISUID | S_ISGID);
-	return mode & ~(uint32_t)S_ISUID;
-}
-
-static int clear_privs_fn(kvc_txn *txn, void *arg)
-{
-	struct mode_arg *a = arg;
-	struct kvc_record rec;
-	int rc = kvc_get(txn, a->key, a->key_len, KVC_GET_NO_VALUE, &rec);
-
-	a->changed = false;
-	if (rc < 0 || rec.ino != a->store_ino)
-		return rc == -ENOENT ? 0 : rc;
-	uint32_t mode = mode_after_write(rec.mode);
-
-	if (!(rec.flags & KVC_REC_HAS_MODE))
-		return 0;
-	if (mode == rec.mode)
-		return 0;
-	struct kvc_write w = {
-		.set = KVC_SET_MODE | KVC_IF_INO,
-		.mode = mode,
-		.ino = a->store_ino,
-	};
-	a->changed = true;
-	return kvc_write(txn, a->key, a->key_len, &w);
-}
-
-/*
- * A write by anyone but root clears set-user-ID (and set-group-ID of a
- * group-executable file), as the kernel does for local filesystems.  The
- * kernel does it itself for writes through the page cache; this covers
- * direct I/O.  Checked once per pending value until the next chmod or
- * chown, so ordinary writes cost nothing.  @wb is locked.
- */
-static void clear_privs(fuse_req_t req, struct kfs *fs, struct kfs_wbuf *wb)
-{
-	unsigned char key[KFS_KEYBUF];
-	size_t len;
-	enum kfs_kind kind;
-
-	if (wb->privs_checked || fuse_req_ctx(req)->uid == 0)
-		return;
-	wb->privs_checked = true;
-	if (wb->attr_set & KVC_SET_MODE) {
-		/* A chmod waiting for the commit: clear its bits. */
-		wb->mode = mode_after_write(wb->mode);
-		wbuf_publish(fs, wb);
-		return;
-	}
-	pthread_rwlock_rdlock(&fs->ns_lock);
-	struct mode_arg a = { .key = key, .store_ino = wb->store_ino };
-	int rc = kfs_ino(fs, wb->ino, &kind, key, &len);
-
-	if (rc == 0 && wb->store_ino) {
-		a.key_len = len;
-		rc = kvc_write_txn(fs->store, clear_privs_fn, &a, NULL, 0);
-	}
-	pthread_rwlock_unlock(&fs->ns_lock);
-	if (rc < 0)
-		wb->privs_checked = false; /* try again at the next write */
-	else if (a.changed)
-		attrs_changed(fs, wb->ino);
-}
-
 void kfs_op_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t off,
 		  struct fuse_file_info *fi)
 {
-	struct kfs *fs = kfs_from(req);
 	struct kfs_file *f = file_of(fi);
-	struct kfs_wbuf *wb = f->wb;
-	int rc = 0;
+	int rc;
 
-	if (!wb) {
+	if (!f->wb) {
 		fuse_reply_err(req, EBADF);
 		return;
 	}
-	if (size == 0) {
-		fuse_reply_write(req, 0);
-		return;
-	}
-	pthread_mutex_lock(&wb->lock);
-	/* The kernel's idea of the end is ours (every attribute reply gives
-	 * the pending size), but another writer may have moved it since. */
-	if (f->flags & O_APPEND && !fi->writepage)
-		off = (off_t)wb->len;
-	if (off < 0)
-		rc = -EINVAL;
-	else if ((uint64_t)off + size > KVC_VALUE_MAX)
-		rc = -EFBIG;
-	else
-		rc = reserve(wb, (size_t)off + size);
-	if (rc == -EFBIG)
-		wb->failed = true; /* the value is over the limit: store nothing */
-	if (rc == 0) {
-		if ((size_t)off > wb->len)
-			memset(wb->buf + wb->len, 0, (size_t)off - wb->len);
-		memcpy(wb->buf + off, data, size);
-		wbuf_changed(wb, (size_t)off < wb->len ? (size_t)off : wb->len, (size_t)off + size);
-		if ((size_t)off + size > wb->len)
-			wb->len = (size_t)off + size;
-		wb->dirty = wb->wrote = true;
-		wb->mtime_ns = kvc_now_ns();
-		wbuf_publish(fs, wb);
-		pthread_cond_broadcast(&wb->changed);
-		if (!fi->writepage)
-			clear_privs(req, fs, wb);
-	}
-	pthread_mutex_unlock(&wb->lock);
+	rc = kfs_wbuf_write(req, kfs_from(req), f->wb, data, size, off,
+			    (f->flags & O_APPEND) && !fi->writepage, !fi->writepage);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else
@@ -926,94 +555,9 @@ int kfs_file_truncate(struct kfs *fs, struct fuse_file_info *fi, uint64_t size)
 	if (!f->wb)
 		return -EBADF;
 	pthread_mutex_lock(&f->wb->lock);
-	rc = wbuf_resize(fs, f->wb, size);
+	rc = kfs_wbuf_resize(fs, f->wb, size);
 	pthread_mutex_unlock(&f->wb->lock);
 	return rc;
-}
-
-struct commit_arg {
-	const unsigned char *key;
-	size_t key_len;
-	struct kvc_write w;
-	uint64_t seq; /* out: the version the commit stored */
-};
-
-static int commit_fn(kvc_txn *txn, void *arg)
-{
-	struct commit_arg *a = arg;
-	struct kvc_record rec;
-	int rc = kvc_write(txn, a->key, a->key_len, &a->w);
-
-	if (rc == 0)
-		rc = kvc_get(txn, a->key, a->key_len, KVC_GET_NO_VALUE, &rec);
-	if (rc == 0)
-		a->seq = rec.seq;
-	return rc;
-}
-
-/*
- * Store the pending value @wb (locked) with one write, conditional on the
- * record still being the one it was loaded from.  A key removed or
- * replaced since is left alone and the value dropped, as data written to
- * an unlinked file is.  ns_lock (shared) keeps a rename or unlink in this
- * mount from running between reading the inode's key and the write.
- */
-static int commit(struct kfs *fs, struct kfs_wbuf *wb)
-{
-	unsigned char key[KFS_KEYBUF];
-	size_t len;
-	enum kfs_kind kind;
-	struct commit_arg a = { .key = key };
-	bool value = wb->dirty && !wb->failed;
-	int rc;
-
-	if (!value && !wb->attr_set)
-		return 0;
-	a.w.set = wb->store_ino ? KVC_IF_INO : KVC_MUST_EXIST;
-	if (value) {
-		a.w.set |= KVC_SET_VALUE | KVC_SET_MTIME;
-		a.w.value = wb->buf;
-		a.w.value_len = wb->len;
-		if (wb->base_seq) {
-			a.w.set |= KVC_VALUE_SINCE;
-			a.w.base_seq = wb->base_seq;
-			a.w.changed_lo = wb->dirty_lo < wb->dirty_hi ? wb->dirty_lo : 0;
-			a.w.changed_hi = wb->dirty_lo < wb->dirty_hi ? wb->dirty_hi : 0;
-		}
-	}
-	a.w.set |= wb->attr_set;
-	a.w.mtime_ns = wb->mtime_ns;
-	a.w.mode = wb->mode;
-	a.w.uid = wb->uid;
-	a.w.gid = wb->gid;
-	a.w.metadata = wb->metadata;
-	a.w.metadata_len = wb->metadata_len;
-	a.w.ino = wb->store_ino;
-	pthread_rwlock_rdlock(&fs->ns_lock);
-	rc = kfs_ino(fs, wb->ino, &kind, key, &len);
-	if (rc == 0) {
-		a.key_len = len;
-		rc = kvc_write_txn(fs->store, commit_fn, &a, NULL, 0);
-	}
-	pthread_rwlock_unlock(&fs->ns_lock);
-	if (rc == -ESTALE || rc == -ENOENT) {
-		wb->dirty = wb->wrote = false; /* removed while open */
-		wb->base_seq = 0;
-		wbuf_attrs_done(wb);
-		wbuf_publish(fs, wb);
-		return 0;
-	}
-	if (rc < 0)
-		return rc;
-	if (value)
-		wb->dirty = wb->wrote = false;
-	wb->base_seq = a.seq;
-	wb->dirty_lo = wb->dirty_hi = 0;
-	wbuf_attrs_done(wb);
-	wbuf_publish(fs, wb);
-	kfs_key_written(fs, key, len);
-	attrs_changed(fs, wb->ino); /* the size was right; the ctime is not */
-	return 0;
 }
 
 /*
@@ -1039,7 +583,7 @@ void kfs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	pthread_mutex_lock(&f->wb->lock);
 	if (f->wb->wrote || f->wb->attr_set || (f->flushes > 0 && (f->flags & O_TRUNC)))
-		rc = commit(fs, f->wb);
+		rc = kfs_wbuf_commit(fs, f->wb);
 	if (f->flushes++ == 0)
 		f->wb->unflushed--;
 	pthread_cond_broadcast(&f->wb->changed);
@@ -1055,7 +599,7 @@ void kfs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file
 
 	if (f->wb) {
 		pthread_mutex_lock(&f->wb->lock);
-		rc = commit(fs, f->wb);
+		rc = kfs_wbuf_commit(fs, f->wb);
 		pthread_mutex_unlock(&f->wb->lock);
 	}
 	/* With sync=batch or none a commit is not yet wholly on disk. */
@@ -1074,7 +618,7 @@ void kfs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		int rc = 0;
 
 		if (f->wb->wrote || f->wb->attr_set || f->wb->handles == 1)
-			rc = commit(fs, f->wb);
+			rc = kfs_wbuf_commit(fs, f->wb);
 		f->wb->handles--;
 		if (f->flushes == 0)
 			f->wb->unflushed--;
@@ -1103,7 +647,7 @@ void kfs_files_flush_all(struct kfs *fs)
 		if (!f->wb)
 			continue;
 		pthread_mutex_lock(&f->wb->lock);
-		int rc = commit(fs, f->wb);
+		int rc = kfs_wbuf_commit(fs, f->wb);
 
 		if (rc < 0)
 			kfs_log(fs, LOG_ERR, "lost a write at unmount of inode %llu: %s",
@@ -1121,167 +665,10 @@ void kfs_files_release_all(struct kfs *fs)
 
 		fs->files = f->link.next;
 		if (f->wb)
-			wbuf_put(fs, f->ino, f->wb);
+			kfs_wbuf_put(fs, f->ino, f->wb);
 		file_free(f);
 	}
 	pthread_mutex_unlock(&fs->files_lock);
-}
-
-int kfs_file_set_mtime(struct kfs *fs, uint64_t ino, int64_t mtime_ns)
-{
-	struct kfs_wbuf *wb = wbuf_get(fs, ino);
-
-	if (!wb)
-		return 0;
-	pthread_mutex_lock(&wb->lock);
-	wb->mtime_ns = mtime_ns;
-	wbuf_publish(fs, wb);
-	pthread_mutex_unlock(&wb->lock);
-	wbuf_put(fs, ino, wb);
-	return 1;
-}
-
-void kfs_file_mode_changed(struct kfs *fs, uint64_t ino)
-{
-	struct kfs_wbuf *wb = wbuf_get(fs, ino);
-
-	if (!wb)
-		return;
-	pthread_mutex_lock(&wb->lock);
-	wb->privs_checked = false;
-	pthread_mutex_unlock(&wb->lock);
-	wbuf_put(fs, ino, wb);
-}
-
-/* The pending value of @ino, locked, if a writable handle of it has not
- * been closed yet: a change made now is stored by the commit at that
- * close.  NULL otherwise. */
-static struct kfs_wbuf *being_written(struct kfs *fs, uint64_t ino)
-{
-	struct kfs_wbuf *wb = wbuf_get(fs, ino);
-
-	if (!wb)
-		return NULL;
-	pthread_mutex_lock(&wb->lock);
-	if (wb->unflushed > 0)
-		return wb;
-	pthread_mutex_unlock(&wb->lock);
-	wbuf_put(fs, ino, wb);
-	return NULL;
-}
-
-static void done_writing(struct kfs *fs, uint64_t ino, struct kfs_wbuf *wb)
-{
-	pthread_mutex_unlock(&wb->lock);
-	wbuf_put(fs, ino, wb);
-}
-
-int kfs_file_defer_attrs(struct kfs *fs, uint64_t ino, const struct kvc_write *w)
-{
-	struct kfs_wbuf *wb = being_written(fs, ino);
-
-	if (!wb)
-		return 0;
-	if (!(wb->attr_set & KVC_SET_OWNER))
-		wb->uid = wb->gid = UINT32_MAX;
-	if (w->set & KVC_SET_MODE)
-		wb->mode = w->mode;
-	if ((w->set & KVC_SET_OWNER) && w->uid != UINT32_MAX)
-		wb->uid = w->uid;
-	if ((w->set & KVC_SET_OWNER) && w->gid != UINT32_MAX)
-		wb->gid = w->gid;
-	if (w->set & KVC_SET_MTIME)
-		wb->mtime_ns = w->mtime_ns;
-	wb->attr_set |= w->set & (KVC_SET_MODE | KVC_SET_OWNER | KVC_SET_MTIME);
-	wb->ctime_ns = kvc_now_ns();
-	wbuf_publish(fs, wb);
-	done_writing(fs, ino, wb);
-	return 1;
-}
-
-int kfs_file_pending_metadata(struct kfs *fs, uint64_t ino, char *buf, size_t *ret_len,
-			      bool *ret_none)
-{
-	struct kfs_wbuf *wb = wbuf_get(fs, ino);
-	int r = 0;
-
-	if (!wb)
-		return 0;
-	pthread_mutex_lock(&wb->lock);
-	if (wb->attr_set & KVC_SET_METADATA) {
-		*ret_none = !wb->metadata;
-		*ret_len = wb->metadata_len;
-		if (wb->metadata_len)
-			memcpy(buf, wb->metadata, wb->metadata_len);
-		r = 1;
-	}
-	pthread_mutex_unlock(&wb->lock);
-	wbuf_put(fs, ino, wb);
-	return r;
-}
-
-int kfs_file_defer_metadata(struct kfs *fs, uint64_t ino, const unsigned char *key,
-			    size_t key_len,
-			    int (*edit)(const struct kvc_record *rec, char *buf, void *arg),
-			    void *arg)
-{
-	struct kfs_wbuf *wb = being_written(fs, ino);
-	struct kvc_record rec;
-	kvc_txn *txn;
-	char buf[KVC_METADATA_MAX + 1];
-
-	if (!wb)
-		return 0;
-	/* The value's lock before a transaction, as a commit takes them. */
-	int rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
-
-	if (rc == 0) {
-		rc = kvc_get(txn, key, key_len, KVC_GET_NO_VALUE, &rec);
-		if (rc == 0 && (wb->attr_set & KVC_SET_METADATA)) {
-			rec.metadata = wb->metadata;
-			rec.metadata_len = wb->metadata_len;
-		}
-		if (rc == 0)
-			rc = edit(&rec, buf, arg);
-		kvc_txn_abort(txn);
-	}
-	char *copy = NULL;
-
-	if (rc > 0) {
-		copy = malloc((size_t)rc);
-		if (!copy)
-			rc = -ENOMEM;
-		else
-			memcpy(copy, buf, (size_t)rc);
-	}
-	if (rc >= 0) {
-		free(wb->metadata);
-		wb->metadata = copy;
-		wb->metadata_len = rc > 0 ? (size_t)rc : 0;
-		wb->attr_set |= KVC_SET_METADATA;
-		wb->ctime_ns = kvc_now_ns();
-		wbuf_publish(fs, wb);
-		rc = 1;
-	}
-	done_writing(fs, ino, wb);
-	return rc;
-}
-
-int kfs_file_truncate_pending(struct kfs *fs, uint64_t ino, uint64_t size)
-{
-	struct kfs_wbuf *wb = wbuf_get(fs, ino);
-	int rc;
-
-	if (!wb)
-		return 0;
-	pthread_mutex_lock(&wb->lock);
-	rc = wbuf_resize(fs, wb, size);
-	/* truncate(2) by name takes effect at once, as a commit. */
-	if (rc == 0)
-		rc = commit(fs, wb);
-	pthread_mutex_unlock(&wb->lock);
-	wbuf_put(fs, ino, wb);
-	return rc < 0 ? rc : 1;
 }
 
 void kfs_files_keep(struct kfs *fs, uint64_t ino, const struct kvc_record *rec)

@@ -4,12 +4,18 @@
  * One struct kfs holds the whole state of a mount and hangs off the FUSE
  * session's userdata (kfs_from(req)); there are no mutable globals.  The
  * modules are:
- *   kvfs.c   main: options, mounting, logging, the session loop;
+ *   main.c   the command line, mounting, the session loop;
+ *   state.c  making and releasing struct kfs, opening the store, logging,
+ *            the lists of open handles;
  *   ns.c     the namespace: what a name in a directory denotes, and the
  *            children of a directory in order (keys <-> paths);
- *   ops.c    directory and attribute requests (lookup, readdir, mkdir,
- *            rename, setattr, statfs, ...);
- *   file.c   open files: reads, write buffers and their atomic commit;
+ *   ops.c    the request table; lookup, forget, getattr, setattr, statfs;
+ *   names.c  changes of names: mkdir, unlink, rmdir, rename;
+ *   dir.c    open directories and their listings;
+ *   file.c   open files: open, create, read, flush, fsync, release;
+ *   wbuf.c   the pending value of a file being written, and its commit;
+ *   vcache.c values kept for the next writer of the same version;
+ *   inode.c, dirset.c  the inode table and the directories without keys;
  *   xattr.c  extended attributes (metadata, ttl, expiration);
  *   watch.c  background threads: change-feed watcher, reaper, syncer.
  *
@@ -129,11 +135,23 @@ static inline struct kfs *kfs_from(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
-/* ------------------------------------------------------------- kvfs.c */
+/* ------------------------------------------------------------ state.c */
 
 /** Log a message (stderr in the foreground, syslog when daemonized). */
 void kfs_log(const struct kfs *fs, int priority, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/** Open (or create) the store at @path with the mount's options into
+ *  fs->store; a failure is logged.  @return 0 or -errno */
+int kfs_store_open(struct kfs *fs, const char *path);
+
+/** Make the mount's tables, locks and caches (fs->cfg and fs->root set).
+ *  @return 0, -ENOMEM */
+int kfs_state_init(struct kfs *fs);
+
+/** Release what kfs_state_init made, committing and freeing the handles
+ *  the kernel did not release.  Safe after a failed or no init. */
+void kfs_state_release(struct kfs *fs);
 
 /* --------------------------------------------------------------- ns.c */
 
@@ -254,9 +272,31 @@ int kfs_entry(struct kfs *fs, enum kfs_kind kind, const void *key, size_t key_le
  */
 int kfs_ino(struct kfs *fs, fuse_ino_t ino, enum kfs_kind *ret_kind, void *key, size_t *ret_len);
 
+/** Copy the prefix of directory inode @ino (as kfs_ino).
+ *  @return 0, -ENOTDIR (a file), -ESTALE */
+int kfs_dir_of(struct kfs *fs, fuse_ino_t ino, unsigned char *dir, size_t *ret_len);
+
 /* -------------------------------------------------------------- ops.c */
 
 extern const struct fuse_lowlevel_ops kfs_ops;
+
+/* ------------------------------------------------------------ names.c */
+
+void kfs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode);
+void kfs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
+void kfs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
+void kfs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		   const char *newname, unsigned int flags);
+
+/* -------------------------------------------------------------- dir.c */
+
+void kfs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void kfs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi);
+void kfs_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			struct fuse_file_info *fi);
+void kfs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void kfs_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
 
 /** Free the directory handles the kernel never released. */
 void kfs_dirhs_release_all(struct kfs *fs);

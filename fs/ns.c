@@ -489,3 +489,13 @@ int kfs_ino(struct kfs *fs, fuse_ino_t ino, enum kfs_kind *ret_kind, void *key, 
 {
 	return kfs_inode_get(fs->inodes, ino, ret_kind, key, ret_len);
 }
+
+int kfs_dir_of(struct kfs *fs, fuse_ino_t ino, unsigned char *dir, size_t *ret_len)
+{
+	enum kfs_kind kind;
+	int rc = kfs_ino(fs, ino, &kind, dir, ret_len);
+
+	if (rc < 0)
+		return rc;
+	return kind == KFS_FILE ? -ENOTDIR : 0;
+}

@@ -1,14 +1,15 @@
 /*
- * kvfs: the FUSE daemon that mounts a store as a filesystem.
+ * main: the kvfs daemon's command line and session loop.
  *
  *   kvfs [-f] [-d] [-s] [-o opt,...] STORE MOUNTPOINT
  *
  * This file parses the command line (options may come after the two
- * positional arguments, as mount.fuse3 passes them), opens or creates the
- * store, mounts, daemonizes unless -f, starts the background threads and
- * runs the session loop (multi-threaded unless -s) until unmount or
- * SIGTERM/SIGINT; then it commits the write buffers still open and closes
- * the store.  The filesystem itself is in ops.c, file.c and xattr.c.
+ * positional arguments, as mount.fuse3 passes them), has the store opened
+ * or created, mounts, daemonizes unless -f, starts the background threads
+ * and runs the session loop (multi-threaded unless -s) until unmount or
+ * SIGTERM/SIGINT; then the write buffers still open are committed and the
+ * store is closed.  Nothing calls back into it: the mount's state is in
+ * state.c, the filesystem in the other modules (see kfs.h).
  */
 #include "kfs.h"
 
@@ -26,21 +27,6 @@
 #ifndef KVFS_VERSION
 #define KVFS_VERSION "unknown"
 #endif
-
-void kfs_log(const struct kfs *fs, int priority, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (fs && fs->use_syslog) {
-		vsyslog(priority, fmt, ap);
-	} else {
-		fputs("kvfs: ", stderr);
-		vfprintf(stderr, fmt, ap);
-		fputc('\n', stderr);
-	}
-	va_end(ap);
-}
 
 /* What fuse_opt_parse fills in; strings are allocated by it. */
 struct cmdline {
@@ -210,28 +196,6 @@ static int configure(struct kfs *fs, struct cmdline *c)
 	return 0;
 }
 
-static int open_store(struct kfs *fs, const char *path)
-{
-	struct kvc_open_opts o = {
-		.readonly = fs->cfg.ro,
-		.min_ttl_set = fs->cfg.min_ttl_set,
-		.min_ttl = fs->cfg.min_ttl,
-		.sync = fs->cfg.sync,
-		/* Requests commit from many threads: let them share flushes. */
-		.group_commit = true,
-	};
-	bool created = false;
-	int rc = kvc_open(path, &o, &fs->store, &created);
-
-	if (rc < 0) {
-		kfs_log(fs, LOG_ERR, "cannot open store '%s': %s", path, strerror(-rc));
-		return rc;
-	}
-	if (created)
-		kfs_log(fs, LOG_NOTICE, "created store '%s'", kvc_store_path(fs->store));
-	return 0;
-}
-
 /* Name the mount after the store (df, mount and findmnt show it), and
  * type it fuse.kvfs so /etc/fstab and mount -t find it. */
 static int add_mount_names(struct kfs *fs, struct fuse_args *args)
@@ -255,72 +219,6 @@ static int add_mount_names(struct kfs *fs, struct fuse_args *args)
 	}
 	free(opt);
 	return rc == 0 ? 0 : -ENOMEM;
-}
-
-void kfs_link_add(struct kfs *fs, struct kfs_link **head, struct kfs_link *l)
-{
-	pthread_mutex_lock(&fs->files_lock);
-	l->prev = NULL;
-	l->next = *head;
-	if (*head)
-		(*head)->prev = l;
-	*head = l;
-	pthread_mutex_unlock(&fs->files_lock);
-}
-
-void kfs_link_remove(struct kfs *fs, struct kfs_link **head, struct kfs_link *l)
-{
-	pthread_mutex_lock(&fs->files_lock);
-	if (l->prev)
-		l->prev->next = l->next;
-	else if (*head == l)
-		*head = l->next;
-	if (l->next)
-		l->next->prev = l->prev;
-	l->prev = l->next = NULL;
-	pthread_mutex_unlock(&fs->files_lock);
-}
-
-static int state_init(struct kfs *fs)
-{
-	pthread_condattr_t ca;
-	int rc = kfs_inodes_new(fs->root, fs->root_len, &fs->inodes);
-
-	if (rc == 0)
-		rc = kfs_dirset_new(fs->cfg.sep, &fs->dirs);
-	if (rc == 0)
-		rc = kfs_vcache_new(&fs->vcache);
-	if (rc < 0)
-		return rc;
-	pthread_mutex_init(&fs->files_lock, NULL);
-	pthread_rwlock_init(&fs->ns_lock, NULL);
-	pthread_mutex_init(&fs->keep_lock, NULL);
-	pthread_mutex_init(&fs->bg_lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&fs->bg_cond, &ca);
-	pthread_condattr_destroy(&ca);
-	fs->start_ns = kvc_now_ns();
-	return 0;
-}
-
-static void state_release(struct kfs *fs)
-{
-	if (fs->inodes) {
-		kfs_files_release_all(fs);
-		kfs_dirhs_release_all(fs);
-		pthread_mutex_destroy(&fs->files_lock);
-		pthread_rwlock_destroy(&fs->ns_lock);
-		pthread_mutex_destroy(&fs->keep_lock);
-		pthread_mutex_destroy(&fs->bg_lock);
-		pthread_cond_destroy(&fs->bg_cond);
-	}
-	kfs_inodes_free(fs->inodes);
-	kfs_dirset_free(fs->dirs);
-	kfs_vcache_free(fs->vcache);
-	fs->inodes = NULL;
-	fs->dirs = NULL;
-	fs->vcache = NULL;
 }
 
 /*
@@ -355,7 +253,7 @@ static int run(struct kfs *fs, struct fuse_args *args, struct fuse_cmdline_opts 
 	if (!co->foreground) {
 		openlog("kvfs", LOG_PID, LOG_DAEMON);
 		fs->use_syslog = true;
-		if (open_store(fs, path) < 0)
+		if (kfs_store_open(fs, path) < 0)
 			goto out_unmount;
 	}
 	rc = kfs_bg_start(fs);
@@ -440,9 +338,9 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	fs->cfg.mountpoint = co.mountpoint;
-	if (configure(fs, &c) < 0 || open_store(fs, fs->cfg.store) < 0)
+	if (configure(fs, &c) < 0 || kfs_store_open(fs, fs->cfg.store) < 0)
 		goto out;
-	if (state_init(fs) < 0 || add_mount_names(fs, &args) < 0) {
+	if (kfs_state_init(fs) < 0 || add_mount_names(fs, &args) < 0) {
 		kfs_log(fs, LOG_ERR, "out of memory");
 		goto out;
 	}
@@ -453,7 +351,7 @@ int main(int argc, char **argv)
 	}
 out:
 	kvc_close(fs->store);
-	state_release(fs);
+	kfs_state_release(fs);
 	free(co.mountpoint);
 	free(c.store);
 	free(c.sep);
