@@ -272,6 +272,16 @@ int kfs_entry(struct kfs *fs, enum kfs_kind kind, const void *key, size_t key_le
  */
 int kfs_ino(struct kfs *fs, fuse_ino_t ino, enum kfs_kind *ret_kind, void *key, size_t *ret_len);
 
+/**
+ * The start of every request about a name: the prefix of directory inode
+ * @parent into @dir (KFS_KEYBUF bytes), a read transaction, and what
+ * @name denotes in it (kfs_resolve).
+ * @return 0 with *@ret_txn open (the caller ends it), or -errno (-ENOENT,
+ *         -ENOTDIR, -ENAMETOOLONG, -ESTALE, ...) with none open
+ */
+int kfs_name_begin(struct kfs *fs, fuse_ino_t parent, const char *name, unsigned char *dir,
+		   size_t *ret_dir_len, kvc_txn **ret_txn, struct kfs_node *ret);
+
 /** Copy the prefix of directory inode @ino (as kfs_ino).
  *  @return 0, -ENOTDIR (a file), -ESTALE */
 int kfs_dir_of(struct kfs *fs, fuse_ino_t ino, unsigned char *dir, size_t *ret_len);

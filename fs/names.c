@@ -177,16 +177,13 @@ void kfs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct kept kept = {0};
 	bool held = false;
 	kvc_txn *txn;
-	int rc = kfs_dir_of(fs, parent, dir, &dir_len);
+	int rc = kfs_name_begin(fs, parent, name, dir, &dir_len, &txn, &node);
 
-	if (rc == 0)
-		rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	rc = kfs_resolve(fs, txn, dir, dir_len, name, &node);
-	if (rc == 0 && node.kind != KFS_FILE)
+	if (node.kind != KFS_FILE)
 		rc = -EISDIR;
 	if (rc == 0)
 		held = before_gone(fs, txn, node.key, node.key_len, &node.rec, &st, &kept);
@@ -213,16 +210,13 @@ void kfs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	size_t dir_len;
 	struct kfs_node node;
 	kvc_txn *txn;
-	int rc = kfs_dir_of(fs, parent, dir, &dir_len);
+	int rc = kfs_name_begin(fs, parent, name, dir, &dir_len, &txn, &node);
 
-	if (rc == 0)
-		rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	rc = kfs_resolve(fs, txn, dir, dir_len, name, &node);
-	if (rc == 0 && node.kind == KFS_FILE)
+	if (node.kind == KFS_FILE)
 		rc = -ENOTDIR;
 	if (rc == 0 && kfs_dir_has_keys(txn, node.key, node.key_len))
 		rc = -ENOTEMPTY;

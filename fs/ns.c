@@ -499,3 +499,22 @@ int kfs_dir_of(struct kfs *fs, fuse_ino_t ino, unsigned char *dir, size_t *ret_l
 		return rc;
 	return kind == KFS_FILE ? -ENOTDIR : 0;
 }
+
+int kfs_name_begin(struct kfs *fs, fuse_ino_t parent, const char *name, unsigned char *dir,
+		   size_t *ret_dir_len, kvc_txn **ret_txn, struct kfs_node *ret)
+{
+	kvc_txn *txn;
+	int rc = kfs_dir_of(fs, parent, dir, ret_dir_len);
+
+	if (rc == 0)
+		rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
+	if (rc < 0)
+		return rc;
+	rc = kfs_resolve(fs, txn, dir, *ret_dir_len, name, ret);
+	if (rc < 0) {
+		kvc_txn_abort(txn);
+		return rc;
+	}
+	*ret_txn = txn;
+	return 0;
+}

@@ -39,17 +39,13 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct kfs_node node;
 	struct fuse_entry_param e;
 	kvc_txn *txn;
-	int rc = kfs_dir_of(fs, parent, dir, &dir_len);
+	int rc = kfs_name_begin(fs, parent, name, dir, &dir_len, &txn, &node);
 
-	if (rc == 0)
-		rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	rc = kfs_resolve(fs, txn, dir, dir_len, name, &node);
-	if (rc == 0)
-		rc = kfs_entry(fs, node.kind, node.key, node.key_len, &node.rec, &e);
+	rc = kfs_entry(fs, node.kind, node.key, node.key_len, &node.rec, &e);
 	kvc_txn_abort(txn);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
