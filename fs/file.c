@@ -180,6 +180,19 @@ static void writer_open(struct kfs *fs, struct kfs_file *f)
 	f->cached = kfs_inode_writer_open(fs->inodes, f->ino, !fs->cfg.direct_io);
 }
 
+/* Make @f, an open of @rec (the record of @key read in @txn, without its
+ * value), ready: its caching, and for a writer the pending value. */
+static int file_setup(struct kfs *fs, struct kfs_file *f, struct fuse_file_info *fi,
+		      kvc_txn *txn, const unsigned char *key, size_t key_len,
+		      const struct kvc_record *rec)
+{
+	int rc = set_caching(fs, f, fi, rec);
+
+	if (rc == 0 && f->writable)
+		rc = kfs_wbuf_open(fs, f->ino, f->flags & O_TRUNC, txn, key, key_len, rec, &f->wb);
+	return rc;
+}
+
 /* Count @f among the writers of its pending value and apply its O_TRUNC.
  * Called with no transaction open: a commit holds the value's lock
  * across a write transaction, so taking it inside one inverts the order. */
@@ -253,10 +266,7 @@ void kfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		 * may come from the vcache, or be read in pieces. */
 		rc = kvc_get(txn, key, len, KVC_GET_NO_VALUE, &rec);
 		if (rc == 0)
-			rc = set_caching(fs, f, fi, &rec);
-		if (rc == 0 && f->writable)
-			rc = kfs_wbuf_open(fs, f->ino, f->flags & O_TRUNC, txn, key, len, &rec,
-					   &f->wb);
+			rc = file_setup(fs, f, fi, txn, key, len, &rec);
 		kvc_txn_abort(txn);
 	}
 	if (rc == 0 && f->writable)
@@ -418,10 +428,7 @@ void kfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t m
 	else if (f->writable)
 		writer_open(fs, f);
 	if (rc == 0)
-		rc = set_caching(fs, f, fi, &rec);
-	if (rc == 0 && f->writable)
-		rc = kfs_wbuf_open(fs, f->ino, f->flags & O_TRUNC, txn, key, key_len, &rec,
-				   &f->wb);
+		rc = file_setup(fs, f, fi, txn, key, key_len, &rec);
 	kvc_txn_abort(txn);
 	if (rc == 0 && f->writable)
 		writer_join(fs, f, created);
