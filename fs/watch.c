@@ -18,7 +18,7 @@
  *   reaper   removes expired records every reap_interval seconds; readers
  *            never see them anyway, and the removals reach the watcher
  *            through the feed like any other change.
- *   syncer   with sync=batch or none, flushes commits to disk every
+ *   syncer   with sync=batch, flushes commits to disk every
  *            KFS_SYNC_MS (0.5 s), when there are any.
  *
  * Only the watcher talks to the kernel (fuse_lowlevel_notify_*), and it
