@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KFS_VCACHE_ENTRIES 32u
+#define KFS_VCACHE_ENTRIES 256u
 #define KFS_VCACHE_BYTES (256u * 1024u * 1024u)
 #define KFS_VCACHE_MIN (64u * 1024u)
 
