@@ -8,6 +8,20 @@
  * change feed and the last-writer-wins rule.  kvfs, kvctl and kvsync call it
  * and therefore cannot disagree.
  *
+ * This header is the whole API; internal.h is what the modules share:
+ *   store.c      opening and closing, the map and its growth, transactions,
+ *                the space reserve, LMDB's codes as -errno
+ *   group.c      kvc_write_txn: retry after growth, group commit
+ *   record.c     record and bucket encoding, lookup and kvc_get, indexes,
+ *                meta counters and the clock
+ *   key.c        what a key may be, key order, UTF-8
+ *   write.c      kvc_write, kvc_delete, kvc_rename*, expiry rules
+ *   cursor.c     cursors, scans, kvc_list and its cursor
+ *   replicate.c  the feed, last-writer-wins, kvc_apply, watermarks
+ *   chunk.c      values of 256 KiB and more, stored in pieces
+ *   maint.c      reaping, tombstone collection, statistics, the check
+ *   json.c       metadata JSON: validation and the compact form
+ *
  * Conventions:
  *  - Every function that can fail returns an int: >= 0 on success, -errno on
  *    failure.  Output parameters are named ret_* and written only on success.
