@@ -98,15 +98,6 @@ static int cur_entry(kvc_cursor *c, struct kvc_record *rec, int *decode_err)
 	}
 }
 
-static int key_cmp(const void *a, size_t an, const void *b, size_t bn)
-{
-	size_t m = an < bn ? an : bn;
-	int c = m ? memcmp(a, b, m) : 0;
-	if (c)
-		return c;
-	return an < bn ? -1 : an > bn;
-}
-
 static int cur_next_live(kvc_cursor *c, const void **ret_key, size_t *ret_key_len,
 			 struct kvc_record *ret_rec)
 {
@@ -150,7 +141,7 @@ int kvc_cursor_seek(kvc_cursor *c, const void *key, size_t key_len, const void *
 	const void *fk = NULL;
 	size_t fkn = 0;
 	while ((rc = cur_next_live(c, &fk, &fkn, &r)) == 0) {
-		if (key_cmp(fk, fkn, key, key_len) >= 0)
+		if (kvc_key_order(fk, fkn, key, key_len) >= 0)
 			break;
 	}
 	if (rc)
@@ -212,9 +203,9 @@ int kvc_scan(kvc_txn *txn, const void *lo, size_t lo_len, const void *hi, size_t
 			rc = derr;
 			break;
 		}
-		if (key_cmp(c->key, c->key_len, lo, lo_len) < 0)
+		if (kvc_key_order(c->key, c->key_len, lo, lo_len) < 0)
 			continue;
-		if (hi && key_cmp(c->key, c->key_len, hi, hi_len) >= 0)
+		if (hi && kvc_key_order(c->key, c->key_len, hi, hi_len) >= 0)
 			break;
 		rc = kvc_rec_publish(txn, &r, 0, &c->value, &c->value_cap);
 		if (!rc)
@@ -295,7 +286,7 @@ int kvc_list(kvc_txn *txn, const void *prefix, size_t prefix_len, const char *cu
 			return kvc_set_errmsg(txn, -EINVAL, "Invalid cursor.");
 		after = true;
 	}
-	if (!after || key_cmp(start, start_len, prefix, prefix_len) < 0) {
+	if (!after || kvc_key_order(start, start_len, prefix, prefix_len) < 0) {
 		start_len = prefix_len < KVC_KEY_MAX ? prefix_len : KVC_KEY_MAX;
 		if (start_len)
 			memcpy(start, prefix, start_len);
@@ -311,7 +302,7 @@ int kvc_list(kvc_txn *txn, const void *prefix, size_t prefix_len, const char *cu
 	unsigned n = 0;
 	ret_next[0] = 0;
 	rc = kvc_cursor_seek(c, start, start_len, &k, &kn, &r);
-	if (!rc && after && key_cmp(k, kn, start, start_len) == 0)
+	if (!rc && after && kvc_key_order(k, kn, start, start_len) == 0)
 		rc = kvc_cursor_next(c, &k, &kn, &r);
 	while (!rc) {
 		if (kn < prefix_len || (prefix_len && memcmp(k, prefix, prefix_len) != 0))

@@ -217,6 +217,16 @@ static inline uint64_t kvc_get_be64(const unsigned char *p)
 /* kvc_key_check, leaving the message in @txn (NULL: none). */
 int kvc_key_check_txn(kvc_txn *txn, const void *key, size_t key_len);
 
+/* kvc_key_cmp, inlined where cursors compare keys per entry. */
+static inline int kvc_key_order(const void *a, size_t an, const void *b, size_t bn)
+{
+	size_t m = an < bn ? an : bn;
+	int c = m ? memcmp(a, b, m) : 0;
+	if (c)
+		return c;
+	return an < bn ? -1 : an > bn;
+}
+
 /* ----- record.c: records, buckets, indexes, meta, counters. */
 
 /* The stored key of full key @key: its first KVC_STORED_KEY_MAX bytes. */

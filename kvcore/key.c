@@ -1,15 +1,18 @@
 /*
- * key: what a key may be.  Keys are 1..KVC_KEY_MAX bytes of valid UTF-8,
- * not "." or ".."; every write, read and applied record is checked here,
- * with Workers KV's messages.
+ * key: what a key may be and how keys are ordered.  Keys are
+ * 1..KVC_KEY_MAX bytes of valid UTF-8, not "." or ".."; every write, read
+ * and applied record is checked here, with Workers KV's messages.  The
+ * UTF-8 rule and the key order are exported, so the tools test text and
+ * compare keys as the store does.
  */
 #include <errno.h>
 #include <string.h>
 
 #include "internal.h"
 
-static bool utf8_valid(const unsigned char *s, size_t n)
+bool kvc_utf8_valid(const void *str, size_t n)
 {
+	const unsigned char *s = str;
 	size_t i = 0;
 	/* Most keys are ASCII: test eight bytes at a time for a high bit. */
 	while (i + 8 <= n) {
@@ -65,7 +68,7 @@ int kvc_key_check_txn(kvc_txn *txn, const void *key, size_t key_len)
 		return kvc_set_errmsg(txn, -EINVAL,
 				      "Illegal key name \"%.*s\". Key names must not be empty, \".\" or \"..\".",
 				      (int)key_len, (const char *)key);
-	if (!utf8_valid(key, key_len))
+	if (!kvc_utf8_valid(key, key_len))
 		return kvc_set_errmsg(txn, -EINVAL, "Key is not valid UTF-8.");
 	return 0;
 }
@@ -73,4 +76,9 @@ int kvc_key_check_txn(kvc_txn *txn, const void *key, size_t key_len)
 int kvc_key_check(const void *key, size_t key_len)
 {
 	return kvc_key_check_txn(NULL, key, key_len);
+}
+
+int kvc_key_cmp(const void *a, size_t an, const void *b, size_t bn)
+{
+	return kvc_key_order(a, an, b, bn);
 }

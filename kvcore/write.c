@@ -7,6 +7,9 @@
  * keys as a tombstone and a new record each.
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,6 +62,52 @@ static int validate_write(kvc_txn *txn, const struct kvc_write *w, char *meta_bu
 				      (long long)w->expiration, min_ttl);
 	if ((w->set & KVC_SET_MODE) && (w->mode & ~07777u))
 		return kvc_set_errmsg(txn, -EINVAL, "invalid mode %o", w->mode);
+	return 0;
+}
+
+/* Workers KV's message for a ttl or expiration out of range, into @msg. */
+__attribute__((format(printf, 3, 4))) static int expiry_refuse(char *msg, size_t msg_size,
+							     const char *fmt, ...)
+{
+	if (msg && msg_size) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(msg, msg_size, fmt, ap);
+		va_end(ap);
+	}
+	return -EINVAL;
+}
+
+int kvc_write_set_expiry(struct kvc_write *w, bool has_expiration, int64_t expiration,
+			 bool has_ttl, int64_t ttl, uint32_t min_ttl, char *msg,
+			 size_t msg_size)
+{
+	if (!w)
+		return -EINVAL;
+	if (has_ttl && ttl < 1)
+		return expiry_refuse(msg, msg_size,
+				     "Invalid expiration_ttl of %" PRId64
+				     ". Expiration TTL must be at least %" PRIu32 ".",
+				     ttl, min_ttl);
+	if (has_ttl && ttl > UINT32_MAX)
+		return expiry_refuse(msg, msg_size,
+				     "Invalid expiration_ttl of %" PRId64
+				     ". Expiration TTL must be at most %" PRIu32 ".",
+				     ttl, UINT32_MAX);
+	if (!has_ttl && has_expiration && expiration < 1)
+		return expiry_refuse(msg, msg_size,
+				     "Invalid expiration of %" PRId64
+				     ". Expiration times must be at least %" PRIu32
+				     " seconds in the future.",
+				     expiration, min_ttl);
+	/* Always KVC_SET_EXPIRATION: a put without either clears the expiry
+	 * the key had. */
+	w->set |= KVC_SET_EXPIRATION;
+	w->expiration = !has_ttl && has_expiration ? expiration : 0;
+	if (has_ttl) {
+		w->set |= KVC_SET_TTL;
+		w->ttl = (uint32_t)ttl;
+	}
 	return 0;
 }
 
