@@ -98,6 +98,26 @@ static int cur_entry(kvc_cursor *c, struct kvc_record *rec, int *decode_err)
 	}
 }
 
+/*
+ * Place @c on the first stored key at or after the stored key of @key
+ * (empty: the first one); cur_entry then walks from there.
+ * @return 0 (placed, or past the end: c->valid says which), -errno
+ */
+static int cur_position(kvc_cursor *c, const void *key, size_t key_len)
+{
+	MDB_val k = kvc_stored_key(key, key_len);
+	int rc;
+	if (k.mv_size == 0) {
+		rc = mdb_cursor_get(c->mc, &c->k, &c->d, MDB_FIRST);
+	} else {
+		c->k = k;
+		rc = mdb_cursor_get(c->mc, &c->k, &c->d, MDB_SET_RANGE);
+	}
+	c->bucket_off = 0;
+	c->valid = rc == 0;
+	return rc == 0 || rc == MDB_NOTFOUND ? 0 : kvc_lmdb_err(c->txn, rc);
+}
+
 static int cur_next_live(kvc_cursor *c, const void **ret_key, size_t *ret_key_len,
 			 struct kvc_record *ret_rec)
 {
@@ -125,18 +145,9 @@ static int cur_next_live(kvc_cursor *c, const void **ret_key, size_t *ret_key_le
 int kvc_cursor_seek(kvc_cursor *c, const void *key, size_t key_len, const void **ret_key,
 		    size_t *ret_key_len, struct kvc_record *ret_rec)
 {
-	MDB_val k = kvc_stored_key(key, key_len);
-	int rc;
-	if (k.mv_size == 0)
-		rc = mdb_cursor_get(c->mc, &c->k, &c->d, MDB_FIRST);
-	else {
-		c->k = k;
-		rc = mdb_cursor_get(c->mc, &c->k, &c->d, MDB_SET_RANGE);
-	}
-	c->bucket_off = 0;
-	c->valid = rc == 0;
-	if (rc && rc != MDB_NOTFOUND)
-		return kvc_lmdb_err(c->txn, rc);
+	int rc = cur_position(c, key, key_len);
+	if (rc)
+		return rc;
 	struct kvc_record r;
 	const void *fk = NULL;
 	size_t fkn = 0;
@@ -168,9 +179,7 @@ int kvc_rec_scan(kvc_txn *txn,
 	int rc = kvc_cursor_open(txn, 0, &c);
 	if (rc)
 		return rc;
-	rc = mdb_cursor_get(c->mc, &c->k, &c->d, MDB_FIRST);
-	c->valid = rc == 0;
-	rc = rc == MDB_NOTFOUND ? 0 : kvc_lmdb_err(txn, rc);
+	rc = cur_position(c, NULL, 0);
 	struct kvc_record r;
 	int derr;
 	while (!rc && (rc = cur_entry(c, &r, &derr)) == 0)
@@ -187,15 +196,7 @@ int kvc_scan(kvc_txn *txn, const void *lo, size_t lo_len, const void *hi, size_t
 	int rc = kvc_cursor_open(txn, 0, &c);
 	if (rc)
 		return rc;
-	MDB_val k = kvc_stored_key(lo, lo_len);
-	if (k.mv_size == 0) {
-		rc = mdb_cursor_get(c->mc, &c->k, &c->d, MDB_FIRST);
-	} else {
-		c->k = k;
-		rc = mdb_cursor_get(c->mc, &c->k, &c->d, MDB_SET_RANGE);
-	}
-	c->valid = rc == 0;
-	rc = rc == MDB_NOTFOUND ? 0 : kvc_lmdb_err(txn, rc);
+	rc = cur_position(c, lo, lo_len);
 	struct kvc_record r;
 	int derr;
 	while (!rc && (rc = cur_entry(c, &r, &derr)) == 0) {
@@ -305,7 +306,7 @@ int kvc_list(kvc_txn *txn, const void *prefix, size_t prefix_len, const char *cu
 	if (!rc && after && kvc_key_order(k, kn, start, start_len) == 0)
 		rc = kvc_cursor_next(c, &k, &kn, &r);
 	while (!rc) {
-		if (kn < prefix_len || (prefix_len && memcmp(k, prefix, prefix_len) != 0))
+		if (!kvc_key_has_prefix(k, kn, prefix, prefix_len))
 			break;
 		if (n == limit) {
 			/* More remain: resume after the last key returned. */

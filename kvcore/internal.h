@@ -212,10 +212,24 @@ static inline uint64_t kvc_get_be64(const unsigned char *p)
 	return v;
 }
 
+/* The key of an exp or tomb index entry: be64 @a (expiration or clock),
+ * then be64 @seq. */
+static inline void kvc_idx_key(unsigned char kb[16], uint64_t a, uint64_t seq)
+{
+	kvc_put_be64(kb, a);
+	kvc_put_be64(kb + 8, seq);
+}
+
 /* ----- key.c */
 
 /* kvc_key_check, leaving the message in @txn (NULL: none). */
 int kvc_key_check_txn(kvc_txn *txn, const void *key, size_t key_len);
+
+/* Whether @key (@len bytes) starts with @prefix (@plen bytes). */
+static inline bool kvc_key_has_prefix(const void *key, size_t len, const void *prefix, size_t plen)
+{
+	return len >= plen && (!plen || memcmp(key, prefix, plen) == 0);
+}
 
 /* kvc_key_cmp, inlined where cursors compare keys per entry. */
 static inline int kvc_key_order(const void *a, size_t an, const void *b, size_t bn)
@@ -226,6 +240,18 @@ static inline int kvc_key_order(const void *a, size_t an, const void *b, size_t 
 		return c;
 	return an < bn ? -1 : an > bn;
 }
+
+/* ----- write.c: the checks local writes and peers' records share. */
+
+/* The start of every call that writes in @txn: -EINVAL (NULL), -EBADF (a
+ * read txn); clears the txn's message. */
+int kvc_write_start(kvc_txn *txn);
+
+/* A value's length against KVC_VALUE_MAX.  @return 0 or -EFBIG */
+int kvc_value_check(kvc_txn *txn, size_t value_len);
+
+/* A mode: permission and set-ID bits only.  @return 0 or -EINVAL */
+int kvc_mode_check(kvc_txn *txn, uint32_t mode);
 
 /* ----- record.c: records, buckets, indexes, meta, counters. */
 
@@ -262,6 +288,11 @@ static inline size_t kvc_rec_encoded_len(const struct kvc_record *rec)
 /* Encode @rec into @p, kvc_rec_encoded_len(@rec) bytes. */
 void kvc_rec_encode(const struct kvc_record *rec, unsigned char *p);
 
+/* *@ret becomes @src with its metadata and value copied into *@ret_copy
+ * (the caller frees it): @src points into pages the next write of the
+ * transaction may move.  @return 0 or -ENOMEM */
+int kvc_rec_copy_out(const struct kvc_record *src, struct kvc_record *ret, void **ret_copy);
+
 /* Decode one record's bytes.  @return 0 or -EIO (malformed). */
 int kvc_rec_decode(const void *data, size_t len, struct kvc_record *ret);
 
@@ -278,9 +309,29 @@ int kvc_rec_lookup(kvc_txn *txn, const void *key, size_t key_len, struct kvc_rec
 int kvc_rec_store(kvc_txn *txn, const void *key, size_t key_len,
 		  const struct kvc_record *old, const struct kvc_record *rec);
 
-/* Meta database access. */
-int kvc_meta_get_u64(kvc_txn *txn, const char *name, uint64_t *ret);
-int kvc_meta_put_u64(kvc_txn *txn, const char *name, uint64_t v);
+/* The u64 under meta key @name (@name_len bytes; watermark keys are not
+ * strings).  @return 0, -ENOENT, -EIO (not 8 bytes), -errno */
+int kvc_meta_read(kvc_txn *txn, const void *name, size_t name_len, uint64_t *ret);
+int kvc_meta_write(kvc_txn *txn, const void *name, size_t name_len, uint64_t v);
+
+static inline int kvc_meta_get_u64(kvc_txn *txn, const char *name, uint64_t *ret)
+{
+	return kvc_meta_read(txn, name, strlen(name), ret);
+}
+
+static inline int kvc_meta_put_u64(kvc_txn *txn, const char *name, uint64_t v)
+{
+	return kvc_meta_write(txn, name, strlen(name), v);
+}
+
+/* kvc_meta_read, with @dflt for a value the store never wrote. */
+int kvc_meta_read_or(kvc_txn *txn, const void *name, size_t name_len, uint64_t dflt,
+		     uint64_t *ret);
+
+static inline int kvc_meta_get_or(kvc_txn *txn, const char *name, uint64_t dflt, uint64_t *ret)
+{
+	return kvc_meta_read_or(txn, name, strlen(name), dflt, ret);
+}
 
 /* Take the next value of store counter @counter (txn->seq, ->ino or
  * ->chunk), written back at commit: never one handed out before. */
@@ -310,6 +361,10 @@ int kvc_hlc_stamp(kvc_txn *txn, uint64_t *ret);
  * @rec, just stored under @key.  @return 0 or -errno */
 int kvc_indexes_add(kvc_txn *txn, const void *key, size_t key_len,
 		    const struct kvc_record *rec, bool keep_feed);
+
+/* Delete the exp or tomb index entry (@a, @seq), if there is one: for
+ * maint.c's sweeps, which drop entries whose record moved on. */
+int kvc_idx_del(kvc_txn *txn, MDB_dbi dbi, uint64_t a, uint64_t seq);
 
 /* Format 1 -> 2 in @txn (store.c's open): every record rewritten as
  * version 2, the live ones given inode numbers.  @return 0 or -errno */
@@ -394,6 +449,19 @@ static inline int64_t kvc_time_limit(int64_t now_ns)
 static inline int64_t kvc_ceil_sec(int64_t ns)
 {
 	return ns / 1000000000 + (ns % 1000000000 > 0);
+}
+
+/* Drop from tombstone @rec what a tombstone does not carry: value,
+ * metadata, expiry and inode number (flags are the caller's). */
+static inline void kvc_rec_strip(struct kvc_record *rec)
+{
+	rec->value = "";
+	rec->value_len = 0;
+	rec->metadata = NULL;
+	rec->metadata_len = 0;
+	rec->expiration = 0;
+	rec->ttl = 0;
+	rec->ino = 0;
 }
 
 /* Whether @rec would be visible to readers at @now_ns. */

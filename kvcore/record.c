@@ -153,11 +153,28 @@ int kvc_rec_lookup(kvc_txn *txn, const void *key, size_t key_len, struct kvc_rec
 	return kvc_rec_locate(key, key_len, &d, ret);
 }
 
+int kvc_rec_copy_out(const struct kvc_record *src, struct kvc_record *ret, void **ret_copy)
+{
+	size_t n = src->metadata_len + src->value_len;
+	char *copy = malloc(n ? n : 1);
+	if (!copy)
+		return -ENOMEM;
+	if (src->metadata_len)
+		memcpy(copy, src->metadata, src->metadata_len);
+	if (src->value_len)
+		memcpy(copy + src->metadata_len, src->value, src->value_len);
+	*ret = *src;
+	ret->metadata = src->metadata_len ? copy : NULL;
+	ret->value = copy + src->metadata_len;
+	*ret_copy = copy;
+	return 0;
+}
+
 /* --------------------------------------------------------------- meta */
 
-int kvc_meta_get_u64(kvc_txn *txn, const char *name, uint64_t *ret)
+int kvc_meta_read(kvc_txn *txn, const void *name, size_t name_len, uint64_t *ret)
 {
-	MDB_val k = {strlen(name), (void *)name}, d;
+	MDB_val k = {name_len, (void *)name}, d;
 	int rc = mdb_get(txn->mdb, txn->store->meta, &k, &d);
 	if (rc)
 		return kvc_lmdb_err(txn, rc);
@@ -167,38 +184,35 @@ int kvc_meta_get_u64(kvc_txn *txn, const char *name, uint64_t *ret)
 	return 0;
 }
 
-int kvc_meta_put_u64(kvc_txn *txn, const char *name, uint64_t v)
+int kvc_meta_write(kvc_txn *txn, const void *name, size_t name_len, uint64_t v)
 {
 	unsigned char buf[8];
 	kvc_put_le64(buf, v);
-	MDB_val k = {strlen(name), (void *)name}, d = {8, buf};
+	MDB_val k = {name_len, (void *)name}, d = {8, buf};
 	return kvc_lmdb_err(txn, mdb_put(txn->mdb, txn->store->meta, &k, &d, 0));
+}
+
+int kvc_meta_read_or(kvc_txn *txn, const void *name, size_t name_len, uint64_t dflt,
+		     uint64_t *ret)
+{
+	int rc = kvc_meta_read(txn, name, name_len, ret);
+	if (rc == -ENOENT) {
+		*ret = dflt;
+		rc = 0;
+	}
+	return rc;
 }
 
 int kvc_meta_load(kvc_txn *txn)
 {
 	if (txn->meta_loaded)
 		return 0;
-	int rc = kvc_meta_get_u64(txn, "seq", &txn->seq);
-	if (rc == -ENOENT)
-		txn->seq = 0;
-	else if (rc)
-		return rc;
-	rc = kvc_meta_get_u64(txn, "hlc", &txn->hlc);
-	if (rc == -ENOENT)
-		txn->hlc = 0;
-	else if (rc)
-		return rc;
+	int rc;
 	/* Inode numbers start at 2: kvfs gives its root directory 1. */
-	rc = kvc_meta_get_u64(txn, "ino", &txn->ino);
-	if (rc == -ENOENT)
-		txn->ino = 1;
-	else if (rc)
-		return rc;
-	rc = kvc_meta_get_u64(txn, "chunk", &txn->chunk);
-	if (rc == -ENOENT)
-		txn->chunk = 0;
-	else if (rc)
+	if ((rc = kvc_meta_get_or(txn, "seq", 0, &txn->seq)) ||
+	    (rc = kvc_meta_get_or(txn, "hlc", 0, &txn->hlc)) ||
+	    (rc = kvc_meta_get_or(txn, "ino", 1, &txn->ino)) ||
+	    (rc = kvc_meta_get_or(txn, "chunk", 0, &txn->chunk)))
 		return rc;
 	txn->meta_loaded = true;
 	return 0;
@@ -245,69 +259,75 @@ int kvc_counter_next(kvc_txn *txn, uint64_t *counter, uint64_t *ret)
 
 /* ------------------------------------------------------------- indexes */
 
-static int idx_put(kvc_txn *txn, MDB_dbi dbi, uint64_t a, uint64_t b, const void *key,
-		   size_t key_len)
+/*
+ * Put (@key given) or delete (@key NULL) the entry of @rec in index @dbi
+ * (the feed, keyed by sequence, or exp/tomb, keyed by their field and
+ * sequence), one function for both so that an entry is always removed
+ * under the key it was added with.  Deleting an entry that is not there
+ * is no error.
+ */
+static int index_set(kvc_txn *txn, MDB_dbi dbi, const struct kvc_record *rec, const void *key,
+		     size_t key_len)
 {
+	kvc_store *s = txn->store;
 	unsigned char kb[16];
-	kvc_put_be64(kb, a);
-	kvc_put_be64(kb + 8, b);
-	MDB_val k = {16, kb}, d = {key_len, (void *)key};
-	return kvc_lmdb_err(txn, mdb_put(txn->mdb, dbi, &k, &d, 0));
+	MDB_val k = {16, kb};
+	unsigned flags = 0;
+	if (dbi == s->feed) {
+		kvc_put_be64(kb, rec->seq);
+		k.mv_size = 8;
+		flags = MDB_APPEND; /* sequences only grow: every entry lands at the end */
+	} else {
+		kvc_idx_key(kb, dbi == s->exp ? (uint64_t)rec->expiration : rec->hlc, rec->seq);
+	}
+	if (key) {
+		MDB_val d = {key_len, (void *)key};
+		return kvc_lmdb_err(txn, mdb_put(txn->mdb, dbi, &k, &d, flags));
+	}
+	int rc = kvc_lmdb_err(txn, mdb_del(txn->mdb, dbi, &k, NULL));
+	return rc == -ENOENT ? 0 : rc;
 }
 
-static int idx_del(kvc_txn *txn, MDB_dbi dbi, uint64_t a, uint64_t b)
+/* Add (@key given) or drop (NULL) every index entry @rec has. */
+static int indexes_set(kvc_txn *txn, const struct kvc_record *rec, bool keep_feed,
+		       const void *key, size_t key_len)
+{
+	kvc_store *s = txn->store;
+	int rc = 0;
+	if (!keep_feed)
+		rc = index_set(txn, s->feed, rec, key, key_len);
+	if (!rc && rec->expiration && !(rec->flags & KVC_REC_TOMBSTONE))
+		rc = index_set(txn, s->exp, rec, key, key_len);
+	if (!rc && (rec->flags & KVC_REC_TOMBSTONE))
+		rc = index_set(txn, s->tomb, rec, key, key_len);
+	return rc;
+}
+
+int kvc_indexes_add(kvc_txn *txn, const void *key, size_t key_len,
+		    const struct kvc_record *rec, bool keep_feed)
+{
+	return indexes_set(txn, rec, keep_feed, key, key_len);
+}
+
+int kvc_idx_del(kvc_txn *txn, MDB_dbi dbi, uint64_t a, uint64_t seq)
 {
 	unsigned char kb[16];
-	kvc_put_be64(kb, a);
-	kvc_put_be64(kb + 8, b);
+	kvc_idx_key(kb, a, seq);
 	MDB_val k = {16, kb};
 	int rc = kvc_lmdb_err(txn, mdb_del(txn->mdb, dbi, &k, NULL));
 	return rc == -ENOENT ? 0 : rc;
 }
 
-static int feed_put(kvc_txn *txn, uint64_t seq, const void *key, size_t key_len)
+/* Write the bucket entry of @rec at @w.  @return the end of the entry */
+static unsigned char *bucket_put(unsigned char *w, size_t tail_len, unsigned tail,
+				 const struct kvc_record *rec)
 {
-	unsigned char kb[8];
-	kvc_put_be64(kb, seq);
-	MDB_val k = {8, kb}, d = {key_len, (void *)key};
-	/* Sequences only grow, so every entry lands at the end. */
-	return kvc_lmdb_err(txn, mdb_put(txn->mdb, txn->store->feed, &k, &d, MDB_APPEND));
-}
-
-static int feed_del(kvc_txn *txn, uint64_t seq)
-{
-	unsigned char kb[8];
-	kvc_put_be64(kb, seq);
-	MDB_val k = {8, kb};
-	int rc = kvc_lmdb_err(txn, mdb_del(txn->mdb, txn->store->feed, &k, NULL));
-	return rc == -ENOENT ? 0 : rc;
-}
-
-static int indexes_drop(kvc_txn *txn, const struct kvc_record *old, bool keep_feed)
-{
-	kvc_store *s = txn->store;
-	int rc = 0;
-	if (!keep_feed)
-		rc = feed_del(txn, old->seq);
-	if (!rc && old->expiration && !(old->flags & KVC_REC_TOMBSTONE))
-		rc = idx_del(txn, s->exp, (uint64_t)old->expiration, old->seq);
-	if (!rc && (old->flags & KVC_REC_TOMBSTONE))
-		rc = idx_del(txn, s->tomb, old->hlc, old->seq);
-	return rc;
-}
-
-int kvc_indexes_add(kvc_txn *txn, const void *key, size_t key_len,
-		       const struct kvc_record *rec, bool keep_feed)
-{
-	kvc_store *s = txn->store;
-	int rc = 0;
-	if (!keep_feed)
-		rc = feed_put(txn, rec->seq, key, key_len);
-	if (!rc && rec->expiration && !(rec->flags & KVC_REC_TOMBSTONE))
-		rc = idx_put(txn, s->exp, (uint64_t)rec->expiration, rec->seq, key, key_len);
-	if (!rc && (rec->flags & KVC_REC_TOMBSTONE))
-		rc = idx_put(txn, s->tomb, rec->hlc, rec->seq, key, key_len);
-	return rc;
+	size_t len = kvc_rec_encoded_len(rec);
+	w[0] = (unsigned char)tail_len;
+	w[1] = (unsigned char)tail;
+	kvc_put_le32(w + 2, (uint32_t)len);
+	kvc_rec_encode(rec, w + KVC_BUCKET_ENT_HDR);
+	return w + KVC_BUCKET_ENT_HDR + len;
 }
 
 /* Rewrite the bucket at @k with @key's entry replaced by @rec (or removed). */
@@ -332,13 +352,8 @@ static int bucket_store(kvc_txn *txn, MDB_val *k, const void *key, size_t key_le
 	while ((rc = kvc_bucket_next(&old, &off, &e)) == 1) {
 		int c = tail_cmp(e.tail_len, e.tail, tail_len, tail);
 		if (c >= 0 && !placed) {
-			if (rec) {
-				w[0] = (unsigned char)tail_len;
-				w[1] = (unsigned char)tail;
-				kvc_put_le32(w + 2, (uint32_t)kvc_rec_encoded_len(rec));
-				kvc_rec_encode(rec, w + KVC_BUCKET_ENT_HDR);
-				w += KVC_BUCKET_ENT_HDR + kvc_rec_encoded_len(rec);
-			}
+			if (rec)
+				w = bucket_put(w, tail_len, tail, rec);
 			placed = true;
 			if (c == 0)
 				continue;
@@ -348,13 +363,8 @@ static int bucket_store(kvc_txn *txn, MDB_val *k, const void *key, size_t key_le
 	}
 	if (rc < 0)
 		return rc;
-	if (!placed && rec) {
-		w[0] = (unsigned char)tail_len;
-		w[1] = (unsigned char)tail;
-		kvc_put_le32(w + 2, (uint32_t)kvc_rec_encoded_len(rec));
-		kvc_rec_encode(rec, w + KVC_BUCKET_ENT_HDR);
-		w += KVC_BUCKET_ENT_HDR + kvc_rec_encoded_len(rec);
-	}
+	if (!placed && rec)
+		w = bucket_put(w, tail_len, tail, rec);
 	if (w == out) {
 		rc = mdb_del(txn->mdb, txn->store->rec, k, NULL);
 		return rc == MDB_NOTFOUND ? 0 : kvc_lmdb_err(txn, rc);
@@ -376,7 +386,7 @@ int kvc_rec_store(kvc_txn *txn, const void *key, size_t key_len,
 		rec = &split;
 	}
 	if (!rc && old)
-		rc = indexes_drop(txn, old, keep_feed);
+		rc = indexes_set(txn, old, keep_feed, NULL, 0);
 	if (rc)
 		goto out;
 	MDB_val k = kvc_stored_key(key, key_len);
@@ -446,17 +456,10 @@ int kvc_upgrade_v1(kvc_txn *txn)
 		if (old.ino)
 			continue;
 		/* Copy: storing the longer record moves bytes in the page. */
-		size_t n = old.metadata_len + old.value_len;
-		char *copy = malloc(n ? n : 1);
-		if (!copy) {
-			rc = -ENOMEM;
+		void *copy;
+		rc = kvc_rec_copy_out(&old, &rec, &copy);
+		if (rc)
 			break;
-		}
-		memcpy(copy, old.metadata ? old.metadata : "", old.metadata_len);
-		memcpy(copy + old.metadata_len, old.value, old.value_len);
-		rec = old;
-		rec.metadata = old.metadata_len ? copy : NULL;
-		rec.value = copy + old.metadata_len;
 		if (!(old.flags & KVC_REC_TOMBSTONE))
 			rc = kvc_next_ino(txn, &rec.ino);
 		if (!rc)

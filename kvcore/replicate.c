@@ -18,12 +18,7 @@ int kvc_feed_head(kvc_txn *txn, uint64_t *ret_seq)
 			*ret_seq = txn->seq;
 		return rc;
 	}
-	int rc = kvc_meta_get_u64(txn, "seq", ret_seq);
-	if (rc == -ENOENT) {
-		*ret_seq = 0;
-		rc = 0;
-	}
-	return rc;
+	return kvc_meta_get_or(txn, "seq", 0, ret_seq);
 }
 
 int kvc_feed_next(kvc_txn *txn, uint64_t after, unsigned flags, const void **ret_key,
@@ -136,9 +131,9 @@ static int apply_check(kvc_txn *txn, const void *key, size_t key_len,
 	int rc = kvc_key_check_txn(txn, key, key_len);
 	if (rc)
 		return rc;
-	if (rec->value_len > KVC_VALUE_MAX)
-		return kvc_set_errmsg(txn, -EFBIG, "Value length of %zu exceeds limit of %u.",
-				      rec->value_len, KVC_VALUE_MAX);
+	rc = kvc_value_check(txn, rec->value_len);
+	if (rc)
+		return rc;
 	if (rec->flags & ~(uint32_t)(KVC_REC_TOMBSTONE | KVC_REC_HAS_MODE | KVC_REC_HAS_OWNER))
 		return kvc_set_errmsg(txn, -EINVAL, "unknown record flags");
 	char meta[KVC_METADATA_MAX + 1];
@@ -149,8 +144,9 @@ static int apply_check(kvc_txn *txn, const void *key, size_t key_len,
 			return kvc_set_errmsg(txn, n == -E2BIG ? -E2BIG : -EINVAL,
 					      "record metadata is not compact JSON");
 	}
-	if (rec->mode & ~07777u)
-		return kvc_set_errmsg(txn, -EINVAL, "invalid mode %o", rec->mode);
+	rc = kvc_mode_check(txn, rec->mode);
+	if (rc)
+		return rc;
 	if (rec->hlc == 0 || rec->origin == 0)
 		return kvc_set_errmsg(txn, -EINVAL, "record without a clock or origin");
 	rc = times_check(txn, rec);
@@ -178,12 +174,9 @@ int kvc_apply_would(kvc_txn *txn, const void *key, size_t key_len, const struct 
 int kvc_apply(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_record *rec,
 	      uint64_t max_skew_ms)
 {
-	if (!txn || !rec)
-		return -EINVAL;
-	if (!txn->write)
-		return -EBADF;
-	txn->errmsg[0] = 0;
-	int rc = apply_check(txn, key, key_len, rec, max_skew_ms);
+	int rc = rec ? kvc_write_start(txn) : -EINVAL;
+	if (!rc)
+		rc = apply_check(txn, key, key_len, rec, max_skew_ms);
 	if (rc)
 		return rc;
 	bool tomb = rec->flags & KVC_REC_TOMBSTONE;
@@ -206,13 +199,7 @@ int kvc_apply(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_re
 		return 0;
 	struct kvc_record in = *rec;
 	if (tomb) {
-		in.value = "";
-		in.value_len = 0;
-		in.metadata = NULL;
-		in.metadata_len = 0;
-		in.expiration = 0;
-		in.ttl = 0;
-		in.ino = 0;
+		kvc_rec_strip(&in);
 	} else if (have_old && kvc_rec_live(&old, txn->now_ns) && old.ino) {
 		in.ino = old.ino; /* the same key, changed elsewhere: the same file */
 	} else {
@@ -238,29 +225,16 @@ int kvc_watermark_get(kvc_txn *txn, uint64_t peer_node, uint64_t peer_epoch, uin
 {
 	unsigned char kb[19];
 	watermark_key(kb, peer_node, peer_epoch);
-	MDB_val k = {sizeof(kb), kb}, d;
-	int rc = mdb_get(txn->mdb, txn->store->meta, &k, &d);
-	if (rc == MDB_NOTFOUND) {
-		*ret_seq = 0;
-		return 0;
-	}
-	if (rc)
-		return kvc_lmdb_err(txn, rc);
-	if (d.mv_size != 8)
-		return -EIO;
-	*ret_seq = kvc_get_le64(d.mv_data);
-	return 0;
+	return kvc_meta_read_or(txn, kb, sizeof(kb), 0, ret_seq);
 }
 
 int kvc_watermark_set(kvc_txn *txn, uint64_t peer_node, uint64_t peer_epoch, uint64_t seq)
 {
 	if (!txn->write)
 		return -EBADF;
-	unsigned char kb[19], vb[8];
+	unsigned char kb[19];
 	watermark_key(kb, peer_node, peer_epoch);
-	kvc_put_le64(vb, seq);
-	MDB_val k = {sizeof(kb), kb}, d = {8, vb};
-	return kvc_lmdb_err(txn, mdb_put(txn->mdb, txn->store->meta, &k, &d, 0));
+	return kvc_meta_write(txn, kb, sizeof(kb), seq);
 }
 
 int kvc_watermark_each(kvc_txn *txn,
@@ -293,10 +267,5 @@ int kvc_watermark_each(kvc_txn *txn,
 
 int kvc_gc_horizon(kvc_txn *txn, uint64_t *ret_seq)
 {
-	int rc = kvc_meta_get_u64(txn, "gc_horizon", ret_seq);
-	if (rc == -ENOENT) {
-		*ret_seq = 0;
-		rc = 0;
-	}
-	return rc;
+	return kvc_meta_get_or(txn, "gc_horizon", 0, ret_seq);
 }

@@ -21,13 +21,38 @@ static int64_t time_clamp(int64_t ns, int64_t now_ns)
 	return ns < 0 ? 0 : ns > hi ? hi : ns;
 }
 
+int kvc_write_start(kvc_txn *txn)
+{
+	if (!txn)
+		return -EINVAL;
+	if (!txn->write)
+		return -EBADF;
+	txn->errmsg[0] = 0;
+	return 0;
+}
+
+int kvc_value_check(kvc_txn *txn, size_t value_len)
+{
+	if (value_len > KVC_VALUE_MAX)
+		return kvc_set_errmsg(txn, -EFBIG, "Value length of %zu exceeds limit of %u.",
+				      value_len, KVC_VALUE_MAX);
+	return 0;
+}
+
+int kvc_mode_check(kvc_txn *txn, uint32_t mode)
+{
+	if (mode & ~07777u)
+		return kvc_set_errmsg(txn, -EINVAL, "invalid mode %o", mode);
+	return 0;
+}
+
 static int validate_write(kvc_txn *txn, const struct kvc_write *w, char *meta_buf,
 			  size_t *ret_meta_len)
 {
 	uint32_t min_ttl = txn->store->min_ttl;
-	if ((w->set & KVC_SET_VALUE) && w->value_len > KVC_VALUE_MAX)
-		return kvc_set_errmsg(txn, -EFBIG, "Value length of %zu exceeds limit of %u.",
-				      w->value_len, KVC_VALUE_MAX);
+	int rc = (w->set & KVC_SET_VALUE) ? kvc_value_check(txn, w->value_len) : 0;
+	if (rc)
+		return rc;
 	if ((w->set & KVC_SET_METADATA) && w->metadata) {
 		/* The limit applies to the compact form: compact all of it to
 		 * tell how long it is, then keep it if it fits. */
@@ -60,9 +85,7 @@ static int validate_write(kvc_txn *txn, const struct kvc_write *w, char *meta_bu
 		return kvc_set_errmsg(txn, -EINVAL,
 				      "Invalid expiration of %lld. Expiration times must be at least %u seconds in the future.",
 				      (long long)w->expiration, min_ttl);
-	if ((w->set & KVC_SET_MODE) && (w->mode & ~07777u))
-		return kvc_set_errmsg(txn, -EINVAL, "invalid mode %o", w->mode);
-	return 0;
+	return (w->set & KVC_SET_MODE) ? kvc_mode_check(txn, w->mode) : 0;
 }
 
 /* Workers KV's message for a ttl or expiration out of range, into @msg. */
@@ -109,6 +132,17 @@ int kvc_write_set_expiry(struct kvc_write *w, bool has_expiration, int64_t expir
 		w->ttl = (uint32_t)ttl;
 	}
 	return 0;
+}
+
+/* The tombstone a local delete leaves, stamped with the txn's time. */
+static void local_tombstone(const kvc_txn *txn, struct kvc_record *ret)
+{
+	*ret = (struct kvc_record){
+		.flags = KVC_REC_TOMBSTONE,
+		.value = "",
+		.mtime_ns = txn->now_ns,
+		.ctime_ns = txn->now_ns,
+	};
 }
 
 /* Stamp @rec as a fresh local change and store it over @old. */
@@ -246,12 +280,9 @@ static int try_insert(kvc_txn *txn, const void *key, size_t key_len, const struc
 
 int kvc_write(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_write *w)
 {
-	if (!txn || !w)
-		return -EINVAL;
-	if (!txn->write)
-		return -EBADF;
-	txn->errmsg[0] = 0;
-	int rc = kvc_key_check_txn(txn, key, key_len);
+	int rc = w ? kvc_write_start(txn) : -EINVAL;
+	if (!rc)
+		rc = kvc_key_check_txn(txn, key, key_len);
 	if (rc)
 		return rc;
 	char meta[KVC_METADATA_MAX + 1];
@@ -298,12 +329,9 @@ int kvc_write(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_wr
 
 int kvc_delete(kvc_txn *txn, const void *key, size_t key_len)
 {
-	if (!txn)
-		return -EINVAL;
-	if (!txn->write)
-		return -EBADF;
-	txn->errmsg[0] = 0;
-	int rc = kvc_key_check_txn(txn, key, key_len);
+	int rc = kvc_write_start(txn);
+	if (!rc)
+		rc = kvc_key_check_txn(txn, key, key_len);
 	if (rc)
 		return rc;
 	struct kvc_record old;
@@ -312,24 +340,17 @@ int kvc_delete(kvc_txn *txn, const void *key, size_t key_len)
 		return rc;
 	if (!kvc_rec_live(&old, txn->now_ns))
 		return -ENOENT;
-	struct kvc_record tomb = {
-		.flags = KVC_REC_TOMBSTONE,
-		.value = "",
-		.mtime_ns = txn->now_ns,
-		.ctime_ns = txn->now_ns,
-	};
+	struct kvc_record tomb;
+	local_tombstone(txn, &tomb);
 	return commit_local(txn, key, key_len, &old, &tomb);
 }
 
 int kvc_rename(kvc_txn *txn, const void *from, size_t from_len, const void *to,
 	       size_t to_len, bool noreplace)
 {
-	if (!txn)
-		return -EINVAL;
-	if (!txn->write)
-		return -EBADF;
-	txn->errmsg[0] = 0;
-	int rc = kvc_key_check_txn(txn, from, from_len);
+	int rc = kvc_write_start(txn);
+	if (!rc)
+		rc = kvc_key_check_txn(txn, from, from_len);
 	if (!rc)
 		rc = kvc_key_check_txn(txn, to, to_len);
 	if (rc)
@@ -352,27 +373,19 @@ int kvc_rename(kvc_txn *txn, const void *from, size_t from_len, const void *to,
 		return -EEXIST;
 
 	/* The source's bytes live in pages the writes below may move. */
-	size_t n = src.metadata_len + src.value_len;
-	char *copy = malloc(n ? n : 1);
-	if (!copy)
-		return -ENOMEM;
-	memcpy(copy, src.metadata ? src.metadata : "", src.metadata_len);
-	memcpy(copy + src.metadata_len, src.value, src.value_len);
-	struct kvc_record moved = src;
-	moved.metadata = src.metadata_len ? copy : NULL;
-	moved.value = copy + src.metadata_len;
+	struct kvc_record moved;
+	void *copy;
+	rc = kvc_rec_copy_out(&src, &moved, &copy);
+	if (rc)
+		return rc;
 	moved.ctime_ns = txn->now_ns;
 
 	rc = commit_local(txn, to, to_len, have_dst ? &dst : NULL, &moved);
 	if (!rc) {
 		/* Re-read: the first write may have moved the source's pages. */
 		rc = kvc_rec_lookup(txn, from, from_len, &src);
-		struct kvc_record tomb = {
-			.flags = KVC_REC_TOMBSTONE,
-			.value = "",
-			.mtime_ns = txn->now_ns,
-			.ctime_ns = txn->now_ns,
-		};
+		struct kvc_record tomb;
+		local_tombstone(txn, &tomb);
 		/* Its chunks are the destination's now: not released. */
 		src.flags &= ~KVC_REC_CHUNKED;
 		if (!rc)
@@ -390,11 +403,9 @@ struct moved_key {
 int kvc_rename_prefix(kvc_txn *txn, const void *from, size_t from_len, const void *to,
 		      size_t to_len, uint64_t *ret_moved)
 {
-	if (!txn)
-		return -EINVAL;
-	if (!txn->write)
-		return -EBADF;
-	txn->errmsg[0] = 0;
+	int rc = kvc_write_start(txn);
+	if (rc)
+		return rc;
 	if (txn->low_space)
 		return kvc_space_refuse(txn);
 	/* Collect first: renaming while a cursor walks the keys would move
@@ -402,14 +413,14 @@ int kvc_rename_prefix(kvc_txn *txn, const void *from, size_t from_len, const voi
 	struct moved_key *keys = NULL;
 	size_t n = 0, cap = 0;
 	kvc_cursor *c;
-	int rc = kvc_cursor_open(txn, KVC_GET_NO_VALUE, &c);
+	rc = kvc_cursor_open(txn, KVC_GET_NO_VALUE, &c);
 	if (rc)
 		return rc;
 	const void *k;
 	size_t kn;
 	for (rc = kvc_cursor_seek(c, from, from_len, &k, &kn, NULL); !rc;
 	     rc = kvc_cursor_next(c, &k, &kn, NULL)) {
-		if (kn < from_len || (from_len && memcmp(k, from, from_len) != 0))
+		if (!kvc_key_has_prefix(k, kn, from, from_len))
 			break;
 		size_t new_len = kn - from_len + to_len;
 		if (new_len > KVC_KEY_MAX) {
