@@ -52,7 +52,6 @@ static int write_txn_alone(kvc_store *store, int (*fn)(kvc_txn *txn, void *arg),
 	return rc;
 }
 
-
 /* A call of kvc_write_txn waiting for, or in, a shared transaction. */
 struct kvc_group_req {
 	int (*fn)(kvc_txn *txn, void *arg);

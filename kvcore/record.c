@@ -474,7 +474,6 @@ int kvc_upgrade_v1(kvc_txn *txn)
 	return rc;
 }
 
-
 /* ---------------------------------------------------------------- reads */
 
 int kvc_get(kvc_txn *txn, const void *key, size_t key_len, unsigned flags,

@@ -127,7 +127,6 @@ int kvc_lmdb_err(kvc_txn *txn, int rc)
 	}
 }
 
-
 /* ------------------------------------------------------------ the map */
 
 static int open_dbs(kvc_store *s, MDB_txn *t, unsigned flags);
@@ -202,6 +201,47 @@ static int map_resize(kvc_store *s, uint64_t size)
 		return -EINVAL;
 	env_reopen(s, old);
 	return -ENOMEM;
+}
+
+/*
+ * Grow the map after LMDB said MDB_MAP_FULL: double it, but never past
+ * what the filesystem under the store can hold (the data file plus the
+ * filesystem's free space), which also keeps the request within what the
+ * address space can map.
+ * @return 0 (grown: retry), -ENOSPC (the filesystem has no room for a
+ *         bigger store), -ENOMEM (the map was lost), -errno
+ */
+int kvc_store_grow(kvc_store *s)
+{
+	pthread_rwlock_wrlock(&s->resize_lock);
+	MDB_envinfo info;
+	int fd;
+	struct stat fst;
+	uint64_t avail = 0;
+	int rc = s->map_lost ? -ENOMEM : 0;
+	if (!rc && (mdb_env_info(s->env, &info) || mdb_env_get_fd(s->env, &fd)))
+		rc = -EIO;
+	if (!rc && fstat(fd, &fst))
+		rc = -errno;
+	if (!rc)
+		rc = fs_avail(s, &avail);
+	if (!rc) {
+		uint64_t cap = (uint64_t)fst.st_size + avail;
+		cap = (cap + MAP_ROUND - 1) / MAP_ROUND * MAP_ROUND;
+		uint64_t want = info.me_mapsize * 2;
+		if (want > cap)
+			want = cap;
+		rc = want > info.me_mapsize ? map_resize(s, want) : -ENOSPC;
+	}
+	pthread_rwlock_unlock(&s->resize_lock);
+	return rc;
+}
+
+/* The message of a map growth that failed with @grc. */
+const char *kvc_growth_errmsg(int grc)
+{
+	return grc == -ENOSPC ? "no space left on device (the store's filesystem is full)"
+			      : "the store's map could not be resized";
 }
 
 /* ------------------------------------------------------- transactions */
@@ -399,49 +439,6 @@ const char *kvc_txn_errmsg(const kvc_txn *txn)
 	return txn ? txn->errmsg : "";
 }
 
-/*
- * Grow the map after LMDB said MDB_MAP_FULL: double it, but never past
- * what the filesystem under the store can hold (the data file plus the
- * filesystem's free space), which also keeps the request within what the
- * address space can map.
- * @return 0 (grown: retry), -ENOSPC (the filesystem has no room for a
- *         bigger store), -ENOMEM (the map was lost), -errno
- */
-int kvc_store_grow(kvc_store *s)
-{
-	pthread_rwlock_wrlock(&s->resize_lock);
-	MDB_envinfo info;
-	int fd;
-	struct stat fst;
-	uint64_t avail = 0;
-	int rc = s->map_lost ? -ENOMEM : 0;
-	if (!rc && (mdb_env_info(s->env, &info) || mdb_env_get_fd(s->env, &fd)))
-		rc = -EIO;
-	if (!rc && fstat(fd, &fst))
-		rc = -errno;
-	if (!rc)
-		rc = fs_avail(s, &avail);
-	if (!rc) {
-		uint64_t cap = (uint64_t)fst.st_size + avail;
-		cap = (cap + MAP_ROUND - 1) / MAP_ROUND * MAP_ROUND;
-		uint64_t want = info.me_mapsize * 2;
-		if (want > cap)
-			want = cap;
-		rc = want > info.me_mapsize ? map_resize(s, want) : -ENOSPC;
-	}
-	pthread_rwlock_unlock(&s->resize_lock);
-	return rc;
-}
-
-/* The message of a map growth that failed with @grc. */
-const char *kvc_growth_errmsg(int grc)
-{
-	return grc == -ENOSPC ? "no space left on device (the store's filesystem is full)"
-			      : "the store's map could not be resized";
-}
-
-
-
 /* ------------------------------------------------------------ opening */
 
 static int random_u64(uint64_t *ret)
@@ -476,7 +473,6 @@ static int open_dbs(kvc_store *s, MDB_txn *t, unsigned flags)
 		s->chunk_size = kvc_chunk_size_for(st.ms_psize);
 	return rc;
 }
-
 
 /* Create the databases and identity of a new store, or check an old one's. */
 static int store_init(kvc_store *s, const struct kvc_open_opts *o)
