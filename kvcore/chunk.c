@@ -44,32 +44,6 @@ struct kvc_valbuf {
 	unsigned char data[];
 };
 
-static uint64_t get_le64(const unsigned char *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static uint32_t get_le32(const unsigned char *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
-static void put_le64(unsigned char *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++, v >>= 8)
-		p[i] = (unsigned char)v;
-}
-
-static void put_le32(unsigned char *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++, v >>= 8)
-		p[i] = (unsigned char)v;
-}
-
 uint32_t kvc_chunk_size_for(unsigned page_size)
 {
 	return CHUNK_PAGES * page_size - LMDB_PAGE_HDR;
@@ -80,8 +54,8 @@ int kvc_chunk_table(const struct kvc_record *rec, struct kvc_chunks *ret)
 	const unsigned char *p = rec->value;
 	if (rec->value_len < KVC_CHUNK_TABLE_HDR)
 		return -EIO;
-	uint64_t len = get_le64(p);
-	uint32_t size = get_le32(p + 8);
+	uint64_t len = kvc_get_le64(p);
+	uint32_t size = kvc_get_le32(p + 8);
 	if (len > KVC_VALUE_MAX || size < 4096)
 		return -EIO;
 	uint64_t n = (len + size - 1) / size;
@@ -96,7 +70,7 @@ int kvc_chunk_table(const struct kvc_record *rec, struct kvc_chunks *ret)
 
 uint64_t kvc_chunk_id(const struct kvc_chunks *t, size_t i)
 {
-	return get_le64(t->ids + 8 * i);
+	return kvc_get_le64(t->ids + 8 * i);
 }
 
 size_t kvc_rec_value_len(const struct kvc_record *rec)
@@ -174,9 +148,9 @@ int kvc_chunk_split(kvc_txn *txn, const struct kvc_record *old, const struct kvc
 	unsigned char *table = malloc(KVC_CHUNK_TABLE_HDR + 8 * n);
 	if (!table)
 		return -ENOMEM;
-	put_le64(table, rec->value_len);
-	put_le32(table + 8, size);
-	put_le32(table + 12, 0);
+	kvc_put_le64(table, rec->value_len);
+	kvc_put_le32(table + 8, size);
+	kvc_put_le32(table + 12, 0);
 	const unsigned char *v = rec->value;
 	int rc = 0;
 	for (size_t i = 0; !rc && i < n; i++) {
@@ -211,7 +185,7 @@ int kvc_chunk_split(kvc_txn *txn, const struct kvc_record *old, const struct kvc
 			break;
 		memcpy(d.mv_data, piece, len);
 put:
-		put_le64(table + KVC_CHUNK_TABLE_HDR + 8 * i, id);
+		kvc_put_le64(table + KVC_CHUNK_TABLE_HDR + 8 * i, id);
 	}
 	if (rc) {
 		free(table);

@@ -34,9 +34,12 @@
 #ifndef KVCORE_INTERNAL_H
 #define KVCORE_INTERNAL_H
 
+#include <endian.h>
 #include <lmdb.h>
-#include <stdatomic.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "kvcore.h"
 
@@ -126,6 +129,73 @@ int kvc_space_refuse(kvc_txn *txn);
 int kvc_set_errmsg(kvc_txn *txn, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* ----- store.c: the store, its map and its transactions. */
+
+/* Whether this thread holds a transaction of @s (kvc_txn_begin refuses a
+ * second one with -EDEADLK: see kvcore.h, "One transaction per thread"). */
+bool kvc_held_by_thread(const kvc_store *s);
+
+/* Commit, leaving @txn allocated so its flags and message can be read.
+ * The MDB_txn is gone either way.  @return 0 or -errno */
+int kvc_txn_commit_keep(kvc_txn *txn);
+
+/* Release @txn, its MDB_txn already committed, aborted or pooled. */
+void kvc_txn_free(kvc_txn *txn);
+
+/*
+ * Grow the map after LMDB said MDB_MAP_FULL: double it, but never past
+ * what the filesystem under the store can hold.  Called with no
+ * transaction of this thread live.
+ * @return 0 (grown: retry), -ENOSPC (the filesystem has no room for a
+ *         bigger store), -ENOMEM (the map was lost), -errno
+ */
+int kvc_store_grow(kvc_store *s);
+
+/* The message of a map growth that failed with @grc. */
+const char *kvc_growth_errmsg(int grc);
+
+/* ----- byte order: records and meta values are little-endian, index keys
+ * big-endian (so that LMDB's bytewise order is numeric order). */
+
+static inline uint16_t kvc_get_le16(const unsigned char *p)
+{
+	uint16_t v;
+	memcpy(&v, p, sizeof(v));
+	return le16toh(v);
+}
+
+static inline uint32_t kvc_get_le32(const unsigned char *p)
+{
+	uint32_t v;
+	memcpy(&v, p, sizeof(v));
+	return le32toh(v);
+}
+
+static inline uint64_t kvc_get_le64(const unsigned char *p)
+{
+	uint64_t v;
+	memcpy(&v, p, sizeof(v));
+	return le64toh(v);
+}
+
+static inline void kvc_put_le16(unsigned char *p, uint16_t v)
+{
+	p[0] = (unsigned char)v;
+	p[1] = (unsigned char)(v >> 8);
+}
+
+static inline void kvc_put_le32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static inline void kvc_put_le64(unsigned char *p, uint64_t v)
+{
+	kvc_put_le32(p, (uint32_t)v);
+	kvc_put_le32(p + 4, (uint32_t)(v >> 32));
+}
+
 static inline void kvc_put_be64(unsigned char *p, uint64_t v)
 {
 	for (int i = 7; i >= 0; i--) {
@@ -141,6 +211,87 @@ static inline uint64_t kvc_get_be64(const unsigned char *p)
 		v = (v << 8) | p[i];
 	return v;
 }
+
+/* The key of an exp or tomb index entry: be64 @a (expiration or clock),
+ * then be64 @seq. */
+static inline void kvc_idx_key(unsigned char kb[16], uint64_t a, uint64_t seq)
+{
+	kvc_put_be64(kb, a);
+	kvc_put_be64(kb + 8, seq);
+}
+
+/* ----- key.c */
+
+/* kvc_key_check, leaving the message in @txn (NULL: none). */
+int kvc_key_check_txn(kvc_txn *txn, const void *key, size_t key_len);
+
+/* Whether @key (@len bytes) starts with @prefix (@plen bytes). */
+static inline bool kvc_key_has_prefix(const void *key, size_t len, const void *prefix, size_t plen)
+{
+	return len >= plen && (!plen || memcmp(key, prefix, plen) == 0);
+}
+
+/* kvc_key_cmp, inlined where cursors compare keys per entry. */
+static inline int kvc_key_order(const void *a, size_t an, const void *b, size_t bn)
+{
+	size_t m = an < bn ? an : bn;
+	int c = m ? memcmp(a, b, m) : 0;
+	if (c)
+		return c;
+	return an < bn ? -1 : an > bn;
+}
+
+/* ----- write.c: the checks local writes and peers' records share. */
+
+/* The start of every call that writes in @txn: -EINVAL (NULL), -EBADF (a
+ * read txn); clears the txn's message. */
+int kvc_write_start(kvc_txn *txn);
+
+/* A value's length against KVC_VALUE_MAX.  @return 0 or -EFBIG */
+int kvc_value_check(kvc_txn *txn, size_t value_len);
+
+/* A mode: permission and set-ID bits only.  @return 0 or -EINVAL */
+int kvc_mode_check(kvc_txn *txn, uint32_t mode);
+
+/* ----- record.c: records, buckets, indexes, meta, counters. */
+
+/* The stored key of full key @key: its first KVC_STORED_KEY_MAX bytes. */
+static inline MDB_val kvc_stored_key(const void *key, size_t key_len)
+{
+	MDB_val k = {key_len < KVC_STORED_KEY_MAX ? key_len : KVC_STORED_KEY_MAX, (void *)key};
+	return k;
+}
+
+/* Whether a stored key of @stored_len bytes holds a bucket. */
+static inline bool kvc_is_bucket_key(size_t stored_len)
+{
+	return stored_len == KVC_STORED_KEY_MAX;
+}
+
+/* One entry of a bucket; rec points into the bucket's bytes. */
+struct kvc_bucket_ent {
+	size_t tail_len;
+	unsigned tail;
+	const unsigned char *rec;
+	size_t rec_len;
+};
+
+/* Walk bucket entries: @off advances; @return 1 (entry), 0 (end), -EIO. */
+int kvc_bucket_next(const MDB_val *data, size_t *off, struct kvc_bucket_ent *ent);
+
+/* The bytes @rec takes encoded (the current record version). */
+static inline size_t kvc_rec_encoded_len(const struct kvc_record *rec)
+{
+	return KVC_REC_HDR + rec->metadata_len + rec->value_len;
+}
+
+/* Encode @rec into @p, kvc_rec_encoded_len(@rec) bytes. */
+void kvc_rec_encode(const struct kvc_record *rec, unsigned char *p);
+
+/* *@ret becomes @src with its metadata and value copied into *@ret_copy
+ * (the caller frees it): @src points into pages the next write of the
+ * transaction may move.  @return 0 or -ENOMEM */
+int kvc_rec_copy_out(const struct kvc_record *src, struct kvc_record *ret, void **ret_copy);
 
 /* Decode one record's bytes.  @return 0 or -EIO (malformed). */
 int kvc_rec_decode(const void *data, size_t len, struct kvc_record *ret);
@@ -158,13 +309,66 @@ int kvc_rec_lookup(kvc_txn *txn, const void *key, size_t key_len, struct kvc_rec
 int kvc_rec_store(kvc_txn *txn, const void *key, size_t key_len,
 		  const struct kvc_record *old, const struct kvc_record *rec);
 
-/* Meta database access. */
-int kvc_meta_get_u64(kvc_txn *txn, const char *name, uint64_t *ret);
-int kvc_meta_put_u64(kvc_txn *txn, const char *name, uint64_t v);
+/* The u64 under meta key @name (@name_len bytes; watermark keys are not
+ * strings).  @return 0, -ENOENT, -EIO (not 8 bytes), -errno */
+int kvc_meta_read(kvc_txn *txn, const void *name, size_t name_len, uint64_t *ret);
+int kvc_meta_write(kvc_txn *txn, const void *name, size_t name_len, uint64_t v);
+
+static inline int kvc_meta_get_u64(kvc_txn *txn, const char *name, uint64_t *ret)
+{
+	return kvc_meta_read(txn, name, strlen(name), ret);
+}
+
+static inline int kvc_meta_put_u64(kvc_txn *txn, const char *name, uint64_t v)
+{
+	return kvc_meta_write(txn, name, strlen(name), v);
+}
+
+/* kvc_meta_read, with @dflt for a value the store never wrote. */
+int kvc_meta_read_or(kvc_txn *txn, const void *name, size_t name_len, uint64_t dflt,
+		     uint64_t *ret);
+
+static inline int kvc_meta_get_or(kvc_txn *txn, const char *name, uint64_t dflt, uint64_t *ret)
+{
+	return kvc_meta_read_or(txn, name, strlen(name), dflt, ret);
+}
 
 /* Take the next value of store counter @counter (txn->seq, ->ino or
  * ->chunk), written back at commit: never one handed out before. */
 int kvc_counter_next(kvc_txn *txn, uint64_t *counter, uint64_t *ret);
+
+/* A new inode number: never one a record of this store had before. */
+static inline int kvc_next_ino(kvc_txn *txn, uint64_t *ret)
+{
+	return kvc_counter_next(txn, &txn->ino, ret);
+}
+
+/* A new sequence number: the change feed's next position. */
+static inline int kvc_next_seq(kvc_txn *txn, uint64_t *ret)
+{
+	return kvc_counter_next(txn, &txn->seq, ret);
+}
+
+/* Read the store's counters and clock into @txn, once per transaction.
+ * @return 0 or -errno */
+int kvc_meta_load(kvc_txn *txn);
+
+/* Stamp the next clock: past both the wall clock and every clock seen
+ * (saturating at the largest).  @return 0 or -errno */
+int kvc_hlc_stamp(kvc_txn *txn, uint64_t *ret);
+
+/* Add the feed (unless @keep_feed), expiry and tombstone index entries of
+ * @rec, just stored under @key.  @return 0 or -errno */
+int kvc_indexes_add(kvc_txn *txn, const void *key, size_t key_len,
+		    const struct kvc_record *rec, bool keep_feed);
+
+/* Delete the exp or tomb index entry (@a, @seq), if there is one: for
+ * maint.c's sweeps, which drop entries whose record moved on. */
+int kvc_idx_del(kvc_txn *txn, MDB_dbi dbi, uint64_t a, uint64_t seq);
+
+/* Format 1 -> 2 in @txn (store.c's open): every record rewritten as
+ * version 2, the live ones given inode numbers.  @return 0 or -errno */
+int kvc_upgrade_v1(kvc_txn *txn);
 
 /* ----- chunk.c: large values in pieces.  Records passed to these come
  * straight from the store (kvc_rec_lookup), internal flag included. */
@@ -233,10 +437,31 @@ int kvc_rec_scan(kvc_txn *txn,
 			   const struct kvc_record *rec, int decode_err),
 		 void *arg);
 
+/* The latest mtime or ctime a record written at @now_ns may hold
+ * (write.c clamps to it, replicate.c checks peers' records against it). */
+static inline int64_t kvc_time_limit(int64_t now_ns)
+{
+	const int64_t ahead = KVC_TIME_AHEAD_MAX_S * 1000000000;
+	return now_ns > INT64_MAX - ahead ? INT64_MAX : now_ns + ahead;
+}
+
 /* Seconds of @ns rounded up, for any int64 (no overflow near INT64_MAX). */
 static inline int64_t kvc_ceil_sec(int64_t ns)
 {
 	return ns / 1000000000 + (ns % 1000000000 > 0);
+}
+
+/* Drop from tombstone @rec what a tombstone does not carry: value,
+ * metadata, expiry and inode number (flags are the caller's). */
+static inline void kvc_rec_strip(struct kvc_record *rec)
+{
+	rec->value = "";
+	rec->value_len = 0;
+	rec->metadata = NULL;
+	rec->metadata_len = 0;
+	rec->expiration = 0;
+	rec->ttl = 0;
+	rec->ino = 0;
 }
 
 /* Whether @rec would be visible to readers at @now_ns. */

@@ -8,6 +8,20 @@
  * change feed and the last-writer-wins rule.  kvfs, kvctl and kvsync call it
  * and therefore cannot disagree.
  *
+ * This header is the whole API; internal.h is what the modules share:
+ *   store.c      opening and closing, the map and its growth, transactions,
+ *                the space reserve, LMDB's codes as -errno
+ *   group.c      kvc_write_txn: retry after growth, group commit
+ *   record.c     record and bucket encoding, lookup and kvc_get, indexes,
+ *                meta counters and the clock
+ *   key.c        what a key may be, key order, UTF-8
+ *   write.c      kvc_write, kvc_delete, kvc_rename*, expiry rules
+ *   cursor.c     cursors, scans, kvc_list and its cursor
+ *   replicate.c  the feed, last-writer-wins, kvc_apply, watermarks
+ *   chunk.c      values of 256 KiB and more, stored in pieces
+ *   maint.c      reaping, tombstone collection, statistics, the check
+ *   json.c       metadata JSON: validation and the compact form
+ *
  * Conventions:
  *  - Every function that can fail returns an int: >= 0 on success, -errno on
  *    failure.  Output parameters are named ret_* and written only on success.
@@ -359,6 +373,21 @@ struct kvc_write {
 int kvc_write(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_write *w);
 
 /**
+ * Fill the expiry of a put (KVC_SET_EXPIRATION, and KVC_SET_TTL with a
+ * ttl) from what a client was given, with Workers KV's rules: a ttl
+ * (which wins over an expiration) of 1..UINT32_MAX seconds, an expiration
+ * of at least 1; neither given clears the key's expiry, as a put does.
+ * @min_ttl only words the messages: kvc_write holds both to the store's
+ * min_ttl (and an expiration to now + min_ttl) when it writes.
+ * @param[in,out] w        the write; changed only on success
+ * @param[out]    msg      on failure, Workers KV's message (NULL: none)
+ * @return 0, -EINVAL (ttl below 1 or above UINT32_MAX, expiration below 1)
+ */
+int kvc_write_set_expiry(struct kvc_write *w, bool has_expiration, int64_t expiration,
+			 bool has_ttl, int64_t ttl, uint32_t min_ttl, char *msg,
+			 size_t msg_size);
+
+/**
  * Delete a key, leaving a tombstone for replication.
  * @return 0, -ENOENT (it was not live; nothing written), -EINVAL,
  *         -ENAMETOOLONG, -EBADF, -ENOSPC, -EIO
@@ -392,6 +421,21 @@ int kvc_rename_prefix(kvc_txn *txn, const void *from, size_t from_len, const voi
  * @return 0, -EINVAL (empty, ".", "..", not UTF-8), -ENAMETOOLONG
  */
 int kvc_key_check(const void *key, size_t key_len);
+
+/**
+ * The store's key order, which lists, cursors and scans follow (and
+ * kvsync's key ranges): bytewise with bytes unsigned, and on a common
+ * prefix the shorter key first.
+ * @return < 0, 0 or > 0 as @a sorts before, with or after @b
+ */
+int kvc_key_cmp(const void *a, size_t an, const void *b, size_t bn);
+
+/**
+ * Whether @len bytes at @s are valid UTF-8 (RFC 3629: no overlong forms,
+ * no surrogates, nothing past U+10FFFF), the rule keys are held to and
+ * the test of whether a value is text.  @s may be NULL when @len is 0.
+ */
+bool kvc_utf8_valid(const void *s, size_t len);
 
 /* ----------------------------------------------------------------- lists */
 

@@ -57,16 +57,6 @@ static int idx_collect(kvc_txn *txn, MDB_dbi dbi, uint64_t limit, struct idx_ent
 	return 0;
 }
 
-static int idx_remove(kvc_txn *txn, MDB_dbi dbi, uint64_t a, uint64_t seq)
-{
-	unsigned char kb[16];
-	kvc_put_be64(kb, a);
-	kvc_put_be64(kb + 8, seq);
-	MDB_val k = {16, kb};
-	int rc = kvc_lmdb_err(txn, mdb_del(txn->mdb, dbi, &k, NULL));
-	return rc == -ENOENT ? 0 : rc;
-}
-
 struct sweep {
 	uint64_t limit;  /* entries with first field below this go */
 	uint64_t max;    /* 0 = no bound */
@@ -92,20 +82,14 @@ static int reap_batch(kvc_txn *txn, void *arg)
 		rc = kvc_rec_lookup(txn, e->key, e->key_len, &old);
 		if (rc == -ENOENT || (!rc && (old.seq != e->seq || !kvc_record_expired(&old, txn->now_ns) ||
 					      (old.flags & KVC_REC_TOMBSTONE)))) {
-			rc = idx_remove(txn, txn->store->exp, e->a, e->seq);
+			rc = kvc_idx_del(txn, txn->store->exp, e->a, e->seq);
 			continue;
 		}
 		if (rc)
 			break;
 		struct kvc_record tomb = old;
 		tomb.flags = KVC_REC_TOMBSTONE;
-		tomb.value = "";
-		tomb.value_len = 0;
-		tomb.metadata = NULL;
-		tomb.metadata_len = 0;
-		tomb.expiration = 0;
-		tomb.ttl = 0;
-		tomb.ino = 0;
+		kvc_rec_strip(&tomb);
 		rc = kvc_rec_store(txn, e->key, e->key_len, &old, &tomb);
 		sw->batch++;
 	}
@@ -158,7 +142,7 @@ static int gc_batch(kvc_txn *txn, void *arg)
 		struct kvc_record old;
 		rc = kvc_rec_lookup(txn, e->key, e->key_len, &old);
 		if (rc == -ENOENT || (!rc && (old.seq != e->seq || !(old.flags & KVC_REC_TOMBSTONE)))) {
-			rc = idx_remove(txn, txn->store->tomb, e->a, e->seq);
+			rc = kvc_idx_del(txn, txn->store->tomb, e->a, e->seq);
 			continue;
 		}
 		if (rc)
@@ -209,19 +193,28 @@ int kvc_next_expiration(kvc_txn *txn, int64_t *ret_expiration)
 	return 0;
 }
 
+/* The map's size and the bytes of it in use, read in a transaction of
+ * @store (which keeps the map from being resized meanwhile). */
+static void map_usage(kvc_store *store, uint64_t *ret_size, uint64_t *ret_used)
+{
+	MDB_envinfo info;
+	MDB_stat ms;
+	mdb_env_info(store->env, &info);
+	mdb_env_stat(store->env, &ms);
+	*ret_size = info.me_mapsize;
+	*ret_used = (uint64_t)(info.me_last_pgno + 1) * ms.ms_psize;
+}
+
 int kvc_usage(kvc_store *store, struct kvc_usage *ret)
 {
 	kvc_txn *txn;
 	int rc = kvc_txn_begin(store, KVC_TXN_READ, &txn);
 	if (rc)
 		return rc;
-	MDB_envinfo info;
 	MDB_stat ms;
-	mdb_env_info(store->env, &info);
 	rc = kvc_lmdb_err(txn, mdb_stat(txn->mdb, store->rec, &ms));
 	if (!rc) {
-		ret->map_size = info.me_mapsize;
-		ret->map_used = (uint64_t)(info.me_last_pgno + 1) * ms.ms_psize;
+		map_usage(store, &ret->map_size, &ret->map_used);
 		ret->records = ms.ms_entries;
 	}
 	kvc_txn_abort(txn);
@@ -259,19 +252,10 @@ int kvc_stats(kvc_store *store, struct kvc_stats *ret)
 		rc = kvc_feed_head(txn, &st.feed_head);
 	if (!rc)
 		rc = kvc_gc_horizon(txn, &st.gc_horizon);
-	if (!rc) {
-		rc = kvc_meta_get_u64(txn, "hlc", &st.hlc);
-		if (rc == -ENOENT)
-			rc = 0;
-	}
-	MDB_envinfo info;
-	MDB_stat ms;
-	if (!rc) {
-		mdb_env_info(store->env, &info);
-		mdb_env_stat(store->env, &ms);
-		st.map_size = info.me_mapsize;
-		st.map_used = (uint64_t)(info.me_last_pgno + 1) * ms.ms_psize;
-	}
+	if (!rc)
+		rc = kvc_meta_get_or(txn, "hlc", 0, &st.hlc);
+	if (!rc)
+		map_usage(store, &st.map_size, &st.map_used);
 	kvc_txn_abort(txn);
 	if (!rc)
 		*ret = st;
@@ -324,8 +308,7 @@ static bool idx_has(kvc_txn *txn, MDB_dbi dbi, uint64_t a, uint64_t seq, const v
 		    size_t key_len)
 {
 	unsigned char kb[16];
-	kvc_put_be64(kb, a);
-	kvc_put_be64(kb + 8, seq);
+	kvc_idx_key(kb, a, seq);
 	MDB_val k = {16, kb}, d;
 	if (mdb_get(txn->mdb, dbi, &k, &d))
 		return false;
@@ -340,9 +323,7 @@ static int check_rec(void *arg, const void *key, size_t key_len, const struct kv
 	char kbuf[KVC_KEY_MAX * 4 + 1];
 	const char *name = show(key, key_len, kbuf, sizeof(kbuf));
 	if (ck->have_prev) {
-		size_t m = ck->prev_len < key_len ? ck->prev_len : key_len;
-		int c = memcmp(ck->prev, key, m);
-		if (c > 0 || (c == 0 && ck->prev_len >= key_len))
+		if (kvc_key_order(ck->prev, ck->prev_len, key, key_len) >= 0)
 			problem(ck, "key '%s' is out of order", name);
 	}
 	memcpy(ck->prev, key, key_len);
