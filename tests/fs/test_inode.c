@@ -317,6 +317,12 @@ static void test_rename_prefix(void)
 	is_int(find(t, KFS_DIR, big), d, "rename_prefix to KVC_KEY_MAX: a key that fits moves");
 	is_int(find(t, KFS_FILE, "z:f"), 0, "rename_prefix past KVC_KEY_MAX: not found by the old key");
 	ok(known(t, f), "rename_prefix past KVC_KEY_MAX: a key too long leaves the inode detached, not freed");
+	char toolong[KVC_KEY_MAX + 4];
+
+	memcpy(toolong, big, KVC_KEY_MAX);
+	memcpy(toolong + KVC_KEY_MAX, "f", 2);
+	is_int(find(t, KFS_FILE, toolong), 0, "rename_prefix past KVC_KEY_MAX: no inode has the too-long key");
+	ok(known(t, deep), "rename_prefix past KVC_KEY_MAX: a deeper one answers too (its key fits a get buffer)");
 	is_int(kfs_inodes_count(t), 11, "rename_prefix past KVC_KEY_MAX: no inode lost");
 	kfs_inodes_free(t);
 }
