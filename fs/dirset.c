@@ -288,7 +288,11 @@ bool kfs_dirset_next_child(kfs_dirset *s, const void *dir, size_t dir_len, const
 	pthread_mutex_lock(&s->lock);
 	if (!s->nempty)
 		goto out;
-	for (size_t i = lower_bound(s, bound, bound_len); i < s->n; i++) {
+	/* Children lie from @dir on: a bound before it must not start the
+	 * scan among other directories' entries. */
+	size_t i = lower_bound(s, bound, bound_len), from = lower_bound(s, dir, dir_len);
+
+	for (i = i > from ? i : from; i < s->n; i++) {
 		const struct dent *e = &s->v[i];
 
 		if (!has_prefix(e, dir, dir_len))
