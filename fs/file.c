@@ -480,7 +480,9 @@ static void read_committed(fuse_req_t req, struct kfs *fs, struct kfs_file *f, s
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	rc = kvc_get(txn, key, len, 0, &rec);
+	/* Without the value: a small one comes anyway, a large one is read
+	 * once into the snapshot below. */
+	rc = kvc_get(txn, key, len, KVC_GET_NO_VALUE, &rec);
 	if (rc == -ENOENT) {
 		/* Deleted since open: nothing left to read. */
 		kvc_txn_abort(txn);
@@ -492,15 +494,25 @@ static void read_committed(fuse_req_t req, struct kfs *fs, struct kfs_file *f, s
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	if (!f->have_version && !(off == 0 && size >= rec.value_len)) {
+	if (!rec.value || (!f->have_version && !(off == 0 && size >= rec.value_len))) {
 		/* Several reads will be needed: keep this version. */
+		size_t n = rec.value_len;
+
 		f->snap = malloc(rec.value_len ? rec.value_len : 1);
-		if (!f->snap) {
+		rc = f->snap ? 0 : -ENOMEM;
+		if (rc == 0 && rec.value)
+			memcpy(f->snap, rec.value, rec.value_len);
+		else if (rc == 0)
+			rc = kvc_get_range(txn, key, len, 0, f->snap, rec.value_len, &n, NULL);
+		if (rc == 0 && n != rec.value_len)
+			rc = -EIO; /* cannot be: one transaction */
+		if (rc < 0) {
+			free(f->snap);
+			f->snap = NULL;
 			kvc_txn_abort(txn);
-			fuse_reply_err(req, ENOMEM);
+			fuse_reply_err(req, -rc);
 			return;
 		}
-		memcpy(f->snap, rec.value, rec.value_len);
 		f->have_version = true;
 		f->seq = rec.seq;
 		f->vlen = rec.value_len;

@@ -131,9 +131,8 @@ struct kept {
 static bool before_gone(struct kfs *fs, kvc_txn *txn, const unsigned char *key, size_t len,
 			const struct kvc_record *rec, struct stat *ret_st, struct kept *ret_kept)
 {
-	struct kvc_record whole;
-
 	uint64_t ino = kfs_inode_find(fs->inodes, KFS_FILE, key, len);
+	size_t n = rec->value_len;
 
 	memset(ret_kept, 0, sizeof(*ret_kept));
 	if (!ino)
@@ -142,15 +141,16 @@ static bool before_gone(struct kfs *fs, kvc_txn *txn, const unsigned char *key, 
 	/* Page-cache handles hold their version already. */
 	if (!kfs_inode_has_direct_reader(fs->inodes, ino))
 		return true;
-	if (!rec->value) {
-		/* Looked up without its value (a large one is read whole). */
-		if (kvc_get(txn, key, len, 0, &whole) < 0)
-			return true;
-		rec = &whole;
-	}
 	ret_kept->copy = malloc(rec->value_len ? rec->value_len : 1);
-	if (ret_kept->copy) {
+	if (ret_kept->copy && rec->value)
 		memcpy(ret_kept->copy, rec->value, rec->value_len);
+	else if (ret_kept->copy && /* looked up without its value (a large one) */
+		 (kvc_get_range(txn, key, len, 0, ret_kept->copy, n, &n, NULL) < 0 ||
+		  n != rec->value_len)) {
+		free(ret_kept->copy);
+		ret_kept->copy = NULL;
+	}
+	if (ret_kept->copy) {
 		ret_kept->ino = ino;
 		ret_kept->rec = *rec;
 		ret_kept->rec.value = ret_kept->copy;

@@ -156,7 +156,6 @@ static int wbuf_load(struct kfs *fs, struct kfs_wbuf *wb, kvc_txn *txn, const un
 		     size_t key_len, const struct kvc_record *rec)
 {
 	struct kfs_vversion v = { .ino = wb->ino, .seq = rec->seq, .store_ino = rec->ino };
-	struct kvc_record whole;
 	size_t len, cap;
 	void *kept = kfs_vcache_take(fs->vcache, &v, &len, &cap);
 
@@ -167,22 +166,22 @@ static int wbuf_load(struct kfs *fs, struct kfs_wbuf *wb, kvc_txn *txn, const un
 		return 0;
 	}
 	free(kept);
-	if (!rec->value && rec->value_len) {
-		int rc = kvc_get(txn, key, key_len, 0, &whole);
-
-		if (rc < 0)
-			return rc;
-		if (whole.seq != rec->seq || whole.value_len != rec->value_len)
-			return -EIO; /* cannot be: one transaction */
-		rec = &whole;
-	}
 	int rc = reserve(wb, rec->value_len);
 
-	if (rc == 0 && rec->value_len) {
+	if (rc < 0 || !rec->value_len)
+		return rc;
+	if (rec->value) {
 		memcpy(wb->buf, rec->value, rec->value_len);
-		wb->len = rec->value_len;
+	} else {
+		/* Read straight into the buffer (a large value). */
+		rc = kvc_get_range(txn, key, key_len, 0, wb->buf, rec->value_len, &len, NULL);
+		if (rc == 0 && len != rec->value_len)
+			rc = -EIO; /* cannot be: one transaction */
+		if (rc < 0)
+			return rc;
 	}
-	return rc;
+	wb->len = rec->value_len;
+	return 0;
 }
 
 int kfs_wbuf_open(struct kfs *fs, uint64_t ino, bool truncating, kvc_txn *txn,

@@ -114,6 +114,31 @@ static int chunk_get(kvc_txn *txn, uint64_t id, size_t len, const void **ret)
 	return 0;
 }
 
+int kvc_chunk_read_range(kvc_txn *txn, const struct kvc_chunks *t, size_t off, void *out,
+			 size_t len)
+{
+	unsigned char *w = out;
+	while (len) {
+		size_t i = off / t->chunk_size, in = off % t->chunk_size;
+		size_t n = chunk_len(t->value_len, t->chunk_size, i);
+		size_t take = n - in < len ? n - in : len;
+		uint64_t id = kvc_chunk_id(t, i);
+		const void *src;
+		if (id == 0) {
+			memset(w, 0, take);
+		} else {
+			int rc = chunk_get(txn, id, n, &src);
+			if (rc)
+				return rc;
+			memcpy(w, (const unsigned char *)src + in, take);
+		}
+		w += take;
+		off += take;
+		len -= take;
+	}
+	return 0;
+}
+
 int kvc_chunk_read(kvc_txn *txn, const struct kvc_chunks *t, void *out)
 {
 	unsigned char *w = out;

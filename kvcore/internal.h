@@ -396,6 +396,11 @@ uint64_t kvc_chunk_id(const struct kvc_chunks *t, size_t i);
 /* The length of the value of a record from the store, chunked or not. */
 size_t kvc_rec_value_len(const struct kvc_record *rec);
 
+/* Read bytes [@off, @off + @len) of the value of @t into @out; the range
+ * must lie inside the value. */
+int kvc_chunk_read_range(kvc_txn *txn, const struct kvc_chunks *t, size_t off, void *out,
+			 size_t len);
+
 /* Read the whole value of @t into @out (t->value_len bytes). */
 int kvc_chunk_read(kvc_txn *txn, const struct kvc_chunks *t, void *out);
 

@@ -308,6 +308,21 @@ enum kvc_get_flags {
 int kvc_get(kvc_txn *txn, const void *key, size_t key_len, unsigned flags,
 	    struct kvc_record *ret_rec);
 
+/**
+ * Read bytes [@off, @off + @len) of the value of live key @key into @buf:
+ * of a large value only the pieces that hold them, with no copy in
+ * between.  For readers that want part of a value, or all of it in
+ * memory of their own.
+ * @param[out] ret_n   bytes copied: fewer than @len at the value's end, 0
+ *                     past it
+ * @param[out] ret_rec (may be NULL) the record, its value left out (as
+ *                     with KVC_GET_NO_VALUE)
+ * @return 0, -ENOENT (absent, deleted or expired), -EINVAL /
+ *         -ENAMETOOLONG (not a valid key), -EIO
+ */
+int kvc_get_range(kvc_txn *txn, const void *key, size_t key_len, size_t off, void *buf,
+		  size_t len, size_t *ret_n, struct kvc_record *ret_rec);
+
 /* Which fields of struct kvc_write a write sets. */
 enum kvc_write_set {
 	KVC_SET_VALUE = 1u << 0,      /* value/value_len (re-arms the ttl) */

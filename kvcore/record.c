@@ -476,8 +476,10 @@ int kvc_upgrade_v1(kvc_txn *txn)
 
 /* ---------------------------------------------------------------- reads */
 
-int kvc_get(kvc_txn *txn, const void *key, size_t key_len, unsigned flags,
-	    struct kvc_record *ret_rec)
+/* kvc_get without its last step: the record as stored (a chunked value
+ * is still its table). */
+static int get_stored(kvc_txn *txn, const void *key, size_t key_len, unsigned flags,
+		      struct kvc_record *ret_rec)
 {
 	int rc = kvc_key_check_txn(txn, key, key_len);
 	if (rc)
@@ -497,13 +499,7 @@ int kvc_get(kvc_txn *txn, const void *key, size_t key_len, unsigned flags,
 		if (!(f & KVC_REC_TOMBSTONE) && !(flags & KVC_GET_EXPIRED) && exp > 0 &&
 		    exp <= txn->now_ns / 1000000000)
 			return -ENOENT;
-		struct kvc_record r;
-		rc = kvc_rec_decode(p, d.mv_size, &r);
-		if (!rc && (r.flags & KVC_REC_CHUNKED))
-			rc = kvc_rec_publish_txn(txn, &r, flags);
-		if (!rc)
-			*ret_rec = r;
-		return rc;
+		return kvc_rec_decode(p, d.mv_size, ret_rec);
 	}
 	struct kvc_record r;
 	rc = kvc_rec_locate(key, key_len, &d, &r);
@@ -514,9 +510,46 @@ int kvc_get(kvc_txn *txn, const void *key, size_t key_len, unsigned flags,
 	if (!(r.flags & KVC_REC_TOMBSTONE) && !(flags & KVC_GET_EXPIRED) &&
 	    kvc_record_expired(&r, txn->now_ns))
 		return -ENOENT;
-	rc = kvc_rec_publish_txn(txn, &r, flags);
+	*ret_rec = r;
+	return 0;
+}
+
+int kvc_get(kvc_txn *txn, const void *key, size_t key_len, unsigned flags,
+	    struct kvc_record *ret_rec)
+{
+	struct kvc_record r;
+	int rc = get_stored(txn, key, key_len, flags, &r);
+	if (!rc)
+		rc = kvc_rec_publish_txn(txn, &r, flags);
 	if (!rc)
 		*ret_rec = r;
 	return rc;
+}
+
+int kvc_get_range(kvc_txn *txn, const void *key, size_t key_len, size_t off, void *buf,
+		  size_t len, size_t *ret_n, struct kvc_record *ret_rec)
+{
+	struct kvc_record r;
+	struct kvc_chunks t;
+	int rc = get_stored(txn, key, key_len, 0, &r);
+	if (rc)
+		return rc;
+	bool chunked = r.flags & KVC_REC_CHUNKED;
+	if (chunked && (rc = kvc_chunk_table(&r, &t)))
+		return rc;
+	size_t vlen = chunked ? t.value_len : r.value_len;
+	size_t n = off >= vlen ? 0 : (vlen - off < len ? vlen - off : len);
+	if (n && chunked)
+		rc = kvc_chunk_read_range(txn, &t, off, buf, n);
+	else if (n)
+		memcpy(buf, (const unsigned char *)r.value + off, n);
+	if (!rc && ret_rec)
+		rc = kvc_rec_publish_txn(txn, &r, KVC_GET_NO_VALUE);
+	if (rc)
+		return rc;
+	if (ret_rec)
+		*ret_rec = r;
+	*ret_n = n;
+	return 0;
 }
 

@@ -12,6 +12,8 @@
  *    ttl or metadata change stores none, a value of zeros stores none, and
  *    every replaced or deleted chunk is gone (kvc_check counts the chunk
  *    database against the records' tables).
+ *  - kvc_get_range reads any range (across chunk boundaries, in holes, past
+ *    the end, of small values) as the whole value holds it.
  *  - A write naming the range it changed since a version (KVC_VALUE_SINCE)
  *    stores one chunk; naming a version no longer stored, its range is not
  *    trusted and a change outside it is stored too.
@@ -307,6 +309,64 @@ static void test_partial(const struct kt_dir *d)
 	free(was);
 }
 
+/* kvc_get_range of [@off, @off + @len) gives what @want holds there. */
+static bool range_ok(kvc_store *s, const char *key, const unsigned char *want, size_t n,
+		     size_t off, size_t len)
+{
+	kvc_txn *txn;
+	struct kvc_record r;
+	size_t got = SIZE_MAX, expect = off >= n ? 0 : (n - off < len ? n - off : len);
+	unsigned char *buf = malloc(len ? len : 1);
+	if (!buf || kvc_txn_begin(s, KVC_TXN_READ, &txn))
+		bail_out("range");
+	int rc = kvc_get_range(txn, key, strlen(key), off, buf, len, &got, &r);
+	kvc_txn_abort(txn);
+	bool same = rc == 0 && got == expect && r.value_len == n && !(n >= THRESHOLD && r.value) &&
+		    memcmp(buf, want + (off < n ? off : n), expect) == 0;
+	if (!same)
+		diag("range %zu+%zu of %zu bytes: rc %d, got %zu", off, len, n, rc, got);
+	free(buf);
+	return same;
+}
+
+static void test_ranges(const struct kt_dir *d)
+{
+	char path[128];
+	kvc_store *s = kt_open(kt_dir_sub(d, "ranges", path, sizeof(path)), NULL);
+	size_t chunk = 16u * (size_t)sysconf(_SC_PAGESIZE) - 16u;
+	size_t n = 40 * chunk + 123;
+	unsigned char *v = random_value(n);
+	memset(v + 3 * chunk, 0, 5 * chunk); /* a hole: chunks of zeros */
+	is_int(kt_put(s, "r", 1, v, n), 0, "a value of %zu bytes with a hole is written", n);
+	struct { size_t off, len; const char *what; } cases[] = {
+		{0, 100, "the start"},
+		{chunk - 10, 20, "across a chunk boundary"},
+		{2 * chunk + 5, 7 * chunk, "across the hole, several chunks"},
+		{4 * chunk, 100, "inside the hole"},
+		{n - 50, 100, "past the end: short"},
+		{n, 10, "at the end: nothing"},
+		{n + 1000, 10, "beyond the end: nothing"},
+		{0, n, "the whole value"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		ok(range_ok(s, "r", v, n, cases[i].off, cases[i].len), "kvc_get_range: %s",
+		   cases[i].what);
+	is_int(kt_puts(s, "small", "hello, world"), 0, "a small value is written");
+	ok(range_ok(s, "small", (const unsigned char *)"hello, world", 12, 7, 100),
+	   "kvc_get_range of a small value");
+	is_int(kt_delete(s, "r", 1), 0, "the large one is deleted");
+	kvc_txn *txn;
+	size_t got;
+	unsigned char b[8];
+	if (kvc_txn_begin(s, KVC_TXN_READ, &txn))
+		bail_out("txn");
+	is_int(kvc_get_range(txn, "r", 1, 0, b, sizeof(b), &got, NULL), -ENOENT,
+	       "kvc_get_range of a deleted key: -ENOENT");
+	kvc_txn_abort(txn);
+	free(v);
+	kvc_close(s);
+}
+
 static int rename_fn(kvc_txn *txn, void *arg)
 {
 	const char **names = arg;
@@ -502,6 +562,7 @@ int main(void)
 	struct kt_dir d;
 	kt_dir_make(&d);
 	test_sizes(&d);
+	test_ranges(&d);
 	test_partial(&d);
 	test_lifecycle(&d);
 	test_model(&d);
