@@ -6,8 +6,8 @@
  * a message naming the entry and key, the entry limit counted past its
  * end) and the JSON writers (escaping, re-indenting, export entries).
  */
-#include "base64.h"
-#include "bulk.h"
+#include "common/base64.h"
+#include "common/bulk.h"
 #include "tap.h"
 
 #include <errno.h>

@@ -20,9 +20,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "sync_auth.h"
-#include "sync_net.h"
-#include "sync_proto.h"
+#include "kvsync/auth.h"
+#include "kvsync/net.h"
+#include "kvsync/proto.h"
 
 static int die(const char *what, int rc)
 {

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sync_proto.h"
+#include "kvsync/proto.h"
 #include "tap.h"
 
 /* The first frame of @b, which must be complete. */

@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "sync_proto.h"
+#include "proto.h"
 
 #define KS_AUTH_KEY_LEN 32u
 

@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "sync_proto.h"
+#include "proto.h"
 
 struct ks_conn;
 

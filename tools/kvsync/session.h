@@ -21,9 +21,9 @@
 #include <stdio.h>
 
 #include "kvcore.h"
-#include "sync_auth.h"
-#include "sync_net.h"
-#include "sync_proto.h"
+#include "auth.h"
+#include "net.h"
+#include "proto.h"
 
 enum ks_exit {
 	KS_EXIT_OK = 0,

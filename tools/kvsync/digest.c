@@ -4,7 +4,7 @@
  * includes tombstones and expired records; the digest kind decides which
  * of them count.
  */
-#include "sync_digest.h"
+#include "digest.h"
 
 #include <errno.h>
 #include <sodium.h>

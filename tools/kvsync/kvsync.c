@@ -34,9 +34,9 @@
 #include <unistd.h>
 
 #include "kvcore.h"
-#include "sync_auth.h"
-#include "sync_net.h"
-#include "sync_session.h"
+#include "auth.h"
+#include "net.h"
+#include "session.h"
 
 #ifndef KVSYNC_VERSION
 #define KVSYNC_VERSION "unknown"

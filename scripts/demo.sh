@@ -4,14 +4,14 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-"$root/tools/install-deps.sh"
+"$root/scripts/install-deps.sh"
 build="$root/build"
 [ -f "$build/build.ninja" ] || meson setup "$build" --buildtype=release >/dev/null
 ninja -C "$build" >/dev/null
 
 demo=${KVFS_DEMO_DIR:-/tmp/kvfs-demo}
 store="$demo/store" mnt="$demo/mnt"
-kvctl="$build/tools/kvctl" kvfs="$build/fs/kvfs"
+kvctl="$build/tools/kvctl/kvctl" kvfs="$build/fs/kvfs"
 if mountpoint -q "$mnt" 2>/dev/null; then
   fusermount3 -u "$mnt" 2>/dev/null || fusermount3 -uz "$mnt" || true
 fi

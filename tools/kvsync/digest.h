@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #include "kvcore.h"
-#include "sync_proto.h"
+#include "proto.h"
 
 /* What a record is to a reader at @now_ns (enum ks_key_state). */
 uint8_t ks_record_state(const struct kvc_record *rec, int64_t now_ns);

@@ -12,9 +12,9 @@
  * (not found, refused by validation, store error), 2 the command line is
  * wrong.
  */
-#include "bulk.h"
+#include "common/bulk.h"
 #include "kvcore.h"
-#include "progress.h"
+#include "common/progress.h"
 
 #include <errno.h>
 #include <fcntl.h>

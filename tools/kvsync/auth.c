@@ -2,7 +2,7 @@
  * sync_auth: token loading and the challenge-response proofs of kvsync
  * (see sync_auth.h).  Keys and tokens are wiped from memory once used.
  */
-#include "sync_auth.h"
+#include "auth.h"
 
 #include <errno.h>
 #include <sodium.h>

@@ -16,7 +16,7 @@
  * leaves nothing of that batch behind.  kvc_apply decides each record by
  * last-writer-wins; an absent key is never taken for a deleted one.
  */
-#include "sync_session.h"
+#include "session.h"
 
 #include <errno.h>
 #include <sodium.h>
@@ -27,8 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "progress.h"
-#include "sync_digest.h"
+#include "common/progress.h"
+#include "digest.h"
 
 /* A differing range with at most this many records is settled by a key
  * list; a bigger one is cut into FANOUT pieces. */

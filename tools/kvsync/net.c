@@ -7,7 +7,7 @@
  * protocol bounds how much a well-behaved peer sends ahead; a peer that
  * sends more than KS_IN_MAX without reading ends the connection.
  */
-#include "sync_net.h"
+#include "net.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -5,7 +5,7 @@
  * reject anything outside the protocol's bounds and never allocate, which
  * is what lets tests/fuzz/fuzz_frames.c feed them arbitrary bytes.
  */
-#include "sync_proto.h"
+#include "proto.h"
 
 #include <errno.h>
 #include <stdlib.h>
