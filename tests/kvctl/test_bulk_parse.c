@@ -73,6 +73,8 @@ static void test_base64_strict(void)
 		{"Zm9_", "the URL-safe alphabet (_)"},
 		{"=Zm9", "padding first"},
 		{"Zm=v", "padding inside a quantum"},
+		{"Zm9\xff", "a byte over 0x7f (libsodium 1.0.18 takes it for '/')"},
+		{"\x80\x80\x80\x80", "bytes over 0x7f (0x80)"},
 		{"Zm9v\0\0\0\0", "NUL bytes"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
