@@ -14,6 +14,7 @@
 #include "bulk.h"
 
 #include "base64.h"
+#include "buf.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -676,14 +677,11 @@ static int parse_entries(struct parser *p, enum kt_bulk_format fmt, struct kt_bu
 			/* Past the limit: only check and count, to report the total. */
 			rc = skip_value(p, 1);
 		} else {
-			if (b->count == cap) {
-				size_t ncap = cap ? cap * 2 : 64;
-				void *n = realloc(b->entries, ncap * sizeof(*b->entries));
-				if (!n)
-					return fail(p, -ENOMEM, "out of memory");
-				b->entries = n;
-				cap = ncap;
-			}
+			struct kt_bulk_entry *v = kt_array_grow(b->entries, sizeof(*v), b->count + 1,
+								&cap, 64);
+			if (!v)
+				return fail(p, -ENOMEM, "out of memory");
+			b->entries = v;
 			struct kt_bulk_entry *e = &b->entries[b->count];
 			memset(e, 0, sizeof(*e));
 			rc = fmt == KT_BULK_PUT ? parse_put_entry(p, e) : parse_key_entry(p, e);

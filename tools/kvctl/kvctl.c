@@ -12,6 +12,7 @@
  * (not found, refused by validation, store error), 2 the command line is
  * wrong.
  */
+#include "common/buf.h"
 #include "common/bulk.h"
 #include "kvcore.h"
 #include "common/progress.h"
@@ -364,23 +365,19 @@ static int read_input(const char *path, size_t max, struct input *ret)
 			goto out;
 		}
 	}
-	size_t cap = 0;
+	struct kt_buf buf = KT_BUF_INIT;
 	for (;;) {
-		if (in.len == cap) {
-			if (cap > max)
-				break; /* holds max + 1: enough to know */
-			size_t ncap = cap ? cap * 2 : 64 * 1024;
-			if (ncap > max + 1)
-				ncap = max + 1;
-			void *n = realloc(in.data, ncap);
-			if (!n) {
-				rc = -ENOMEM;
+		if (buf.len > max)
+			break; /* holds max + 1: enough to know */
+		if (buf.len == buf.cap) {
+			rc = kt_buf_grow(&buf, 1, 64 * 1024);
+			if (rc)
 				break;
-			}
-			in.data = n;
-			cap = ncap;
 		}
-		ssize_t r = read(fd, in.data + in.len, cap - in.len);
+		size_t room = buf.cap - buf.len;
+		if (room > max + 1 - buf.len)
+			room = max + 1 - buf.len; /* never read past max + 1 */
+		ssize_t r = read(fd, buf.p + buf.len, room);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
@@ -391,8 +388,10 @@ static int read_input(const char *path, size_t max, struct input *ret)
 			in.size_known = true;
 			break;
 		}
-		in.len += (size_t)r;
+		buf.len += (size_t)r;
 	}
+	in.data = buf.p;
+	in.len = buf.len;
 	in.oversize = in.len > max;
 	if (in.oversize)
 		in.size_known = false;

@@ -9,6 +9,8 @@
  */
 #include "net.h"
 
+#include "common/buf.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -164,14 +166,11 @@ static int fill_input(struct ks_conn *c)
 		if (c->in_len + KS_READ_CHUNK > c->in_cap) {
 			if (c->in_len + KS_READ_CHUNK > KS_IN_MAX)
 				return proto_fail(c, "peer sent too much without reading");
-			size_t cap = c->in_cap ? c->in_cap * 2 : 2 * KS_READ_CHUNK;
-			while (cap < c->in_len + KS_READ_CHUNK)
-				cap *= 2;
-			uint8_t *p = realloc(c->in, cap);
+			uint8_t *p = kt_array_grow(c->in, 1, c->in_len + KS_READ_CHUNK, &c->in_cap,
+						   2 * KS_READ_CHUNK);
 			if (!p)
 				return -ENOMEM;
 			c->in = p;
-			c->in_cap = cap;
 		}
 	}
 	ssize_t n = read(c->rfd, c->in + c->in_start + c->in_len,
@@ -397,13 +396,10 @@ int ks_conn_recv(struct ks_conn *c, int timeout_ms, struct ks_frame *ret)
 		if (rc == 0) {
 			/* Copy it out: later reads may move the input buffer
 			 * while the caller still uses the frame. */
-			if (size > c->cur_cap) {
-				uint8_t *p = realloc(c->cur, size);
-				if (!p)
-					return -ENOMEM;
-				c->cur = p;
-				c->cur_cap = size;
-			}
+			uint8_t *p = kt_array_grow(c->cur, 1, size, &c->cur_cap, KS_READ_CHUNK);
+			if (!p)
+				return -ENOMEM;
+			c->cur = p;
 			memcpy(c->cur, c->in + c->in_start, size);
 			c->in_start += size;
 			c->in_len -= size;

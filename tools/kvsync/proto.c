@@ -7,7 +7,10 @@
  */
 #include "proto.h"
 
+#include "common/buf.h"
+
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,16 +36,13 @@ static int wb_reserve(struct ks_wbuf *b, size_t more)
 		return b->err;
 	if (b->len + more <= b->cap)
 		return 0;
-	size_t cap = b->cap ? b->cap : 4096;
-	while (cap < b->len + more)
-		cap *= 2;
-	uint8_t *p = realloc(b->p, cap);
+	uint8_t *p = more <= SIZE_MAX - b->len ?
+		kt_array_grow(b->p, 1, b->len + more, &b->cap, 4096) : NULL;
 	if (!p) {
 		b->err = -ENOMEM;
 		return b->err;
 	}
 	b->p = p;
-	b->cap = cap;
 	return 0;
 }
 

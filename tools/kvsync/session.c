@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/buf.h"
 #include "common/progress.h"
 #include "digest.h"
 
@@ -574,14 +575,10 @@ struct rstack {
 
 static int rstack_push(struct rstack *st, struct drange *r)
 {
-	if (st->n == st->cap) {
-		size_t cap = st->cap ? st->cap * 2 : 64;
-		struct drange **v = realloc(st->v, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		st->v = v;
-		st->cap = cap;
-	}
+	struct drange **v = kt_array_grow(st->v, sizeof(*v), st->n + 1, &st->cap, 64);
+	if (!v)
+		return -ENOMEM;
+	st->v = v;
 	st->v[st->n++] = r;
 	return 0;
 }
@@ -1066,14 +1063,10 @@ static void batch_release(struct batch *b)
 
 static int batch_add(struct ks_sess *s, struct batch *b, struct inrec *r)
 {
-	if (b->n == b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 64;
-		struct inrec **v = realloc(b->v, cap * sizeof(*v));
-		if (!v)
-			return fail(s, KS_EXIT_STORE, "out of memory");
-		b->v = v;
-		b->cap = cap;
-	}
+	struct inrec **v = kt_array_grow(b->v, sizeof(*v), b->n + 1, &b->cap, 64);
+	if (!v)
+		return fail(s, KS_EXIT_STORE, "out of memory");
+	b->v = v;
 	b->v[b->n++] = r;
 	b->bytes += r->key_len + r->rec.value_len + r->rec.metadata_len + 64;
 	s->st.records++;
