@@ -17,9 +17,8 @@
  *          (the inputs of bulk get and bulk delete).
  * Entries are numbered from 0, their index in the JSON array, in messages.
  *
- * Writing: JSON strings escaped as JSON.stringify escapes them, a
- * re-indenter for compact JSON (wrangler prints with a 2-space indent), and
- * one bulk-put entry per call for export.
+ * Writing: one bulk-put entry per call, for export (json.h has the JSON
+ * writers it uses).
  */
 #ifndef KVTOOLS_BULK_H
 #define KVTOOLS_BULK_H
@@ -28,6 +27,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+
+#include "json.h"
 
 #define KT_BULK_ENTRIES_MAX 10000u
 #define KT_BULK_BYTES_MAX (100u * 1024u * 1024u)
@@ -82,25 +83,6 @@ void kt_bulk_release(struct kt_bulk *b);
  * bytes as \xNN.  @return @buf
  */
 const char *kt_bulk_show_key(const void *key, size_t key_len, char *buf, size_t buf_size);
-
-/** Whether @len bytes at @s are valid UTF-8 (no overlongs, no surrogates). */
-bool kt_utf8_valid(const void *s, size_t len);
-
-/**
- * Write @len bytes of UTF-8 as a JSON string literal, escaped as
- * JSON.stringify escapes; a byte that is not part of valid UTF-8 is written
- * as U+FFFD.
- */
-void kt_json_string(FILE *f, const void *s, size_t len);
-
-/** Write @len bytes as a JSON string literal holding their base64. */
-void kt_json_base64(FILE *f, const void *s, size_t len);
-
-/**
- * Write valid JSON text @json re-indented as JSON.stringify(v, null, 2)
- * would print it, its nested lines indented by @indent more spaces.
- */
-void kt_json_pretty(FILE *f, const char *json, size_t len, unsigned indent);
 
 /**
  * Write one bulk-put entry as compact JSON (no trailing newline or comma):

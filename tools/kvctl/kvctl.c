@@ -524,19 +524,9 @@ static int cmd_get(kvc_store *store, const struct args *a)
 		return status;
 	}
 	if (a->opts & OPT_METADATA_FLAG) {
-		bool text = kt_utf8_valid(rec.value, rec.value_len);
-		fputs("{\"value\":", stdout);
-		if (text)
-			kt_json_string(stdout, rec.value, rec.value_len);
-		else
-			kt_json_base64(stdout, rec.value, rec.value_len);
-		fputs(",\"metadata\":", stdout);
-		if (rec.metadata)
-			fwrite(rec.metadata, 1, rec.metadata_len, stdout);
-		else
-			fputs("null", stdout);
-		if (!text)
-			fputs(",\"base64\":true", stdout);
+		putchar('{');
+		kt_json_value_members(stdout, rec.value, rec.value_len, true, rec.metadata,
+				      rec.metadata_len);
 		fputs("}\n", stdout);
 	} else {
 		fwrite(rec.value, 1, rec.value_len, stdout);
@@ -886,20 +876,9 @@ static int bulk_get(kvc_store *store, const struct kt_bulk *b, bool with_metadat
 			kt_json_string(stdout, rec.value, rec.value_len);
 			continue;
 		}
-		fputs("{\"value\":", stdout);
-		if (text)
-			kt_json_string(stdout, rec.value, rec.value_len);
-		else
-			kt_json_base64(stdout, rec.value, rec.value_len);
-		if (with_metadata) {
-			fputs(",\"metadata\":", stdout);
-			if (rec.metadata)
-				fwrite(rec.metadata, 1, rec.metadata_len, stdout);
-			else
-				fputs("null", stdout);
-		}
-		if (!text)
-			fputs(",\"base64\":true", stdout);
+		putchar('{');
+		kt_json_value_members(stdout, rec.value, rec.value_len, with_metadata,
+				      rec.metadata, rec.metadata_len);
 		putchar('}');
 	}
 	kt_progress_end(&progress);
