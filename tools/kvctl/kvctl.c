@@ -982,8 +982,8 @@ static int cmd_reap(kvc_store *store, const struct args *a)
 	if (rc)
 		return failure("collecting old tombstones failed: %s", strerror(-rc));
 	if (collected)
-		printf("collected %" PRIu64 " tombstone%s older than 7 days\n", collected,
-		       collected == 1 ? "" : "s");
+		printf("collected %" PRIu64 " tombstone%s older than %u days\n", collected,
+		       collected == 1 ? "" : "s", KVC_TOMBSTONE_GRACE_DEFAULT / (24u * 3600u));
 	return finish_stdout(0);
 }
 
