@@ -1,6 +1,6 @@
 /*
- * sync_auth: token loading and the challenge-response proofs of kvsync
- * (see sync_auth.h).  Keys and tokens are wiped from memory once used.
+ * auth: token loading and the challenge-response proofs of kvsync
+ * (see auth.h).  Keys and tokens are wiped from memory once used.
  */
 #include "auth.h"
 

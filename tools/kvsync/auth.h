@@ -1,5 +1,5 @@
 /*
- * sync_auth: the shared-token challenge-response of `kvsync serve`.
+ * auth: the shared-token challenge-response of `kvsync serve`.
  *
  * Each side sends a fresh random nonce in its HELLO.  The client proves it
  * knows the token with crypto_auth (HMAC-SHA-512-256) keyed by a hash of

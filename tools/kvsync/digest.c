@@ -1,6 +1,6 @@
 /*
- * sync_digest: range digests, range splitting and range walks over a
- * store (see sync_digest.h).  Everything goes through kvc_scan, which
+ * digest: range digests, range splitting and range walks over a
+ * store (see digest.h).  Everything goes through kvc_scan, which
  * includes tombstones and expired records; the digest kind decides which
  * of them count.
  */

@@ -1,5 +1,5 @@
 /*
- * sync_digest: range digests over a store, for kvsync's way back (a peer
+ * digest: range digests over a store, for kvsync's way back (a peer
  * whose watermark is gone) and for --check.
  *
  * A range is [lo, hi) in bytewise key order.  Its digest is BLAKE2b over

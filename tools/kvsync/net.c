@@ -1,5 +1,5 @@
 /*
- * sync_net: connections and transports for kvsync.
+ * net: connections and transports for kvsync.
  *
  * Both directions of a connection may carry a lot at once (a sender
  * streaming records while the receiver answers), so a blocked write keeps

@@ -1,5 +1,5 @@
 /*
- * sync_net: kvsync's connections and the transports that make them.
+ * net: kvsync's connections and the transports that make them.
  *
  * A connection is a pair of file descriptors (one socket, or a pipe each
  * way to a remote shell) carrying frames.  Writes never deadlock against a

@@ -1,6 +1,6 @@
 /*
- * sync_proto: encoders and bounds-checked decoders for the kvsync frames
- * (see sync_proto.h for the frame layout and docs/kvsync.md for the
+ * proto: encoders and bounds-checked decoders for the kvsync frames
+ * (see proto.h for the frame layout and docs/kvsync.md for the
  * protocol).  Decoders are pure: they read only the bytes they are given,
  * reject anything outside the protocol's bounds and never allocate, which
  * is what lets tests/fuzz/fuzz_frames.c feed them arbitrary bytes.

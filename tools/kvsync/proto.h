@@ -1,5 +1,5 @@
 /*
- * sync_proto: the kvsync wire format.
+ * proto: the kvsync wire format.
  *
  * Encoders append whole frames to a growable buffer; decoders are pure
  * functions over a byte buffer that check every length against what is

@@ -1,5 +1,5 @@
 /*
- * sync_session: the kvsync protocol engine, the same for every transport.
+ * session: the kvsync protocol engine, the same for every transport.
  *
  * A connection joins a client (the `kvsync` the user ran, with its local
  * store) and a server (`kvsync --server`, a `kvsync serve` connection, or
