@@ -583,6 +583,22 @@ static int parse_put_entry(struct parser *p, struct kt_bulk_entry *e)
 	return 0;
 }
 
+/* An object member's name and its ':', as far as telling whether the name
+ * is @want.  @return 0 or the parse failure */
+static int member_named(struct parser *p, const char *want, bool *ret_is)
+{
+	char *name;
+	size_t name_len;
+	int rc = parse_string(p, &name, &name_len);
+	if (rc)
+		return rc;
+	*ret_is = name_len == strlen(want) && !memcmp(name, want, name_len);
+	free(name);
+	if (!eat(p, ':'))
+		return syntax(p, "expected ':'");
+	return 0;
+}
+
 static int parse_key_entry(struct parser *p, struct kt_bulk_entry *e)
 {
 	int c = peek(p), rc;
@@ -593,15 +609,10 @@ static int parse_key_entry(struct parser *p, struct kt_bulk_entry *e)
 	p->pos++;
 	if (!eat(p, '}')) {
 		do {
-			char *name;
-			size_t name_len;
-			rc = parse_string(p, &name, &name_len);
+			bool is_key;
+			rc = member_named(p, "key", &is_key);
 			if (rc)
 				return rc;
-			bool is_key = name_len == 3 && !memcmp(name, "key", 3);
-			free(name);
-			if (!eat(p, ':'))
-				return syntax(p, "expected ':'");
 			if (!is_key) {
 				rc = skip_value(p, 1);
 			} else if (e->key) {
@@ -677,15 +688,10 @@ static int parse_keys_object(struct parser *p, struct kt_bulk *b)
 	p->pos++;
 	if (!eat(p, '}')) {
 		do {
-			char *name;
-			size_t name_len;
-			rc = parse_string(p, &name, &name_len);
+			bool is_keys;
+			rc = member_named(p, "keys", &is_keys);
 			if (rc)
 				return rc;
-			bool is_keys = name_len == 4 && !memcmp(name, "keys", 4);
-			free(name);
-			if (!eat(p, ':'))
-				return syntax(p, "expected ':'");
 			if (is_keys && found)
 				return fail(p, -EINVAL, "\"keys\" is given twice");
 			if (is_keys && peek(p) != '[')

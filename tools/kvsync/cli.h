@@ -95,6 +95,12 @@ int run_client(struct cli *cli);
 int run_stdio_server(const char *arg, uint64_t max_skew_ms, int timeout_ms);
 /** `kvsync serve ...` (@argv[0] is "serve").  @return the exit code */
 int run_daemon(int argc, char **argv);
+/**
+ * Block SIGINT and SIGTERM (and SIGCHLD with @children) and return a
+ * signalfd that reads them, for --watch and serve.  @return the fd, or -1
+ * with errno set
+ */
+int signals_take(bool children);
 /** Leave the signal handling of --watch and serve (@sig_fd < 0: none). */
 void signals_done(int sig_fd);
 

@@ -159,12 +159,7 @@ int run_client(struct cli *cli)
 	signal(SIGPIPE, SIG_IGN);
 	int sig_fd = -1, stop_fd = -1;
 	if (cli->watch) {
-		sigset_t mask;
-		sigemptyset(&mask);
-		sigaddset(&mask, SIGINT);
-		sigaddset(&mask, SIGTERM);
-		sigprocmask(SIG_BLOCK, &mask, NULL);
-		sig_fd = signalfd(-1, &mask, SFD_CLOEXEC);
+		sig_fd = signals_take(false);
 		if (sig_fd < 0) {
 			fprintf(stderr, "kvsync: signalfd: %s\n", strerror(errno));
 			return KS_EXIT_PROTO;

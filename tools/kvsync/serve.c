@@ -471,13 +471,7 @@ int run_daemon(int argc, char **argv)
 		goto out_free;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	sigset_t mask;
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	int sfd = signals_take(true);
 	if (sfd < 0) {
 		fprintf(stderr, "kvsync: signalfd: %s\n", strerror(errno));
 		close(lfd);
@@ -566,6 +560,24 @@ out_free:
 	return code;
 }
 
+/* The signals that end --watch and serve; SIGCHLD too for a daemon's kids. */
+static void stop_signals(sigset_t *ret_mask, bool children)
+{
+	sigemptyset(ret_mask);
+	sigaddset(ret_mask, SIGINT);
+	sigaddset(ret_mask, SIGTERM);
+	if (children)
+		sigaddset(ret_mask, SIGCHLD);
+}
+
+int signals_take(bool children)
+{
+	sigset_t mask;
+	stop_signals(&mask, children);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	return signalfd(-1, &mask, SFD_CLOEXEC);
+}
+
 /*
  * Leave the signal handling of --watch and serve: a signal still pending
  * (timeout(1) and terminals send a second one to the whole group) is
@@ -580,9 +592,6 @@ void signals_done(int sig_fd)
 	signal(SIGTERM, SIG_IGN);
 	signal(SIGCHLD, SIG_DFL);
 	sigset_t mask;
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGCHLD);
+	stop_signals(&mask, true);
 	sigprocmask(SIG_UNBLOCK, &mask, NULL);
 }
