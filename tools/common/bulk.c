@@ -293,6 +293,16 @@ static bool is_digit(int c)
 	return c >= '0' && c <= '9';
 }
 
+/* One or more digits at *@i, which moves past them.  @return whether there was one */
+static bool eat_digits(const struct parser *p, size_t *i)
+{
+	if (*i >= p->len || !is_digit(p->s[*i]))
+		return false;
+	while (*i < p->len && is_digit(p->s[*i]))
+		(*i)++;
+	return true;
+}
+
 /*
  * Read a number.  With @ret_int non-NULL, also convert it: a number that is
  * a whole value within int64 (1e9 and 1.0 count) sets *ret_int and
@@ -317,24 +327,20 @@ static int parse_number(struct parser *p, int64_t *ret_int, bool *ret_is_int)
 	if (i < p->len && p->s[i] == '.') {
 		plain = false;
 		i++;
-		if (i >= p->len || !is_digit(p->s[i])) {
+		if (!eat_digits(p, &i)) {
 			p->pos = i;
 			return syntax(p, "invalid number");
 		}
-		while (i < p->len && is_digit(p->s[i]))
-			i++;
 	}
 	if (i < p->len && (p->s[i] == 'e' || p->s[i] == 'E')) {
 		plain = false;
 		i++;
 		if (i < p->len && (p->s[i] == '+' || p->s[i] == '-'))
 			i++;
-		if (i >= p->len || !is_digit(p->s[i])) {
+		if (!eat_digits(p, &i)) {
 			p->pos = i;
 			return syntax(p, "invalid number");
 		}
-		while (i < p->len && is_digit(p->s[i]))
-			i++;
 	}
 	p->pos = i;
 	if (!ret_int)
