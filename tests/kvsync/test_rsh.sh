@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_rsh: the remote-shell transport, with tests/sync/fake-rsh.sh standing
+# test_rsh: the remote-shell transport, with tests/kvsync/fake-rsh.sh standing
 # in for ssh.  Push and pull through it, with [user@]host forms, -e
 # carrying options, and a remote path that needs quoting; a login script
 # that prints text before the protocol is named in a clear error (exit 3)
