@@ -5,7 +5,7 @@
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-"$root/tools/install-deps.sh" || { echo "0 passed, 1 failed"; exit 1; }
+"$root/scripts/install-deps.sh" || { echo "0 passed, 1 failed"; exit 1; }
 
 build=${KVFS_TEST_BUILD:-$root/build-test}
 fuzz_build=${KVFS_FUZZ_BUILD:-$root/build-fuzz}

@@ -29,7 +29,7 @@
 # --quick runs 10x smaller sizes, as a smoke run whose figures mean little.
 #
 # Run: meson test -C BUILD --benchmark --suite bench -v
-# or:  KVFS=BUILD/fs/kvfs KVCTL=BUILD/tools/kvctl \
+# or:  KVFS=BUILD/fs/kvfs KVCTL=BUILD/tools/kvctl/kvctl \
 #      FSOPS=BUILD/tests/bench/fsops tests/bench/bench_kvfs.sh [--quick]
 set -euo pipefail
 

@@ -28,8 +28,8 @@ if [ "${1:-}" = --quick ]; then
 	N=10000 W=100
 fi
 here=$(cd "$(dirname "$0")/../.." && pwd)
-: "${KVSYNC:=$here/build/tests/sync/kvsync}"
-: "${KVCTL:=$here/build/tools/kvctl}"
+: "${KVSYNC:=$here/build/tools/kvsync/kvsync}"
+: "${KVCTL:=$here/build/tools/kvctl/kvctl}"
 KVFS=${KVFS:-${BUILD_DIR:-$here/build}/fs/kvfs}
 for b in "$KVSYNC" "$KVCTL"; do
 	[ -x "$b" ] || { echo "bench_kvsync: $b is not built" >&2; exit 1; }

@@ -31,7 +31,7 @@ bench_binaries() {
 	local v
 	BUILD_DIR=${BUILD_DIR:-}
 	KVFS=${KVFS:-${BUILD_DIR:+$BUILD_DIR/fs/kvfs}}
-	KVCTL=${KVCTL:-${BUILD_DIR:+$BUILD_DIR/tools/kvctl}}
+	KVCTL=${KVCTL:-${BUILD_DIR:+$BUILD_DIR/tools/kvctl/kvctl}}
 	FSOPS=${FSOPS:-${BUILD_DIR:+$BUILD_DIR/tests/bench/fsops}}
 	for v in KVFS KVCTL FSOPS; do
 		[[ -n ${!v} && -x ${!v} ]] || die "set $v to the built binary"

@@ -10,7 +10,7 @@
  * out-of-bounds reads are AddressSanitizer's to find.
  */
 #include "fuzz.h"
-#include "bulk.h"
+#include "common/bulk.h"
 
 #include <stdint.h>
 #include <stdio.h>

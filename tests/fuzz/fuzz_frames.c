@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sync_proto.h"
+#include "kvsync/proto.h"
 
 static bool in_range(const struct ks_range *r, const uint8_t *key, size_t n)
 {

@@ -108,6 +108,30 @@ check_eq "--help prints the usage on stdout" "$(kv --help | head -n 1)" \
 	"Usage: kvctl [--min-ttl S] STORE COMMAND [ARGS]"
 check_eq "--version prints the version" "$(kv --version)" "kvctl 0.1.0"
 
+# The command line as getopt_long reads it, kept to what kvctl always took:
+# options anywhere, `--` before a key or value that starts with '-', long
+# options spelt out (no abbreviations), -h alone as the only short option.
+check_refused "an abbreviated option is unknown" 2 "kvctl: unknown option '--pre'" \
+	"$KVCTL" "$U" list --pre a
+check_refused "an abbreviated option without its value is unknown too" 2 \
+	"kvctl: unknown option '--pre'" "$KVCTL" "$U" list --pre
+check_refused "grouped short options are unknown" 2 "kvctl: unknown option '-hx'" "$KVCTL" -hx
+check_refused "a missing option value is a usage error" 2 "kvctl: option '--ttl' needs a value" \
+	"$KVCTL" "$U" put k v --ttl
+check_refused "an option given twice is a usage error" 2 "kvctl: option '--ttl' is given twice" \
+	"$KVCTL" "$U" put k v --ttl=60 --ttl 70
+check_refused "--metadata of get takes no value" 2 "kvctl: option '--metadata' takes no value here" \
+	"$KVCTL" "$U" get k --metadata=1
+check_refused "too many arguments are a usage error" 2 "kvctl: too many arguments" \
+	"$KVCTL" "$U" get a b c d e f g h i
+A=$WORK/args
+check "after --, a key and a value may start with '-'" "$KVCTL" "$A" put -- -dash -value
+check_eq "and read back after --" "$(kv "$A" get -- -dash)" "-value"
+check "options may come before the command and after --metadata's put" \
+	"$KVCTL" --min-ttl 60 "$A" put --metadata '{"m":1}' -- -dash -value
+check_eq "--metadata after put takes the JSON that follows" \
+	"$(kv "$A" get --metadata -- -dash)" '{"value":"-value","metadata":{"m":1}}'
+
 stats=$(kv "$S" stats)
 keys=$(sed -n 's/.*"keys": \([0-9]*\),/\1/p' <<<"$stats")
 tombstones=$(sed -n 's/.*"tombstones": \([0-9]*\),/\1/p' <<<"$stats")

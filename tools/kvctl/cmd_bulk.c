@@ -1,0 +1,241 @@
+/*
+ * cmd_bulk: bulk put, get and delete, the Workers KV bulk operations.  A
+ * file is read and parsed whole (common/bulk.c) before the store is
+ * touched; put and delete apply all its entries in one write transaction
+ * or none, get answers from one snapshot.
+ */
+#include "kvctl.h"
+
+#include "common/bulk.h"
+#include "common/progress.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int load_bulk(const char *path, enum kt_bulk_format fmt, struct kt_bulk *ret)
+{
+	struct input in;
+	int rc = read_input(path, KT_BULK_BYTES_MAX, &in);
+	if (rc)
+		return failure("cannot read '%s': %s", path, strerror(-rc));
+	if (in.oversize) {
+		size_t len = in.len;
+		bool known = in.size_known;
+		input_release(&in);
+		if (known)
+			return failure("Bulk file is %zu bytes; the limit is %u.", len,
+				       KT_BULK_BYTES_MAX);
+		return failure("Bulk file is over %u bytes; the limit is %u.", KT_BULK_BYTES_MAX,
+			       KT_BULK_BYTES_MAX);
+	}
+	char msg[KT_BULK_ERRMSG_MAX];
+	rc = kt_bulk_parse(in.data, in.len, fmt, ret, msg, sizeof(msg));
+	input_release(&in);
+	if (rc)
+		return failure("%s", msg);
+	return 0;
+}
+
+struct bulk_ctx {
+	const struct kt_bulk *b;
+	uint32_t min_ttl;
+	struct kt_progress *progress;
+	char msg[MSG_MAX];
+};
+
+/* The message of entry @i failing with @why. */
+static int bulk_fail(struct bulk_ctx *c, size_t i, const char *why, int rc)
+{
+	char shown[100];
+	const struct kt_bulk_entry *e = &c->b->entries[i];
+	kt_bulk_show_key(e->key, e->key_len, shown, sizeof(shown));
+	snprintf(c->msg, sizeof(c->msg), "bulk entry %zu (key '%s'): %s", i, shown,
+		 *why ? why : strerror(-rc));
+	return rc;
+}
+
+static int bulk_put_fn(kvc_txn *txn, void *arg)
+{
+	struct bulk_ctx *c = arg;
+	c->msg[0] = 0;
+	for (size_t i = 0; i < c->b->count; i++) {
+		const struct kt_bulk_entry *e = &c->b->entries[i];
+		struct kvc_write w = {
+			.set = KVC_SET_VALUE | KVC_SET_METADATA,
+			.value = e->value,
+			.value_len = e->value_len,
+			.metadata = e->metadata,
+			.metadata_len = e->metadata_len,
+		};
+		char why[256];
+		int rc = set_expiry(&w, e->has_expiration, e->expiration, e->has_ttl, e->ttl,
+				    c->min_ttl, why, sizeof(why));
+		if (rc)
+			return bulk_fail(c, i, why, rc);
+		rc = kvc_write(txn, e->key, e->key_len, &w);
+		if (rc)
+			return bulk_fail(c, i, kvc_txn_errmsg(txn), rc);
+		kt_progress_update(c->progress, i + 1);
+	}
+	return 0;
+}
+
+static int bulk_delete_fn(kvc_txn *txn, void *arg)
+{
+	struct bulk_ctx *c = arg;
+	c->msg[0] = 0;
+	for (size_t i = 0; i < c->b->count; i++) {
+		const struct kt_bulk_entry *e = &c->b->entries[i];
+		int rc = kvc_delete(txn, e->key, e->key_len);
+		if (rc && rc != -ENOENT)
+			return bulk_fail(c, i, kvc_txn_errmsg(txn), rc);
+		kt_progress_update(c->progress, i + 1);
+	}
+	return 0;
+}
+
+/* Apply a bulk put or delete in one transaction: all entries or none. */
+static int bulk_write(kvc_store *store, const struct kt_bulk *b, bool put)
+{
+	struct kt_progress progress;
+	struct bulk_ctx c = {.b = b, .min_ttl = kvc_store_min_ttl(store), .progress = &progress};
+	char msg[MSG_MAX] = "";
+	kt_progress_init(&progress, STDERR_FILENO, put ? "bulk put" : "bulk delete", "keys",
+			 b->count);
+	int rc = kvc_write_txn(store, put ? bulk_put_fn : bulk_delete_fn, &c, msg, sizeof(msg));
+	kt_progress_end(&progress);
+	if (rc)
+		return failure("%s", c.msg[0] ? c.msg : msg[0] ? msg : strerror(-rc));
+	fprintf(stderr, "Success! %s %zu key%s\n", put ? "Put" : "Deleted", b->count,
+		b->count == 1 ? "" : "s");
+	return 0;
+}
+
+static int cmp_entry_key(const void *x, const void *y)
+{
+	const struct kt_bulk_entry *a = *(const struct kt_bulk_entry *const *)x;
+	const struct kt_bulk_entry *b = *(const struct kt_bulk_entry *const *)y;
+	size_t n = a->key_len < b->key_len ? a->key_len : b->key_len;
+	int c = memcmp(a->key, b->key, n);
+	if (c)
+		return c;
+	if (a->key_len != b->key_len)
+		return a->key_len < b->key_len ? -1 : 1;
+	return a < b ? -1 : a > b; /* stable: the first of equal keys first */
+}
+
+/*
+ * Mark the entries whose key appeared earlier in the file: a JSON object
+ * must not name a member twice.  @return a new array of flags, or NULL
+ */
+static bool *find_repeats(const struct kt_bulk *b)
+{
+	const struct kt_bulk_entry **order = malloc((b->count ? b->count : 1) * sizeof(*order));
+	bool *repeat = calloc(b->count ? b->count : 1, sizeof(*repeat));
+	if (!order || !repeat) {
+		free(order);
+		free(repeat);
+		return NULL;
+	}
+	for (size_t i = 0; i < b->count; i++)
+		order[i] = &b->entries[i];
+	qsort(order, b->count, sizeof(*order), cmp_entry_key);
+	for (size_t i = 1; i < b->count; i++)
+		if (order[i]->key_len == order[i - 1]->key_len &&
+		    !memcmp(order[i]->key, order[i - 1]->key, order[i]->key_len))
+			repeat[order[i] - b->entries] = true;
+	free(order);
+	return repeat;
+}
+
+/*
+ * {"values":{"k":"v","gone":null}} as Workers KV's bulk get answers; with
+ * --metadata each value is {"value":..,"metadata":..}.  A value that is not
+ * UTF-8 cannot be a JSON string: it is {"value":"<base64>","base64":true}.
+ */
+static int bulk_get(kvc_store *store, const struct kt_bulk *b, bool with_metadata)
+{
+	for (size_t i = 0; i < b->count; i++) {
+		const struct kt_bulk_entry *e = &b->entries[i];
+		int rc = kvc_key_check(e->key, e->key_len);
+		if (rc) {
+			char shown[100];
+			kt_bulk_show_key(e->key, e->key_len, shown, sizeof(shown));
+			if (rc == -ENAMETOOLONG)
+				return failure("bulk entry %zu (key '%s'): UTF-8 encoded length of "
+					       "%zu exceeds key length limit of %u.",
+					       i, shown, e->key_len, KVC_KEY_MAX);
+			return failure("bulk entry %zu (key '%s'): invalid key", i, shown);
+		}
+	}
+	bool *repeat = find_repeats(b);
+	if (!repeat)
+		return failure("%s", strerror(ENOMEM));
+	kvc_txn *txn;
+	int rc = kvc_txn_begin(store, KVC_TXN_READ, &txn);
+	if (rc) {
+		free(repeat);
+		return failure("cannot read the store: %s", strerror(-rc));
+	}
+	struct kt_progress progress;
+	kt_progress_init(&progress, STDERR_FILENO, "bulk get", "keys", b->count);
+	progress.enabled = progress.enabled && !isatty(STDOUT_FILENO); /* data on the screen */
+	bool first = true;
+	fputs("{\"values\":{", stdout);
+	for (size_t i = 0; i < b->count && !rc; i++) {
+		const struct kt_bulk_entry *e = &b->entries[i];
+		kt_progress_update(&progress, i + 1);
+		if (repeat[i])
+			continue;
+		struct kvc_record rec;
+		rc = kvc_get(txn, e->key, e->key_len, 0, &rec);
+		if (!first)
+			putchar(',');
+		first = false;
+		kt_json_string(stdout, e->key, e->key_len);
+		putchar(':');
+		if (rc == -ENOENT) {
+			rc = 0;
+			fputs("null", stdout);
+			continue;
+		}
+		if (rc)
+			break;
+		bool text = kt_utf8_valid(rec.value, rec.value_len);
+		if (!with_metadata && text) {
+			kt_json_string(stdout, rec.value, rec.value_len);
+			continue;
+		}
+		putchar('{');
+		kt_json_value_members(stdout, rec.value, rec.value_len, with_metadata,
+				      rec.metadata, rec.metadata_len);
+		putchar('}');
+	}
+	kt_progress_end(&progress);
+	fputs("}}\n", stdout);
+	free(repeat);
+	if (rc)
+		return txn_failure(txn, rc);
+	kvc_txn_abort(txn);
+	return finish_stdout(0);
+}
+
+int cmd_bulk(kvc_store *store, const struct args *a)
+{
+	int rc;
+	const char *sub = a->pos[0];
+	bool put = !strcmp(sub, "put");
+	struct kt_bulk b;
+	rc = load_bulk(a->pos[1], put ? KT_BULK_PUT : KT_BULK_KEYS, &b);
+	if (rc)
+		return rc;
+	if (!strcmp(sub, "get"))
+		rc = bulk_get(store, &b, a->opts & OPT_METADATA_FLAG);
+	else
+		rc = bulk_write(store, &b, put);
+	kt_bulk_release(&b);
+	return rc;
+}
+

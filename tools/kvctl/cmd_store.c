@@ -1,0 +1,175 @@
+/*
+ * cmd_store: the commands of the whole store: export (the namespace as a
+ * bulk put file, from one snapshot), reap (expired keys, then tombstones
+ * past the grace period), stats and check.
+ */
+#include "kvctl.h"
+
+#include "common/bulk.h"
+#include "common/progress.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Keys handed out for reaping per batch: the progress line moves between. */
+#define REAP_BATCH 1000u
+
+/* One read transaction: the export is one consistent snapshot. */
+int cmd_export(kvc_store *store, const struct args *a)
+{
+	int rc;
+	const char *prefix = a->prefix ? a->prefix : "";
+	size_t prefix_len = strlen(prefix);
+	kvc_txn *txn;
+	rc = kvc_txn_begin(store, KVC_TXN_READ, &txn);
+	if (rc)
+		return failure("cannot read the store: %s", strerror(-rc));
+	kvc_cursor *cur;
+	rc = kvc_cursor_open(txn, 0, &cur);
+	if (rc) {
+		kvc_txn_abort(txn);
+		return failure("cannot read the store: %s", strerror(-rc));
+	}
+	struct kt_progress progress;
+	kt_progress_init(&progress, STDERR_FILENO, "export", "keys", 0);
+	progress.enabled = progress.enabled && !isatty(STDOUT_FILENO); /* data on the screen */
+	const void *k;
+	size_t kn;
+	struct kvc_record rec;
+	uint64_t n = 0;
+	rc = kvc_cursor_seek(cur, prefix, prefix_len, &k, &kn, &rec);
+	while (!rc && kn >= prefix_len && !memcmp(k, prefix, prefix_len)) {
+		fputs(n ? ",\n" : "[\n", stdout);
+		kt_bulk_write_put_entry(stdout, k, kn, rec.value, rec.value_len, rec.expiration,
+					rec.ttl, rec.metadata, rec.metadata_len);
+		kt_progress_update(&progress, ++n);
+		if (ferror(stdout)) {
+			rc = -EIO;
+			break;
+		}
+		rc = kvc_cursor_next(cur, &k, &kn, &rec);
+	}
+	kt_progress_end(&progress);
+	kvc_cursor_close(cur);
+	kvc_txn_abort(txn);
+	if (rc && rc != -ENOENT)
+		return failure("export failed: %s", strerror(-rc));
+	fputs(n ? "\n]\n" : "[]\n", stdout);
+	return finish_stdout(0);
+}
+
+int cmd_reap(kvc_store *store, const struct args *a)
+{
+	int rc;
+	struct kt_progress progress;
+	uint64_t total = 0, n;
+	kt_progress_init(&progress, STDERR_FILENO, "reap", "expired keys removed", 0);
+	/* In batches, so the progress line moves and no transaction is huge. */
+	do {
+		n = 0;
+		rc = kvc_reap(store, REAP_BATCH, &n);
+		total += n;
+		kt_progress_update(&progress, total);
+	} while (!rc && n >= REAP_BATCH);
+	kt_progress_end(&progress);
+	if (rc)
+		return failure("reap failed after %" PRIu64 " keys: %s", total, strerror(-rc));
+	printf("reaped %" PRIu64 " expired key%s\n", total, total == 1 ? "" : "s");
+	/* Tombstones past the grace period have served replication. */
+	uint64_t collected = 0;
+	rc = kvc_gc_tombstones(store, KVC_TOMBSTONE_GRACE_DEFAULT, &collected);
+	if (rc)
+		return failure("collecting old tombstones failed: %s", strerror(-rc));
+	if (collected)
+		printf("collected %" PRIu64 " tombstone%s older than %u days\n", collected,
+		       collected == 1 ? "" : "s", KVC_TOMBSTONE_GRACE_DEFAULT / (24u * 3600u));
+	return finish_stdout(0);
+}
+
+/* One peer of "peers" in stats.  Node ids and epochs are 64-bit random
+ * numbers, beyond what a JSON number holds exactly: hex strings. */
+static int peer_fn(void *arg, uint64_t node, uint64_t epoch, uint64_t seq)
+{
+	unsigned *n = arg;
+	printf("%s\n    { \"node_id\": \"%016" PRIx64 "\", \"epoch\": \"%016" PRIx64
+	       "\", \"watermark\": %" PRIu64 " }",
+	       (*n)++ ? "," : "", node, epoch, seq);
+	return 0;
+}
+
+int cmd_stats(kvc_store *store, const struct args *a)
+{
+	int rc;
+	struct kvc_stats st;
+	struct kvc_identity id;
+	rc = kvc_stats(store, &st);
+	if (rc)
+		return failure("cannot read the store: %s", strerror(-rc));
+	kvc_store_identity(store, &id);
+	printf("{\n"
+	       "  \"keys\": %" PRIu64 ",\n"
+	       "  \"bytes\": %" PRIu64 ",\n"
+	       "  \"expired_pending\": %" PRIu64 ",\n"
+	       "  \"tombstones\": %" PRIu64 ",\n"
+	       "  \"map_size\": %" PRIu64 ",\n"
+	       "  \"map_used\": %" PRIu64 ",\n"
+	       "  \"feed_head\": %" PRIu64 ",\n"
+	       "  \"gc_horizon\": %" PRIu64 ",\n"
+	       "  \"min_ttl\": %" PRIu32 ",\n"
+	       "  \"node_id\": \"%016" PRIx64 "\",\n"
+	       "  \"epoch\": \"%016" PRIx64 "\",\n"
+	       "  \"peers\": [",
+	       st.keys, st.value_bytes, st.expired_pending, st.tombstones, st.map_size,
+	       st.map_used, st.feed_head, st.gc_horizon, st.min_ttl, id.node_id, id.epoch);
+	/* The peers in a snapshot of their own: kvc_stats has ended its own. */
+	kvc_txn *txn;
+	unsigned peers = 0;
+	rc = kvc_txn_begin(store, KVC_TXN_READ, &txn);
+	if (rc == 0) {
+		rc = kvc_watermark_each(txn, peer_fn, &peers);
+		kvc_txn_abort(txn);
+	}
+	if (rc) {
+		fputs("]\n}\n", stdout);
+		return failure("cannot read the store's watermarks: %s", strerror(-rc));
+	}
+	fputs(peers ? "\n  ]\n}\n" : "]\n}\n", stdout);
+	return finish_stdout(0);
+}
+
+static void check_problem(void *arg, const char *problem)
+{
+	(void)arg;
+	printf("%s\n", problem);
+}
+
+int cmd_check(kvc_store *store, const struct args *a)
+{
+	int rc;
+	/* kvc_usage counts LMDB entries, which is not the records when long
+	 * keys share a bucket: count them by a scan, as the check itself does. */
+	struct kvc_stats st;
+	rc = kvc_stats(store, &st);
+	if (rc)
+		return failure("cannot read the store: %s", strerror(-rc));
+	uint64_t records = st.keys + st.expired_pending + st.tombstones;
+	/* kvc_check reports no progress of its own: show what is being done. */
+	struct kt_progress progress;
+	kt_progress_init(&progress, STDERR_FILENO, "check", "records to verify", 0);
+	kt_progress_update(&progress, records);
+	uint64_t problems = 0;
+	rc = kvc_check(store, check_problem, NULL, &problems);
+	kt_progress_end(&progress);
+	if (rc)
+		return failure("check failed: %s", strerror(-rc));
+	if (problems) {
+		finish_stdout(0);
+		return failure("check found %" PRIu64 " problem%s", problems,
+			       problems == 1 ? "" : "s");
+	}
+	printf("ok: %" PRIu64 " records checked\n", records);
+	return finish_stdout(0);
+}
+

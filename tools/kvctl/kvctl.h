@@ -1,0 +1,130 @@
+/*
+ * kvctl.h: what the parts of kvctl share: the parsed command line, the
+ * way it reports (messages, exit status), its input reader, and each
+ * command's entry point.
+ *
+ *   main.c      the command line (getopt_long) and the dispatch
+ *   output.c    messages, keys in messages, stdout's final flush, input
+ *   cmd_key.c   get, put, delete, list: one key or one listing
+ *   cmd_bulk.c  bulk put, get and delete: a file of keys in one transaction
+ *   cmd_store.c export, reap, stats, check: the whole store
+ *
+ * Every rule of the data model is kvcore's; a command turns arguments into
+ * kvcore calls and prints kvcore's messages.  A command returns kvctl's
+ * exit status (0, EXIT_FAILURE, EXIT_USAGE) and has printed its message.
+ */
+#ifndef KVCTL_KVCTL_H
+#define KVCTL_KVCTL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "kvcore.h"
+
+#define EXIT_USAGE 2
+#define MSG_MAX 2048
+
+/* Which options were given (struct args.opts). */
+enum opt_bit {
+	OPT_METADATA_FLAG = 1u << 0, /* get/bulk get --metadata */
+	OPT_METADATA = 1u << 1,      /* put --metadata JSON */
+	OPT_PATH = 1u << 2,
+	OPT_TTL = 1u << 3,
+	OPT_EXPIRATION = 1u << 4,
+	OPT_PREFIX = 1u << 5,
+	OPT_LIMIT = 1u << 6,
+	OPT_CURSOR = 1u << 7,
+};
+
+#define POS_MAX 8
+
+/* The command line, checked against the command's shape.  The strings
+ * point into argv. */
+struct args {
+	const char *store;
+	const char *command;
+	const char *pos[POS_MAX]; /* arguments after the command */
+	int npos;
+	unsigned opts;            /* enum opt_bit: which were given */
+	bool min_ttl_set;
+	uint32_t min_ttl;
+	const char *metadata;
+	const char *path;
+	const char *ttl;
+	const char *expiration;
+	const char *prefix;
+	const char *limit;
+	const char *cursor;
+	int64_t ttl_s;        /* --ttl, parsed */
+	int64_t expiration_s; /* --expiration, parsed */
+	int64_t limit_n;      /* --limit, parsed */
+};
+
+/* ------------------------------------------------------------ output.c */
+
+/** Print "kvctl: MESSAGE" on stderr.  @return EXIT_FAILURE */
+__attribute__((format(printf, 1, 2))) int failure(const char *fmt, ...);
+
+/**
+ * The failure of a call in @txn: kvcore's message for it when it has one,
+ * else strerror(-@rc).  Aborts @txn.  @return EXIT_FAILURE
+ */
+int txn_failure(kvc_txn *txn, int rc);
+
+/** A key for a message: control bytes as \xNN, the rest as it is. */
+void print_key(FILE *f, const void *key, size_t len);
+
+/** Flush stdout; a failed write is a failure.  @return @status or EXIT_FAILURE */
+int finish_stdout(int status);
+
+/*
+ * The contents of a file or of stdin ("-" or NULL), for values and bulk
+ * files.  At most max + 1 bytes are read, so an oversize input is noticed
+ * without reading gigabytes.  An oversize regular file is mapped instead of
+ * read so that its true size is known (and a value's message can name it)
+ * while no byte of it is read.
+ */
+struct input {
+	unsigned char *data;
+	size_t len;      /* bytes available at data */
+	size_t map_len;  /* non-zero: data is a mapping of this length */
+	bool oversize;   /* more than max bytes */
+	bool size_known; /* len is the whole input's size */
+};
+
+/** Read @path (or stdin) into @ret.  @return 0 or -errno */
+int read_input(const char *path, size_t max, struct input *ret);
+
+/** Free what read_input() gave; @in may be zeroed. */
+void input_release(struct input *in);
+
+/* ----------------------------------------------------------- cmd_key.c */
+
+/**
+ * Turn an expiration and/or a ttl into the fields of a write, checking what
+ * kvcore cannot see (a ttl of 0, which kvcore reads as "none").  When both
+ * are given the ttl wins.  @return 0, or -EINVAL with a message in @msg
+ */
+int set_expiry(struct kvc_write *w, bool has_exp, int64_t exp, bool has_ttl, int64_t ttl,
+	       uint32_t min_ttl, char *msg, size_t msg_size);
+
+int cmd_get(kvc_store *store, const struct args *a);
+int cmd_put(kvc_store *store, const struct args *a);
+int cmd_delete(kvc_store *store, const struct args *a);
+int cmd_list(kvc_store *store, const struct args *a);
+
+/* ---------------------------------------------------------- cmd_bulk.c */
+
+int cmd_bulk(kvc_store *store, const struct args *a);
+
+/* --------------------------------------------------------- cmd_store.c */
+
+int cmd_export(kvc_store *store, const struct args *a);
+int cmd_reap(kvc_store *store, const struct args *a);
+int cmd_stats(kvc_store *store, const struct args *a);
+int cmd_check(kvc_store *store, const struct args *a);
+
+#endif

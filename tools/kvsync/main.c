@@ -1,0 +1,232 @@
+/*
+ * kvsync: rsync-like replication between kvfs stores.
+ *
+ *   kvsync [OPTIONS] SRC DST           make DST hold every change of SRC
+ *   kvsync [--max-skew MS] --server PATH    the far end of a remote-shell sync
+ *   kvsync serve [--listen H:P] [--token-file F] [--max-skew MS] STORE   a daemon
+ *
+ * This file is the command line of a sync (getopt_long) and the dispatch
+ * to the client, the --server end or the daemon; cli.h says where each
+ * lives.  docs/kvsync.md is the manual.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kvcore.h"
+#include "auth.h"
+#include "cli.h"
+#include "net.h"
+#include "session.h"
+
+void usage(FILE *f)
+{
+	fputs("usage: kvsync [OPTIONS] SRC DST\n"
+	      "       kvsync serve [--listen HOST:PORT] [--token-file FILE] [--max-skew MS] [LIMITS]\n"
+	      "                    STORE\n"
+	      "       kvsync [--max-skew MS] --server PATH\n"
+	      "\n"
+	      "SRC and DST: a STORE directory or kvfs mountpoint, [user@]host:PATH (through\n"
+	      "a remote shell), or kvsync://host[:port] (a kvsync serve daemon).\n"
+	      "\n"
+	      "  --both             also send DST's changes to SRC\n"
+	      "  --watch            stay connected, propagate each commit as it lands\n"
+	      "  --check            compare both sides by digests, print differing keys;\n"
+	      "                     exit 0 when converged, 1 when not\n"
+	      "  --full             compare by digests even when an incremental sync would do\n"
+	      "  -n, --dry-run      show what would be applied, change nothing\n"
+	      "  -v, --verbose      a line per key: '+ KEY' applied, '= KEY' not newer,\n"
+	      "                     '- KEY' deletion applied\n"
+	      "  -P, --progress     show progress (on a terminal)\n"
+	      "      --stats        print a summary at the end\n"
+	      "      --max-skew MS  refuse records stamped more than MS ms ahead of the\n"
+	      "                     receiving store's clock (default 86400000, one day;\n"
+	      "                     0: no bound); a server (serve, --server) applies its\n"
+	      "                     own --max-skew or the client's, whichever is smaller\n"
+	      "  -e, --rsh CMD      remote shell for host:PATH (default ssh)\n"
+	      "      --kvsync-path PROG  kvsync on the remote host (default kvsync)\n"
+	      "      --token-file FILE   prove knowledge of this token to a daemon\n"
+	      "      --timeout SECONDS   give up on a peer that neither sends nor reads\n"
+	      "                     for this long (default " STRINGIFY(DEFAULT_TIMEOUT_S) "; 0: never)\n"
+	      "  -h, --help         this help\n"
+	      "  -V, --version      print the version\n"
+	      "\n"
+	      "LIMITS of serve (after sshd's LoginGraceTime, MaxStartups, PerSourceMaxStartups):\n"
+	      "      --login-grace-time SECONDS  a client must greet and prove the token\n"
+	      "                     within this (default " STRINGIFY(DEFAULT_LOGIN_GRACE_S) ")\n"
+	      "      --max-startups START:RATE:FULL  of the connections still in that\n"
+	      "                     handshake: past START refuse RATE% of new ones, rising\n"
+	      "                     to all at FULL (default " STRINGIFY(DEFAULT_STARTUPS_START) ":"
+	      STRINGIFY(DEFAULT_STARTUPS_RATE) ":" STRINGIFY(DEFAULT_STARTUPS_FULL) ")\n"
+	      "      --per-source-max-startups N  at most N of them from one address\n"
+	      "                     (default " STRINGIFY(DEFAULT_PER_SOURCE) "; 0: no limit)\n"
+	      "      --max-sessions N   clients served at once after the handshake\n"
+	      "                     (default " STRINGIFY(DEFAULT_MAX_SESSIONS) ")\n"
+	      "      --timeout SECONDS  as above\n"
+	      "\n"
+	      "Exit status: 0 done, 1 not converged (--check), 2 usage, 3 protocol or\n"
+	      "connection error (a busy daemon too: try again later), 4 store error,\n"
+	      "5 authentication failure.\n",
+	      f);
+}
+
+__attribute__((format(printf, 1, 2)))
+int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("kvsync: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\nTry 'kvsync --help'.\n", stderr);
+	return KS_EXIT_USAGE;
+}
+
+bool parse_u64(const char *s, uint64_t *ret)
+{
+	char *end;
+	if (*s < '0' || *s > '9')
+		return false; /* strtoull would take blanks, signs and wrap "-1" */
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || *end)
+		return false;
+	*ret = v;
+	return true;
+}
+
+/* Whole seconds, 0 .. 1 day, as milliseconds. */
+bool parse_seconds(const char *s, int *ret_ms)
+{
+	uint64_t v;
+	if (!parse_u64(s, &v) || v > 86400)
+		return false;
+	*ret_ms = (int)v * 1000;
+	return true;
+}
+
+/* --------------------------------------------------------------- main */
+
+int main(int argc, char **argv)
+{
+	if (sodium_init() < 0) {
+		fprintf(stderr, "kvsync: cannot initialise libsodium\n");
+		return KS_EXIT_PROTO;
+	}
+	if (argc >= 2 && !strcmp(argv[1], "serve"))
+		return run_daemon(argc - 1, argv + 1);
+
+	enum { O_BOTH = 256, O_WATCH, O_CHECK, O_FULL, O_STATS, O_SKEW, O_KVSYNC_PATH,
+	       O_TOKEN, O_SERVER, O_VERSION, O_TIMEOUT };
+	static const struct option opts[] = {
+		{"both", no_argument, NULL, O_BOTH},
+		{"watch", no_argument, NULL, O_WATCH},
+		{"check", no_argument, NULL, O_CHECK},
+		{"full", no_argument, NULL, O_FULL},
+		{"dry-run", no_argument, NULL, 'n'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"progress", no_argument, NULL, 'P'},
+		{"stats", no_argument, NULL, O_STATS},
+		{"max-skew", required_argument, NULL, O_SKEW},
+		{"rsh", required_argument, NULL, 'e'},
+		{"kvsync-path", required_argument, NULL, O_KVSYNC_PATH},
+		{"token-file", required_argument, NULL, O_TOKEN},
+		{"server", required_argument, NULL, O_SERVER},
+		{"timeout", required_argument, NULL, O_TIMEOUT},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, O_VERSION},
+		{NULL, 0, NULL, 0},
+	};
+	struct cli cli = {.max_skew_ms = KS_MAX_SKEW_DEFAULT_MS, .rsh = "ssh",
+			  .kvsync_path = "kvsync", .timeout_ms = DEFAULT_TIMEOUT_S * 1000};
+	const char *server = NULL;
+	int c;
+	static char prog[] = "kvsync"; /* getopt names argv[0] in its messages */
+	argv[0] = prog;
+	while ((c = getopt_long(argc, argv, "nvPe:hV", opts, NULL)) != -1) {
+		switch (c) {
+		case O_BOTH: cli.both = true; break;
+		case O_WATCH: cli.watch = true; break;
+		case O_CHECK: cli.check = true; break;
+		case O_FULL: cli.req_flags |= KS_REQ_FULL; break;
+		case 'n': cli.req_flags |= KS_REQ_DRY_RUN; break;
+		case 'v': cli.req_flags |= KS_REQ_VERBOSE; break;
+		case 'P': cli.progress = true; break;
+		case O_STATS: cli.stats = true; break;
+		case O_SKEW:
+			if (!parse_u64(optarg, &cli.max_skew_ms))
+				return usage_error("--max-skew takes milliseconds, not '%s'", optarg);
+			cli.max_skew_set = true;
+			break;
+		case 'e': cli.rsh = optarg; break;
+		case O_KVSYNC_PATH: cli.kvsync_path = optarg; break;
+		case O_TOKEN: cli.token_file = optarg; break;
+		case O_SERVER: server = optarg; break;
+		case O_TIMEOUT:
+			if (!parse_seconds(optarg, &cli.timeout_ms))
+				return usage_error("--timeout takes seconds, not '%s'", optarg);
+			break;
+		case 'h': usage(stdout); return KS_EXIT_OK;
+		case 'V':
+		case O_VERSION:
+			printf("kvsync %s (protocol %u)\n", KVSYNC_VERSION, KS_PROTO_VERSION);
+			return KS_EXIT_OK;
+		default:
+			fputs("Try 'kvsync --help'.\n", stderr);
+			return KS_EXIT_USAGE;
+		}
+	}
+	if (server) {
+		if (optind != argc)
+			return usage_error("--server takes no other arguments");
+		return run_stdio_server(server, own_skew(cli.max_skew_set, cli.max_skew_ms),
+					cli.timeout_ms);
+	}
+	if (argc - optind != 2)
+		return usage_error("expected SRC and DST");
+	if (cli.check && cli.watch)
+		return usage_error("--check and --watch do not go together");
+	if (cli.watch && (cli.req_flags & KS_REQ_DRY_RUN))
+		return usage_error("--dry-run and --watch do not go together");
+	if (cli.watch)
+		cli.req_flags |= KS_REQ_WATCH;
+	cli.progress = cli.progress && isatty(2);
+	if (parse_endpoint(argv[optind], &cli.src) || parse_endpoint(argv[optind + 1], &cli.dst)) {
+		endpoint_release(&cli.src);
+		endpoint_release(&cli.dst);
+		return usage_error("bad SRC or DST");
+	}
+	if (cli.token_file) {
+		char err[512];
+		if (ks_token_load(cli.token_file, cli.token_key, err, sizeof(err))) {
+			fprintf(stderr, "kvsync: %s\n", err);
+			endpoint_release(&cli.src);
+			endpoint_release(&cli.dst);
+			return KS_EXIT_AUTH;
+		}
+		cli.have_token = true;
+	}
+	int code = run_client(&cli);
+	sodium_memzero(cli.token_key, sizeof(cli.token_key));
+	endpoint_release(&cli.src);
+	endpoint_release(&cli.dst);
+	return code;
+}

@@ -1,0 +1,673 @@
+/*
+ * net: connections and transports for kvsync.
+ *
+ * Both directions of a connection may carry a lot at once (a sender
+ * streaming records while the receiver answers), so a blocked write keeps
+ * reading: whatever arrives is kept in memory until it is asked for.  The
+ * protocol bounds how much a well-behaved peer sends ahead; a peer that
+ * sends more than KS_IN_MAX without reading ends the connection.
+ */
+#include "net.h"
+
+#include "common/buf.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define KS_IN_MAX (64u * 1024u * 1024u)
+#define KS_READ_CHUNK (256u * 1024u)
+#define KS_FLUSH_AT (256u * 1024u)
+
+struct ks_conn {
+	int rfd, wfd; /* equal for a socket */
+	int stop_fd;  /* not owned; -1: none */
+	int timeout_ms; /* longest wait without progress; -1: none */
+	pid_t child;  /* reaped on close; 0: none */
+	struct ks_wbuf out;
+	size_t out_off;    /* bytes of out already written */
+	uint8_t *in;       /* bytes read and not yet handed out */
+	size_t in_start, in_len, in_cap;
+	uint8_t *cur;      /* the frame last handed out */
+	size_t cur_cap;
+	bool eof;
+	int write_err;     /* sticky once a write failed */
+	int proto_err;     /* sticky -EPROTO once the stream is bad */
+	const char *why;
+	uint64_t bytes_in, bytes_out;
+};
+
+int64_t ks_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void set_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+	if (fl >= 0)
+		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+int ks_conn_new(int rfd, int wfd, pid_t child, struct ks_conn **ret_conn)
+{
+	struct ks_conn *c = calloc(1, sizeof(*c));
+	/* The input buffer exists from the start: the readers look into it
+	 * (by pointer and offset) before anything has arrived. */
+	uint8_t *in = c ? malloc(KS_READ_CHUNK) : NULL;
+	if (!in) {
+		free(c);
+		close(rfd);
+		if (wfd != rfd)
+			close(wfd);
+		return -ENOMEM;
+	}
+	c->in = in;
+	c->in_cap = KS_READ_CHUNK;
+	c->rfd = rfd;
+	c->wfd = wfd;
+	c->stop_fd = -1;
+	c->timeout_ms = -1;
+	c->child = child;
+	set_nonblock(rfd);
+	set_nonblock(wfd);
+	*ret_conn = c;
+	return 0;
+}
+
+int ks_conn_close(struct ks_conn *c)
+{
+	if (!c)
+		return 0;
+	close(c->rfd);
+	if (c->wfd != c->rfd)
+		close(c->wfd);
+	int status = 0;
+	if (c->child > 0) {
+		/* Closing its input ends a well-behaved child; give it a
+		 * moment, then insist. */
+		int64_t deadline = ks_mono_ms() + 5000;
+		pid_t p;
+		while ((p = waitpid(c->child, &status, WNOHANG)) == 0 && ks_mono_ms() < deadline)
+			usleep(10000);
+		if (p == 0) {
+			kill(c->child, SIGTERM);
+			waitpid(c->child, &status, 0);
+		}
+	}
+	ks_wbuf_release(&c->out);
+	free(c->in);
+	free(c->cur);
+	free(c);
+	return status;
+}
+
+void ks_conn_set_stop_fd(struct ks_conn *c, int fd)
+{
+	c->stop_fd = fd;
+}
+
+void ks_conn_set_timeout(struct ks_conn *c, int timeout_ms)
+{
+	c->timeout_ms = timeout_ms > 0 ? timeout_ms : -1;
+}
+
+struct ks_wbuf *ks_conn_out(struct ks_conn *c)
+{
+	return &c->out;
+}
+
+const char *ks_conn_why(const struct ks_conn *c)
+{
+	return c->why ? c->why : "malformed input";
+}
+
+uint64_t ks_conn_bytes_in(const struct ks_conn *c)
+{
+	return c->bytes_in;
+}
+
+uint64_t ks_conn_bytes_out(const struct ks_conn *c)
+{
+	return c->bytes_out;
+}
+
+static int proto_fail(struct ks_conn *c, const char *why)
+{
+	c->why = why;
+	c->proto_err = -EPROTO;
+	return -EPROTO;
+}
+
+/* One read() into the input buffer.  @return 0 (maybe nothing read) or -errno */
+static int fill_input(struct ks_conn *c)
+{
+	if (c->eof)
+		return 0;
+	if (c->in_start + c->in_len + KS_READ_CHUNK > c->in_cap) {
+		if (c->in_start) {
+			memmove(c->in, c->in + c->in_start, c->in_len);
+			c->in_start = 0;
+		}
+		if (c->in_len + KS_READ_CHUNK > c->in_cap) {
+			if (c->in_len + KS_READ_CHUNK > KS_IN_MAX)
+				return proto_fail(c, "peer sent too much without reading");
+			uint8_t *p = kt_array_grow(c->in, 1, c->in_len + KS_READ_CHUNK, &c->in_cap,
+						   2 * KS_READ_CHUNK);
+			if (!p)
+				return -ENOMEM;
+			c->in = p;
+		}
+	}
+	ssize_t n = read(c->rfd, c->in + c->in_start + c->in_len,
+			 c->in_cap - c->in_start - c->in_len);
+	if (n > 0) {
+		c->in_len += (size_t)n;
+		c->bytes_in += (uint64_t)n;
+		return 0;
+	}
+	if (n == 0) {
+		c->eof = true;
+		return 0;
+	}
+	if (errno == EAGAIN || errno == EINTR)
+		return 0;
+	if (errno == ECONNRESET) {
+		c->eof = true;
+		return 0;
+	}
+	return -errno;
+}
+
+static bool stop_requested(const struct pollfd *p)
+{
+	return p->fd >= 0 && (p->revents & (POLLIN | POLLHUP | POLLERR));
+}
+
+static int flush_out(struct ks_conn *c);
+
+int ks_conn_flush(struct ks_conn *c)
+{
+	if (c->write_err)
+		return c->write_err;
+	int rc = flush_out(c);
+	if (rc && rc != -EINTR)
+		c->write_err = rc;
+	return rc;
+}
+
+/*
+ * A peer that stops reading must not hold us (and whatever we hold: a read
+ * transaction, a daemon slot) for ever: after timeout_ms without a byte
+ * written, give up.  What the peer sends meanwhile does not count as
+ * progress, or a peer that only talks would keep us waiting.
+ */
+static int flush_out(struct ks_conn *c)
+{
+	if (c->out.err)
+		return c->out.err;
+	int64_t deadline = c->timeout_ms < 0 ? -1 : ks_mono_ms() + c->timeout_ms;
+	while (c->out_off < c->out.len) {
+		ssize_t n = write(c->wfd, c->out.p + c->out_off, c->out.len - c->out_off);
+		if (n > 0) {
+			c->out_off += (size_t)n;
+			c->bytes_out += (uint64_t)n;
+			if (deadline >= 0)
+				deadline = ks_mono_ms() + c->timeout_ms;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno != EAGAIN)
+			return errno == EPIPE || errno == ECONNRESET ? -EPIPE : -errno;
+		struct pollfd p[3] = {
+			{.fd = c->wfd, .events = POLLOUT},
+			{.fd = c->eof ? -1 : c->rfd, .events = POLLIN},
+			{.fd = c->stop_fd, .events = POLLIN},
+		};
+		int wait = -1;
+		if (deadline >= 0) {
+			int64_t left = deadline - ks_mono_ms();
+			if (left <= 0)
+				return -ETIMEDOUT;
+			wait = left > 1000000 ? 1000000 : (int)left;
+		}
+		int ready = poll(p, 3, wait);
+		if (ready < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (ready == 0)
+			continue; /* the deadline is checked above */
+		if (stop_requested(&p[2]))
+			return -EINTR;
+		if (p[1].revents) {
+			int rc = fill_input(c);
+			if (rc)
+				return rc;
+		}
+		if (p[0].revents & (POLLERR | POLLHUP) && !(p[0].revents & POLLOUT))
+			return -EPIPE;
+	}
+	c->out.len = 0;
+	c->out_off = 0;
+	return 0;
+}
+
+bool ks_conn_should_flush(const struct ks_conn *c)
+{
+	return c->out.len >= KS_FLUSH_AT;
+}
+
+int ks_conn_maybe_flush(struct ks_conn *c)
+{
+	if (c->out.err)
+		return c->out.err;
+	return c->out.len >= KS_FLUSH_AT ? ks_conn_flush(c) : 0;
+}
+
+/*
+ * Wait until input is readable.  A deadline already past still looks once
+ * (poll with no wait): a sender checking for acknowledgements between
+ * batches must see what has arrived, or the receiver, unable to send them,
+ * would stop reading.  @return 1, 0 (timeout), -EINTR (stop)
+ */
+static int wait_input(struct ks_conn *c, int64_t deadline)
+{
+	for (;;) {
+		int timeout = -1;
+		if (deadline >= 0) {
+			int64_t left = deadline - ks_mono_ms();
+			timeout = left <= 0 ? 0 : left > 1000000 ? 1000000 : (int)left;
+		}
+		struct pollfd p[2] = {
+			{.fd = c->rfd, .events = POLLIN},
+			{.fd = c->stop_fd, .events = POLLIN},
+		};
+		int n = poll(p, 2, timeout);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (stop_requested(&p[1]))
+			return -EINTR;
+		if (n > 0)
+			return 1;
+		if (timeout == 0)
+			return 0;
+	}
+}
+
+/* A negative timeout means the connection's own (maybe none). */
+static int64_t deadline_of(const struct ks_conn *c, int timeout_ms)
+{
+	if (timeout_ms < 0)
+		timeout_ms = c->timeout_ms;
+	return timeout_ms < 0 ? -1 : ks_mono_ms() + timeout_ms;
+}
+
+static void describe_junk(const uint8_t *p, size_t n, char *junk, size_t junk_size)
+{
+	size_t j = 0;
+	if (!junk_size)
+		return;
+	for (size_t i = 0; i < n && j + 4 < junk_size; i++) {
+		if (p[i] == '\n' || p[i] == '\r') {
+			if (j)
+				break;
+			continue;
+		}
+		junk[j++] = p[i] >= 0x20 && p[i] < 0x7f ? (char)p[i] : '?';
+		if (j >= 60) {
+			memcpy(junk + j, "...", 3);
+			j += 3;
+			break;
+		}
+	}
+	junk[j] = 0;
+}
+
+int ks_conn_read_magic(struct ks_conn *c, int timeout_ms, char *junk, size_t junk_size)
+{
+	int64_t deadline = deadline_of(c, timeout_ms);
+	for (;;) {
+		size_t have = c->in_len < KS_MAGIC_LEN ? c->in_len : KS_MAGIC_LEN;
+		const uint8_t *p = c->in + c->in_start;
+		if (have && memcmp(p, KS_MAGIC, have) != 0)
+			break;
+		if (have == KS_MAGIC_LEN) {
+			c->in_start += KS_MAGIC_LEN;
+			c->in_len -= KS_MAGIC_LEN;
+			return 0;
+		}
+		if (c->eof) {
+			if (c->in_len)
+				break;
+			return -ECONNRESET;
+		}
+		int rc = wait_input(c, deadline);
+		if (rc <= 0)
+			return rc ? rc : -ETIMEDOUT;
+		rc = fill_input(c);
+		if (rc)
+			return rc;
+	}
+	/* Something else came first: collect its first line (briefly) so the
+	 * message can quote it. */
+	int64_t until = ks_mono_ms() + 300;
+	while (!c->eof && c->in_len < 200 && !memchr(c->in + c->in_start, '\n', c->in_len)) {
+		if (wait_input(c, until) <= 0 || fill_input(c))
+			break;
+	}
+	describe_junk(c->in + c->in_start, c->in_len, junk, junk_size);
+	return -EBADMSG;
+}
+
+int ks_conn_recv(struct ks_conn *c, int timeout_ms, struct ks_frame *ret)
+{
+	if (c->proto_err)
+		return c->proto_err;
+	/* After a failed write, what the peer sent (maybe an ERROR saying
+	 * why it went away) can still be read. */
+	int rc = c->write_err ? 0 : ks_conn_flush(c);
+	if (rc)
+		return rc;
+	int64_t deadline = deadline_of(c, timeout_ms);
+	for (;;) {
+		struct ks_frame f;
+		size_t size;
+		const char *why = NULL;
+		rc = ks_frame_decode(c->in + c->in_start, c->in_len, &f, &size, &why);
+		if (rc == 0) {
+			/* Copy it out: later reads may move the input buffer
+			 * while the caller still uses the frame. */
+			uint8_t *p = kt_array_grow(c->cur, 1, size, &c->cur_cap, KS_READ_CHUNK);
+			if (!p)
+				return -ENOMEM;
+			c->cur = p;
+			memcpy(c->cur, c->in + c->in_start, size);
+			c->in_start += size;
+			c->in_len -= size;
+			if (c->in_len == 0)
+				c->in_start = 0;
+			ret->type = f.type;
+			ret->payload = c->cur + KS_FRAME_LEN_SIZE + 1;
+			ret->len = f.len;
+			return 0;
+		}
+		if (rc == -EPROTO)
+			return proto_fail(c, why);
+		if (c->eof) {
+			if (c->in_len == 0)
+				return -ECONNRESET;
+			return proto_fail(c, "connection closed in the middle of a frame");
+		}
+		rc = wait_input(c, deadline);
+		if (rc <= 0)
+			return rc ? rc : -ETIMEDOUT;
+		rc = fill_input(c);
+		if (rc)
+			return rc;
+	}
+}
+
+int ks_conn_wait(struct ks_conn *c, int timeout_ms)
+{
+	int rc = c->write_err ? 0 : ks_conn_flush(c);
+	if (rc)
+		return rc;
+	if (c->eof || c->proto_err)
+		return 1;
+	struct ks_frame f;
+	size_t size;
+	if (ks_frame_decode(c->in + c->in_start, c->in_len, &f, &size, NULL) != -EAGAIN)
+		return 1;
+	int64_t deadline = deadline_of(c, timeout_ms);
+	for (;;) {
+		rc = wait_input(c, deadline);
+		if (rc <= 0)
+			return rc;
+		rc = fill_input(c);
+		if (rc)
+			return rc;
+		if (c->eof ||
+		    ks_frame_decode(c->in + c->in_start, c->in_len, &f, &size, NULL) != -EAGAIN)
+			return 1;
+	}
+}
+
+/* ---------------------------------------------------------- transports */
+
+int ks_spawn(char *const argv[], pid_t *ret_pid, int *ret_rfd, int *ret_wfd)
+{
+	int to_child[2], from_child[2];
+	if (pipe2(to_child, O_CLOEXEC) < 0)
+		return -errno;
+	if (pipe2(from_child, O_CLOEXEC) < 0) {
+		int err = -errno;
+		close(to_child[0]);
+		close(to_child[1]);
+		return err;
+	}
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0) {
+		int err = -errno;
+		close(to_child[0]);
+		close(to_child[1]);
+		close(from_child[0]);
+		close(from_child[1]);
+		return err;
+	}
+	if (pid == 0) {
+		if (dup2(to_child[0], 0) < 0 || dup2(from_child[1], 1) < 0)
+			_exit(127);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGPIPE, SIG_DFL);
+		execvp(argv[0], argv);
+		fprintf(stderr, "kvsync: cannot run %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(to_child[0]);
+	close(from_child[1]);
+	*ret_pid = pid;
+	*ret_rfd = from_child[0];
+	*ret_wfd = to_child[1];
+	return 0;
+}
+
+int ks_spawn_fn(int (*fn)(int fd, void *arg), void *arg, pid_t *ret_pid, int *ret_fd)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0) {
+		int err = -errno;
+		close(sv[0]);
+		close(sv[1]);
+		return err;
+	}
+	if (pid == 0) {
+		close(sv[0]);
+		exit(fn(sv[1], arg));
+	}
+	close(sv[1]);
+	*ret_pid = pid;
+	*ret_fd = sv[0];
+	return 0;
+}
+
+int ks_split_hostport(const char *s, const char *def_port, char **ret_host, char *ret_port,
+		      size_t port_size)
+{
+	const char *host = s, *host_end, *port = NULL;
+	if (*s == '[') {
+		host = s + 1;
+		host_end = strchr(host, ']');
+		if (!host_end)
+			return -EINVAL;
+		if (host_end[1] == ':')
+			port = host_end + 2;
+		else if (host_end[1])
+			return -EINVAL;
+	} else {
+		host_end = strrchr(s, ':');
+		if (host_end && strchr(s, ':') != host_end)
+			host_end = NULL; /* a bare IPv6 address: no port */
+		if (host_end)
+			port = host_end + 1;
+		else
+			host_end = s + strlen(s);
+	}
+	if (!port)
+		port = def_port;
+	if (host_end == host || !*port || strlen(port) >= port_size ||
+	    strspn(port, "0123456789") != strlen(port))
+		return -EINVAL;
+	char *h = strndup(host, (size_t)(host_end - host));
+	if (!h)
+		return -ENOMEM;
+	*ret_host = h;
+	snprintf(ret_port, port_size, "%s", port);
+	return 0;
+}
+
+void ks_tcp_tune(int fd)
+{
+	/* First probe after 60 s of silence, then every 10 s; 6 unanswered
+	 * probes end the connection. */
+	int one = 1, idle = 60, intvl = 10, cnt = 6;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
+int ks_tcp_connect(const char *host, const char *port, int *ret_fd, char *err, size_t err_size)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_UNSPEC};
+	struct addrinfo *res;
+	int rc = getaddrinfo(host, port, &hints, &res);
+	if (rc) {
+		snprintf(err, err_size, "cannot resolve %s: %s", host, gai_strerror(rc));
+		return -EHOSTUNREACH;
+	}
+	int last = ECONNREFUSED;
+	for (struct addrinfo *a = res; a; a = a->ai_next) {
+		int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+		if (fd < 0) {
+			last = errno;
+			continue;
+		}
+		if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+			ks_tcp_tune(fd);
+			freeaddrinfo(res);
+			*ret_fd = fd;
+			return 0;
+		}
+		last = errno;
+		close(fd);
+	}
+	freeaddrinfo(res);
+	snprintf(err, err_size, "cannot connect to %s port %s: %s", host, port, strerror(last));
+	return -last;
+}
+
+static void sockaddr_text(const struct sockaddr *sa, char *out, size_t size)
+{
+	char addr[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, addr, sizeof(addr));
+		port = ntohs(in->sin_port);
+		snprintf(out, size, "%s:%u", addr, port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, addr, sizeof(addr));
+		port = ntohs(in6->sin6_port);
+		snprintf(out, size, "[%s]:%u", addr, port);
+	} else {
+		snprintf(out, size, "(local)");
+	}
+}
+
+int ks_tcp_listen(const char *host, const char *port, int *ret_fd, char *bound,
+		  size_t bound_size, char *err, size_t err_size)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_UNSPEC,
+				 .ai_flags = AI_PASSIVE};
+	struct addrinfo *res;
+	int rc = getaddrinfo(host, port, &hints, &res);
+	if (rc) {
+		snprintf(err, err_size, "cannot resolve %s: %s", host, gai_strerror(rc));
+		return -EINVAL;
+	}
+	int last = EADDRNOTAVAIL;
+	for (struct addrinfo *a = res; a; a = a->ai_next) {
+		int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+		if (fd < 0) {
+			last = errno;
+			continue;
+		}
+		int one = 1;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 64) == 0) {
+			struct sockaddr_storage ss;
+			socklen_t len = sizeof(ss);
+			if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+				sockaddr_text((struct sockaddr *)&ss, bound, bound_size);
+			freeaddrinfo(res);
+			*ret_fd = fd;
+			return 0;
+		}
+		last = errno;
+		close(fd);
+	}
+	freeaddrinfo(res);
+	snprintf(err, err_size, "cannot listen on %s port %s: %s", host, port, strerror(last));
+	return -last;
+}
+
+bool ks_peer_is_loopback(int fd, char *who, size_t who_size)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	snprintf(who, who_size, "?");
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+		return false;
+	sockaddr_text((struct sockaddr *)&ss, who, who_size);
+	if (ss.ss_family == AF_UNIX)
+		return true;
+	if (ss.ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+		return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+		if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+			return true;
+		return IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127;
+	}
+	return false;
+}
