@@ -16,6 +16,7 @@
 #include "base64.h"
 #include "buf.h"
 #include "json.h"
+#include "kvcore.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -272,7 +273,7 @@ static int parse_string(struct parser *p, char **ret, size_t *ret_len)
 		}
 		n += put_utf8(out + n, cp);
 	}
-	if (!kt_utf8_valid(out, n)) {
+	if (!kvc_utf8_valid(out, n)) {
 		p->pos = start;
 		free(out);
 		return syntax(p, "string is not valid UTF-8");

@@ -5,49 +5,12 @@
  */
 #include "json.h"
 
+#include "kvcore.h"
+
 #include "base64.h"
 
 #include <stdint.h>
 #include <string.h>
-
-bool kt_utf8_valid(const void *str, size_t len)
-{
-	const unsigned char *s = str;
-	size_t i = 0;
-	while (i < len) {
-		unsigned char c = s[i];
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		size_t n;
-		uint32_t cp;
-		if (c >= 0xC2 && c <= 0xDF) {
-			n = 2;
-			cp = c & 0x1F;
-		} else if (c >= 0xE0 && c <= 0xEF) {
-			n = 3;
-			cp = c & 0x0F;
-		} else if (c >= 0xF0 && c <= 0xF4) {
-			n = 4;
-			cp = c & 0x07;
-		} else {
-			return false;
-		}
-		if (len - i < n)
-			return false;
-		for (size_t j = 1; j < n; j++) {
-			if ((s[i + j] & 0xC0) != 0x80)
-				return false;
-			cp = cp << 6 | (s[i + j] & 0x3F);
-		}
-		if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF ||
-		    (cp >= 0xD800 && cp <= 0xDFFF))
-			return false;
-		i += n;
-	}
-	return true;
-}
 
 void kt_json_string(FILE *f, const void *str, size_t len)
 {
@@ -62,7 +25,7 @@ void kt_json_string(FILE *f, const void *str, size_t len)
 		if (c >= 0x80) {
 			/* Find the length of a valid sequence, else 0. */
 			n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 0;
-			if (!n || len - i < n || !kt_utf8_valid(s + i, n)) {
+			if (!n || len - i < n || !kvc_utf8_valid(s + i, n)) {
 				esc = "\\ufffd";
 				n = 1;
 			}
@@ -171,7 +134,7 @@ void kt_json_pretty(FILE *f, const char *json, size_t len, unsigned indent)
 void kt_json_value_members(FILE *f, const void *value, size_t value_len, bool with_metadata,
 			   const char *metadata, size_t metadata_len)
 {
-	bool text = kt_utf8_valid(value, value_len);
+	bool text = kvc_utf8_valid(value, value_len);
 	fputs("\"value\":", f);
 	if (text)
 		kt_json_string(f, value, value_len);

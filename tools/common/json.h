@@ -13,9 +13,6 @@
 #include <stddef.h>
 #include <stdio.h>
 
-/** Whether @len bytes at @s are valid UTF-8 (no overlongs, no surrogates). */
-bool kt_utf8_valid(const void *s, size_t len);
-
 /**
  * Write @len bytes of UTF-8 as a JSON string literal, escaped as
  * JSON.stringify escapes; a byte that is not part of valid UTF-8 is written

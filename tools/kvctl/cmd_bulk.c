@@ -70,7 +70,7 @@ static int bulk_put_fn(kvc_txn *txn, void *arg)
 			.metadata_len = e->metadata_len,
 		};
 		char why[256];
-		int rc = set_expiry(&w, e->has_expiration, e->expiration, e->has_ttl, e->ttl,
+		int rc = kvc_write_set_expiry(&w, e->has_expiration, e->expiration, e->has_ttl, e->ttl,
 				    c->min_ttl, why, sizeof(why));
 		if (rc)
 			return bulk_fail(c, i, why, rc);
@@ -203,7 +203,7 @@ static int bulk_get(kvc_store *store, const struct kt_bulk *b, bool with_metadat
 		}
 		if (rc)
 			break;
-		bool text = kt_utf8_valid(rec.value, rec.value_len);
+		bool text = kvc_utf8_valid(rec.value, rec.value_len);
 		if (!with_metadata && text) {
 			kt_json_string(stdout, rec.value, rec.value_len);
 			continue;

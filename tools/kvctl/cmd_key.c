@@ -1,7 +1,7 @@
 /*
  * cmd_key: the commands of one key (get, put, delete) and the listing of
  * keys (list), each in one transaction.  A write's expiry comes from
- * --ttl or --expiration through set_expiry(), which bulk put shares.
+ * --ttl or --expiration through kvcore's kvc_write_set_expiry, as bulk put's.
  */
 #include "kvctl.h"
 
@@ -11,48 +11,6 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <string.h>
-
-/*
- * Turn an expiration and/or a ttl into the fields of a write, checking what
- * kvcore cannot see: kvcore reads 0 as "none", but a Workers KV user who
- * asks for a ttl of 0 made a mistake.  When both are given the ttl wins.
- * @return 0, or -EINVAL with a message in @msg
- */
-int set_expiry(struct kvc_write *w, bool has_exp, int64_t exp, bool has_ttl, int64_t ttl,
-		      uint32_t min_ttl, char *msg, size_t msg_size)
-{
-	w->set |= KVC_SET_EXPIRATION;
-	w->expiration = 0;
-	if (has_ttl) {
-		if (ttl < 1) {
-			snprintf(msg, msg_size,
-				 "Invalid expiration_ttl of %" PRId64
-				 ". Expiration TTL must be at least %" PRIu32 ".",
-				 ttl, min_ttl);
-			return -EINVAL;
-		}
-		if (ttl > UINT32_MAX) {
-			snprintf(msg, msg_size,
-				 "Invalid expiration_ttl of %" PRId64
-				 ". Expiration TTL must be at most %" PRIu32 ".",
-				 ttl, UINT32_MAX);
-			return -EINVAL;
-		}
-		w->set |= KVC_SET_TTL;
-		w->ttl = (uint32_t)ttl;
-	} else if (has_exp) {
-		if (exp < 1) {
-			snprintf(msg, msg_size,
-				 "Invalid expiration of %" PRId64
-				 ". Expiration times must be at least %" PRIu32
-				 " seconds in the future.",
-				 exp, min_ttl);
-			return -EINVAL;
-		}
-		w->expiration = exp;
-	}
-	return 0;
-}
 
 /* ------------------------------------------------------------ get/put/delete */
 
@@ -110,7 +68,7 @@ int cmd_put(kvc_store *store, const struct args *a)
 		c.w.metadata = a->metadata;
 		c.w.metadata_len = strlen(a->metadata);
 	}
-	if (set_expiry(&c.w, a->expiration != NULL, a->expiration_s, a->ttl != NULL, a->ttl_s, kvc_store_min_ttl(store), msg,
+	if (kvc_write_set_expiry(&c.w, a->expiration != NULL, a->expiration_s, a->ttl != NULL, a->ttl_s, kvc_store_min_ttl(store), msg,
 		       sizeof(msg)))
 		return failure("%s", msg);
 

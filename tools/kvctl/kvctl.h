@@ -103,13 +103,6 @@ void input_release(struct input *in);
 
 /* ----------------------------------------------------------- cmd_key.c */
 
-/**
- * Turn an expiration and/or a ttl into the fields of a write, checking what
- * kvcore cannot see (a ttl of 0, which kvcore reads as "none").  When both
- * are given the ttl wins.  @return 0, or -EINVAL with a message in @msg
- */
-int set_expiry(struct kvc_write *w, bool has_exp, int64_t exp, bool has_ttl, int64_t ttl,
-	       uint32_t min_ttl, char *msg, size_t msg_size);
 
 int cmd_get(kvc_store *store, const struct args *a);
 int cmd_put(kvc_store *store, const struct args *a);

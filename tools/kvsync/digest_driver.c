@@ -466,13 +466,13 @@ static int merge_one(void *arg, const struct ks_key_ent *mine)
 	struct answer *a = arg;
 	int rc = 0;
 	while (!rc && a->have_next &&
-	       ks_key_cmp(a->next.key, a->next.key_len, mine->key, mine->key_len) < 0) {
+	       kvc_key_cmp(a->next.key, a->next.key_len, mine->key, mine->key_len) < 0) {
 		rc = diff_theirs(a, &a->next);
 		a->have_next = ks_keylist_next(&a->theirs, &a->next);
 	}
 	if (rc)
 		return rc;
-	if (a->have_next && !ks_key_cmp(a->next.key, a->next.key_len, mine->key, mine->key_len)) {
+	if (a->have_next && !kvc_key_cmp(a->next.key, a->next.key_len, mine->key, mine->key_len)) {
 		bool same = a->next.hlc == mine->hlc && a->next.origin == mine->origin;
 		struct ks_diff_ent d = {mine->key, mine->key_len, KS_STATE_LIVE, KS_STATE_LIVE,
 					a->next.hlc, a->next.origin, mine->hlc, mine->origin};

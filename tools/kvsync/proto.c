@@ -105,15 +105,6 @@ static int rd_type(const struct ks_frame *f, uint8_t type, const char **why)
 	return -EPROTO;
 }
 
-int ks_key_cmp(const void *a, size_t an, const void *b, size_t bn)
-{
-	size_t n = an < bn ? an : bn;
-	int c = n ? memcmp(a, b, n) : 0;
-	if (c)
-		return c;
-	return an < bn ? -1 : an > bn;
-}
-
 int ks_frame_decode(const void *buf, size_t len, struct ks_frame *ret, size_t *ret_size,
 		    const char **why)
 {
@@ -464,7 +455,7 @@ static void rd_range(struct rd *r, struct ks_range *rg, const char *what)
 		rd_fail(r, "range with a bad upper bound flag");
 	if (has_hi == 1) {
 		rd_key(r, &rg->hi, &rg->hi_len, false, what);
-		if (!r->why && ks_key_cmp(rg->lo, rg->lo_len, rg->hi, rg->hi_len) >= 0)
+		if (!r->why && kvc_key_cmp(rg->lo, rg->lo_len, rg->hi, rg->hi_len) >= 0)
 			rd_fail(r, "empty or inverted key range");
 	}
 }
@@ -540,11 +531,11 @@ static void rd_entries(struct rd *r, struct ks_list_rd *l)
 			rd_u64(r, "short key list");
 			if (!state_ok(st, false))
 				rd_fail(r, "key list entry with a bad state");
-			if (ks_key_cmp(key, key_len, l->range.lo, l->range.lo_len) < 0 ||
+			if (kvc_key_cmp(key, key_len, l->range.lo, l->range.lo_len) < 0 ||
 			    (l->range.hi &&
-			     ks_key_cmp(key, key_len, l->range.hi, l->range.hi_len) >= 0))
+			     kvc_key_cmp(key, key_len, l->range.hi, l->range.hi_len) >= 0))
 				rd_fail(r, "key list entry outside its range");
-			if (prev && ks_key_cmp(prev, prev_len, key, key_len) >= 0)
+			if (prev && kvc_key_cmp(prev, prev_len, key, key_len) >= 0)
 				rd_fail(r, "key list not in ascending key order");
 		} else if (l->kind == KS_KEYS_DIFF) {
 			uint8_t a = rd_u8(r, "short key list");

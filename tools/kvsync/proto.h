@@ -329,7 +329,4 @@ bool ks_keylist_next(struct ks_list_rd *l, struct ks_key_ent *ret);
 bool ks_want_next(struct ks_list_rd *l, const uint8_t **ret_key, size_t *ret_key_len);
 bool ks_diff_next(struct ks_list_rd *l, struct ks_diff_ent *ret);
 
-/* Bytewise key order, shorter first on a tie (kvcore's order). */
-int ks_key_cmp(const void *a, size_t an, const void *b, size_t bn);
-
 #endif
