@@ -359,6 +359,29 @@ static int make_key(fuse_req_t req, struct kfs *fs, fuse_ino_t parent, const cha
 	return 0;
 }
 
+/* The entry of @key, just made: a read transaction, left open in
+ * *@ret_txn for the caller to end, the key's record (without its value)
+ * and the kernel's entry, which holds a lookup reference.
+ * @return 0, or -errno with no transaction open */
+static int made_entry(struct kfs *fs, const unsigned char *key, size_t key_len,
+		      kvc_txn **ret_txn, struct kvc_record *rec, struct fuse_entry_param *e)
+{
+	kvc_txn *txn;
+	int rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
+
+	if (rc < 0)
+		return rc;
+	rc = kvc_get(txn, key, key_len, KVC_GET_NO_VALUE, rec);
+	if (rc == 0)
+		rc = kfs_entry(fs, KFS_FILE, key, key_len, rec, e);
+	if (rc < 0) {
+		kvc_txn_abort(txn);
+		return rc;
+	}
+	*ret_txn = txn;
+	return 0;
+}
+
 /* mknod of a regular file (tar --xattrs makes files so, to set their
  * attributes before writing): create without open.  Anything else is a
  * device node, a FIFO or a socket, which a key cannot hold. */
@@ -377,18 +400,13 @@ void kfs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 	if (rc == 0)
 		rc = make_key(req, fs, parent, name, mode, true, key, &key_len, &created);
 	if (rc == 0)
-		rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
+		rc = made_entry(fs, key, key_len, &txn, &rec, &e);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	rc = kvc_get(txn, key, key_len, KVC_GET_NO_VALUE, &rec);
-	if (rc == 0)
-		rc = kfs_entry(fs, KFS_FILE, key, key_len, &rec, &e);
 	kvc_txn_abort(txn);
-	if (rc < 0)
-		fuse_reply_err(req, -rc);
-	else if (fuse_reply_entry(req, &e) != 0)
+	if (fuse_reply_entry(req, &e) != 0)
 		kfs_inode_forget(fs->inodes, e.ino, 1);
 }
 
@@ -405,20 +423,9 @@ void kfs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t m
 	struct kfs_file *f = NULL;
 	int rc = make_key(req, fs, parent, name, mode, fi->flags & O_EXCL, key, &key_len, &created);
 
-	if (rc < 0) {
-		fuse_reply_err(req, -rc);
-		return;
-	}
-	rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
-	if (rc < 0) {
-		fuse_reply_err(req, -rc);
-		return;
-	}
-	rc = kvc_get(txn, key, key_len, KVC_GET_NO_VALUE, &rec);
 	if (rc == 0)
-		rc = kfs_entry(fs, KFS_FILE, key, key_len, &rec, &e);
+		rc = made_entry(fs, key, key_len, &txn, &rec, &e);
 	if (rc < 0) {
-		kvc_txn_abort(txn);
 		fuse_reply_err(req, -rc);
 		return;
 	}

@@ -282,6 +282,15 @@ int kfs_ino(struct kfs *fs, fuse_ino_t ino, enum kfs_kind *ret_kind, void *key, 
 int kfs_name_begin(struct kfs *fs, fuse_ino_t parent, const char *name, unsigned char *dir,
 		   size_t *ret_dir_len, kvc_txn **ret_txn, struct kfs_node *ret);
 
+/**
+ * kvc_write of @w to @key in @txn, giving the record's version (change
+ * sequence) before in *@ret_from and after in *@ret_to: a write that
+ * leaves the value as it is moves a kept copy of it (kfs_vcache_rebase).
+ * @return kvc_write's result (-ENOENT if the key is not live)
+ */
+int kfs_write_versions(kvc_txn *txn, const unsigned char *key, size_t len,
+		       const struct kvc_write *w, uint64_t *ret_from, uint64_t *ret_to);
+
 /** Copy the prefix of directory inode @ino (as kfs_ino).
  *  @return 0, -ENOTDIR (a file), -ESTALE */
 int kfs_dir_of(struct kfs *fs, fuse_ino_t ino, unsigned char *dir, size_t *ret_len);

@@ -518,3 +518,20 @@ int kfs_name_begin(struct kfs *fs, fuse_ino_t parent, const char *name, unsigned
 	*ret_txn = txn;
 	return 0;
 }
+
+int kfs_write_versions(kvc_txn *txn, const unsigned char *key, size_t len,
+		       const struct kvc_write *w, uint64_t *ret_from, uint64_t *ret_to)
+{
+	struct kvc_record rec;
+	int rc = kvc_get(txn, key, len, KVC_GET_NO_VALUE, &rec);
+
+	if (rc == 0) {
+		*ret_from = rec.seq;
+		rc = kvc_write(txn, key, len, w);
+	}
+	if (rc == 0)
+		rc = kvc_get(txn, key, len, KVC_GET_NO_VALUE, &rec);
+	if (rc == 0)
+		*ret_to = rec.seq;
+	return rc;
+}

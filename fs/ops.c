@@ -191,33 +191,24 @@ static int setattr_fn(kvc_txn *txn, void *arg)
 	int rc;
 
 	if (a->truncate) {
-		struct kvc_record rec;
+		size_t n;
 
 		if (a->size > KVC_VALUE_MAX)
 			return -EFBIG;
-		rc = kvc_get(txn, a->key, a->key_len, 0, &rec);
-		if (rc < 0)
-			return rc;
 		/* A copy: the value is in pages this write may reuse. */
 		value = calloc(1, a->size ? a->size : 1);
 		if (!value)
 			return -ENOMEM;
-		memcpy(value, rec.value, rec.value_len < a->size ? rec.value_len : a->size);
+		rc = kvc_get_range(txn, a->key, a->key_len, 0, value, a->size, &n, NULL);
+		if (rc < 0) {
+			free(value);
+			return rc;
+		}
 		w.set |= KVC_SET_VALUE;
 		w.value = value;
 		w.value_len = a->size;
 	}
-	struct kvc_record rec;
-
-	rc = kvc_get(txn, a->key, a->key_len, KVC_GET_NO_VALUE, &rec);
-	if (rc == 0) {
-		a->from_seq = rec.seq;
-		rc = kvc_write(txn, a->key, a->key_len, &w);
-	}
-	if (rc == 0)
-		rc = kvc_get(txn, a->key, a->key_len, KVC_GET_NO_VALUE, &rec);
-	if (rc == 0)
-		a->to_seq = rec.seq;
+	rc = kfs_write_versions(txn, a->key, a->key_len, &w, &a->from_seq, &a->to_seq);
 	free(value);
 	return rc;
 }

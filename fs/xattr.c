@@ -293,18 +293,20 @@ static int xattr_fn(kvc_txn *txn, void *arg)
 		return rc;
 	switch (a->x) {
 	case X_EXPIRATION:
+	case X_TTL: /* removing either clears it: 0 */
 		rc = allowed(a, &rec);
-		if (rc == 0)
-			rc = a->value ? parse_number(a->value, a->size, INT64_MAX, &v) : (v = 0, 0);
-		w.set |= KVC_SET_EXPIRATION;
-		w.expiration = (int64_t)v;
-		break;
-	case X_TTL:
-		rc = allowed(a, &rec);
-		if (rc == 0)
-			rc = a->value ? parse_number(a->value, a->size, UINT32_MAX, &v) : (v = 0, 0);
-		w.set |= KVC_SET_TTL;
-		w.ttl = (uint32_t)v;
+		if (rc == 0 && a->value)
+			rc = parse_number(a->value, a->size,
+					  a->x == X_TTL ? UINT32_MAX : INT64_MAX, &v);
+		else
+			v = 0;
+		if (a->x == X_TTL) {
+			w.set |= KVC_SET_TTL;
+			w.ttl = (uint32_t)v;
+		} else {
+			w.set |= KVC_SET_EXPIRATION;
+			w.expiration = (int64_t)v;
+		}
 		break;
 	default:
 		rc = edit_metadata(&rec, meta, (void *)a);
@@ -318,13 +320,7 @@ static int xattr_fn(kvc_txn *txn, void *arg)
 	}
 	if (rc < 0)
 		return rc;
-	a->from_seq = rec.seq;
-	rc = kvc_write(txn, a->key, a->key_len, &w);
-	if (rc == 0)
-		rc = kvc_get(txn, a->key, a->key_len, KVC_GET_NO_VALUE, &rec);
-	if (rc == 0)
-		a->to_seq = rec.seq;
-	return rc;
+	return kfs_write_versions(txn, a->key, a->key_len, &w, &a->from_seq, &a->to_seq);
 }
 
 /* Shared by set and remove: @value NULL removes. */

@@ -8,6 +8,7 @@
  * Prints TAP.
  */
 #include "codec.h"
+#include "kvcore.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -100,47 +101,6 @@ static size_t model_encode(const unsigned char *seg, size_t len, char *buf)
 	return model_escape(seg, len, buf);
 }
 
-/* Strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF. */
-static bool valid_utf8(const unsigned char *s, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len) {
-		unsigned char c = s[i];
-		size_t need;
-		uint32_t cp;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			need = 1;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			need = 2;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			need = 3;
-			cp = c & 0x07;
-		} else {
-			return false;
-		}
-		if (i + need >= len)
-			return false;
-		for (size_t k = 1; k <= need; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (s[i + k] & 0x3f);
-		}
-		if ((need == 2 && cp < 0x800) || (need == 3 && cp < 0x10000) ||
-		    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-			return false;
-		i += need + 1;
-	}
-	return true;
-}
-
 static bool name_is_safe(const char *name, size_t n)
 {
 	return n >= 1 && n <= KFS_NAME_MAX && strlen(name) == n &&
@@ -181,7 +141,7 @@ static const char *check_hashed_form(const unsigned char *seg, size_t len, char 
 		return "head is not the encoding of a prefix of the segment cut between escapes";
 	if (hlen + 3 + 3 < KFS_HASH_HEAD_MAX)
 		return "head is shorter than the 200-byte cut needs";
-	if (valid_utf8(seg, len) && !valid_utf8((const unsigned char *)body, hlen))
+	if (kvc_utf8_valid(seg, len) && !kvc_utf8_valid((const unsigned char *)body, hlen))
 		return "head of a UTF-8 segment is not valid UTF-8";
 	(void)sep;
 	return NULL;

@@ -9,6 +9,7 @@
  */
 #include "fuzz.h"
 #include "codec.h"
+#include "kvcore.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -23,37 +24,6 @@ static char pick_sep(uint8_t b)
 	int c = 0x20 + b % 94;
 
 	return (char)(c >= '%' ? c + 1 : c);
-}
-
-static bool utf8_ok(const unsigned char *s, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len) {
-		unsigned char c = s[i];
-		size_t need;
-		uint32_t cp;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		need = c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2 :
-		       c >= 0xf0 && c <= 0xf4 ? 3 : 0;
-		if (need == 0 || i + need >= len)
-			return false;
-		cp = c & (0x3fu >> need);
-		for (size_t k = 1; k <= need; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (s[i + k] & 0x3f);
-		}
-		if ((need == 2 && cp < 0x800) || (need == 3 && cp < 0x10000) ||
-		    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-			return false;
-		i += need + 1;
-	}
-	return true;
 }
 
 static void require_safe(const char *name, size_t n)
@@ -84,8 +54,8 @@ static bool require_denotes(const char *name, size_t n, char sep, const unsigned
 	require(dlen <= len && memcmp(out, seg, dlen) == 0);
 	/* the head is cut at 200 bytes of encoding, 3 escapes at worst */
 	require(dlen * 3 + 3 + 3 >= KFS_HASH_HEAD_MAX);
-	if (utf8_ok(seg, len))
-		require(utf8_ok((const unsigned char *)out, dlen));
+	if (kvc_utf8_valid(seg, len))
+		require(kvc_utf8_valid((const unsigned char *)out, dlen));
 	return true;
 }
 
