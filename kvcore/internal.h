@@ -81,10 +81,11 @@ struct kvc_store {
 	pthread_mutex_t pool_lock;
 	MDB_txn *pool[KVC_POOL_MAX]; /* reset read txns; protected by pool_lock */
 	unsigned npool;              /* protected by pool_lock */
-	/* Commits of this handle not yet known to be wholly on disk (the
-	 * meta page of the last one, in KVC_SYNC_BATCH): kvc_store_sync
-	 * flushes only when there are some. */
-	atomic_uint_fast64_t unsynced;
+	/* Commits of this handle (not with KVC_SYNC_ALWAYS), counted after
+	 * each, and how many of them the last finished flush covered:
+	 * kvc_store_sync flushes only when synced < committed.  Two numbers
+	 * that only grow, so flushes racing each other cannot miscount. */
+	atomic_uint_fast64_t committed, synced;
 	/* Group commit (kvc_write_txn): the calls waiting for the next shared
 	 * transaction, and whether one runs.  Protected by group_lock. */
 	bool group;

@@ -416,7 +416,7 @@ int kvc_txn_commit_keep(kvc_txn *txn)
 	else
 		rc = kvc_lmdb_err(txn, mdb_txn_commit(txn->mdb));
 	if (rc == 0 && txn->store->sync != KVC_SYNC_ALWAYS)
-		atomic_fetch_add(&txn->store->unsynced, 1);
+		atomic_fetch_add(&txn->store->committed, 1);
 	txn->mdb = NULL;
 	return rc;
 }
@@ -657,17 +657,19 @@ int kvc_store_sync(kvc_store *store)
 {
 	if (store->readonly)
 		return 0;
-	/* Read before the flush, taken off after it: a commit counted later
-	 * is flushed by a later call, and a caller that finds the count at
-	 * zero knows every commit before its call is on disk. */
-	uint_fast64_t n = atomic_load(&store->unsynced);
-	if (n == 0)
+	/* Read before the flush, recorded after it: the commits counted by
+	 * then are on disk.  A caller that finds synced at committed knows
+	 * every commit before its call is; a commit counted later is flushed
+	 * by a later call.  synced only moves up, whichever flush ends last. */
+	uint_fast64_t n = atomic_load(&store->committed);
+	if (atomic_load(&store->synced) >= n)
 		return 0;
 	pthread_rwlock_rdlock(&store->resize_lock);
 	int rc = store->map_lost ? -ENOMEM : kvc_lmdb_err(NULL, mdb_env_sync(store->env, 1));
 	pthread_rwlock_unlock(&store->resize_lock);
-	if (rc == 0)
-		atomic_fetch_sub(&store->unsynced, n);
+	uint_fast64_t had = atomic_load(&store->synced);
+	while (rc == 0 && had < n && !atomic_compare_exchange_weak(&store->synced, &had, n))
+		;
 	return rc;
 }
 

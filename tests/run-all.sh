@@ -52,7 +52,7 @@ fi
 if ninja -C "$tsan_build" >/dev/null; then
   # mix: two seeds of the fsstress-like load (4 processes), shorter.
   TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" MIX_SEEDS="24 25" MIX_OPS=1500 \
-    meson_test "$tsan_build" multiproc write feed group chunks stress posix coherence mix large
+    meson_test "$tsan_build" multiproc write feed group chunks durable stress posix coherence mix large
 else
   echo "FAIL ThreadSanitizer build"
   failed=$((failed + 1))
