@@ -10,6 +10,7 @@
  * out-of-bounds reads are AddressSanitizer's to find.
  */
 #include "fuzz.h"
+#include "kvcore.h"
 #include "common/bulk.h"
 
 #include <stdint.h>
@@ -24,7 +25,7 @@ static void check_entries(const struct kt_bulk *b, bool put)
 		const struct kt_bulk_entry *e = &b->entries[i];
 		require(e->key != NULL);
 		require(e->key[e->key_len] == 0);
-		require(kt_utf8_valid(e->key, e->key_len));
+		require(kvc_utf8_valid(e->key, e->key_len));
 		require(put == (e->value != NULL));
 		require(!e->metadata || e->metadata_len > 0);
 	}

@@ -20,9 +20,9 @@
 
 static bool in_range(const struct ks_range *r, const uint8_t *key, size_t n)
 {
-	if (ks_key_cmp(key, n, r->lo, r->lo_len) < 0)
+	if (kvc_key_cmp(key, n, r->lo, r->lo_len) < 0)
 		return false;
-	return !r->hi || ks_key_cmp(key, n, r->hi, r->hi_len) < 0;
+	return !r->hi || kvc_key_cmp(key, n, r->hi, r->hi_len) < 0;
 }
 
 static void check_rec(const struct ks_frame *f)
@@ -62,7 +62,7 @@ static void check_lists(const struct ks_frame *f)
 			require(e.key_len >= 1 && e.key_len <= KVC_KEY_MAX);
 			require(e.state >= KS_STATE_TOMBSTONE && e.state <= KS_STATE_LIVE);
 			require(in_range(&l.range, e.key, e.key_len));
-			require(!prev || ks_key_cmp(prev, prev_len, e.key, e.key_len) < 0);
+			require(!prev || kvc_key_cmp(prev, prev_len, e.key, e.key_len) < 0);
 			prev = e.key;
 			prev_len = e.key_len;
 			n++;
@@ -141,7 +141,7 @@ static void decode_all(const struct ks_frame *f)
 	if (!ks_dec_digest(f, &u.digest, &why)) {
 		const struct ks_range *r = &u.digest.range;
 		require(r->lo_len <= KVC_KEY_MAX && r->hi_len <= KVC_KEY_MAX);
-		require(!r->hi || ks_key_cmp(r->lo, r->lo_len, r->hi, r->hi_len) < 0);
+		require(!r->hi || kvc_key_cmp(r->lo, r->lo_len, r->hi, r->hi_len) < 0);
 	}
 	TRY(ks_dec_digest_r(f, &u.digest_r, &why));
 	TRY(ks_dec_keys_end(f, &u32, &why));
