@@ -139,26 +139,6 @@ int kvc_chunk_read_range(kvc_txn *txn, const struct kvc_chunks *t, size_t off, v
 	return 0;
 }
 
-int kvc_chunk_read(kvc_txn *txn, const struct kvc_chunks *t, void *out)
-{
-	unsigned char *w = out;
-	for (size_t i = 0; i < t->n; i++) {
-		size_t n = chunk_len(t->value_len, t->chunk_size, i);
-		uint64_t id = kvc_chunk_id(t, i);
-		const void *src;
-		if (id == 0) {
-			memset(w, 0, n);
-		} else {
-			int rc = chunk_get(txn, id, n, &src);
-			if (rc)
-				return rc;
-			memcpy(w, src, n);
-		}
-		w += n;
-	}
-	return 0;
-}
-
 int kvc_chunk_split(kvc_txn *txn, const struct kvc_record *old, const struct kvc_record *rec,
 		    struct kvc_record *ret, void **ret_table)
 {
@@ -310,7 +290,7 @@ int kvc_rec_publish(kvc_txn *txn, struct kvc_record *rec, unsigned flags, void *
 		*buf = p;
 		*cap = t.value_len;
 	}
-	rc = kvc_chunk_read(txn, &t, *buf);
+	rc = kvc_chunk_read_range(txn, &t, 0, *buf, t.value_len);
 	if (rc)
 		return rc;
 	rec->value = *buf;

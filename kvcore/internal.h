@@ -402,9 +402,6 @@ size_t kvc_rec_value_len(const struct kvc_record *rec);
 int kvc_chunk_read_range(kvc_txn *txn, const struct kvc_chunks *t, size_t off, void *out,
 			 size_t len);
 
-/* Read the whole value of @t into @out (t->value_len bytes). */
-int kvc_chunk_read(kvc_txn *txn, const struct kvc_chunks *t, void *out);
-
 /*
  * Store the value of @rec (not chunked, KVC_CHUNKED_MIN bytes or more) as
  * chunks, keeping those of @old (the record stored now, or NULL) that hold
