@@ -272,10 +272,12 @@ static void node_drop(kfs_inodes *t, struct kfs_inode *n)
  * writer shares its pending value.  A directory keeps its number for the
  * mount's life: it has no record to keep one in.  The table is locked.
  */
-static void drop_if_unused(kfs_inodes *t, struct kfs_inode *n)
+static bool drop_if_unused(kfs_inodes *t, struct kfs_inode *n)
 {
-	if (n->nlookup == 0 && n->kind == KFS_FILE && !n->wbuf)
-		node_drop(t, n);
+	if (n->nlookup != 0 || n->kind != KFS_FILE || n->wbuf)
+		return false;
+	node_drop(t, n);
+	return true;
 }
 
 int kfs_inode_ref(kfs_inodes *t, enum kfs_kind kind, const void *key, size_t key_len,
@@ -303,18 +305,21 @@ size_t kfs_inodes_count(kfs_inodes *t)
 	return n;
 }
 
-void kfs_inode_forget(kfs_inodes *t, uint64_t ino, uint64_t nlookup)
+bool kfs_inode_forget(kfs_inodes *t, uint64_t ino, uint64_t nlookup)
 {
+	bool freed = false;
+
 	if (ino == KFS_ROOT_INO)
-		return;
+		return false;
 	pthread_mutex_lock(&t->lock);
 	struct kfs_inode *n = find_ino(t, ino);
 
 	if (n) {
 		n->nlookup = nlookup < n->nlookup ? n->nlookup - nlookup : 0;
-		drop_if_unused(t, n);
+		freed = drop_if_unused(t, n);
 	}
 	pthread_mutex_unlock(&t->lock);
+	return freed;
 }
 
 int kfs_inode_get(kfs_inodes *t, uint64_t ino, enum kfs_kind *ret_kind, void *key,

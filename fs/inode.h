@@ -71,10 +71,12 @@ int kfs_inode_ref(kfs_inodes *t, enum kfs_kind kind, const void *key, size_t key
 		  uint64_t *ret_ino);
 
 /**
- * Drop @n lookup references (FUSE forget); the inode is freed at zero.
- * The root is never freed.  Unknown numbers are ignored.
+ * Drop @n lookup references (FUSE forget); the inode is freed at zero
+ * (unless its writers still share a pending value: then at their last
+ * release).  The root is never freed.  Unknown numbers are ignored.
+ * @return whether this call freed it
  */
-void kfs_inode_forget(kfs_inodes *t, uint64_t ino, uint64_t n);
+bool kfs_inode_forget(kfs_inodes *t, uint64_t ino, uint64_t n);
 
 /**
  * Copy what inode @ino stands for.

@@ -57,12 +57,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
  * writer of a freed inode goes with it. */
 static void forget_one(struct kfs *fs, uint64_t ino, uint64_t nlookup)
 {
-	enum kfs_kind kind;
-	unsigned char key[KFS_KEYBUF];
-	size_t len;
-
-	kfs_inode_forget(fs->inodes, ino, nlookup);
-	if (kfs_inode_get(fs->inodes, ino, &kind, key, &len) == -ESTALE)
+	if (kfs_inode_forget(fs->inodes, ino, nlookup))
 		kfs_vcache_drop(fs->vcache, ino);
 }
 
