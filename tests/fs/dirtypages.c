@@ -18,32 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
-#ifndef __NR_cachestat
-#define __NR_cachestat 451 /* the same number on every architecture */
-#endif
-
-struct range {
-	uint64_t off, len; /* len 0: to the end of the file */
-};
-
-struct stat_pages {
-	uint64_t cache, dirty, writeback, evicted, recently_evicted;
-};
-
-/* The pages not yet on disk among the folios of @fd's bytes [off,
- * off+len) (len 0: to the end); -1 with errno set if the call fails. */
-static long long unwritten(int fd, uint64_t off, uint64_t len)
-{
-	struct range r = {off, len};
-	struct stat_pages s;
-
-	if (syscall(__NR_cachestat, fd, &r, &s, 0) != 0)
-		return -1;
-	return (long long)(s.dirty + s.writeback);
-}
+#include "cachestat.h"
 
 int main(int argc, char **argv)
 {
@@ -63,8 +40,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "dirtypages: %s: %s\n", argv[1], strerror(errno));
 		return 1;
 	}
-	long long n = unwritten(fd, 0, 0);
-	long long head = n >= 0 && skip ? unwritten(fd, 0, skip) : 0;
+	long long n = kt_unwritten(fd, 0, 0);
+	long long head = n >= 0 && skip ? kt_unwritten(fd, 0, skip) : 0;
 	int err = errno;
 	close(fd);
 	if (n < 0 || head < 0) {

@@ -19,34 +19,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
+#include "cachestat.h"
 #include "kvtest.h"
 
-#ifndef __NR_cachestat
-#define __NR_cachestat 451 /* the same number on every architecture */
-#endif
-
 #define ROUNDS 2000
-
-struct cs_range {
-	uint64_t off, len; /* len 0: to the end of the file */
-};
-
-struct cs_pages {
-	uint64_t cache, dirty, writeback, evicted, recently_evicted;
-};
-
-/* Pages of @fd not yet written to disk, or -1 if the kernel cannot tell. */
-static long long unwritten(int fd)
-{
-	struct cs_range r = {0, 0};
-	struct cs_pages p;
-	if (syscall(__NR_cachestat, fd, &r, &p, 0) != 0)
-		return -1;
-	return (long long)(p.dirty + p.writeback);
-}
 
 struct flusher {
 	kvc_store *s;
@@ -79,7 +57,7 @@ int main(void)
 	int fd = open(data, O_RDONLY);
 	if (fd < 0)
 		bail_out("cannot open data.mdb");
-	if (unwritten(fd) < 0) {
+	if (kt_unwritten(fd, 0, 0) < 0) {
 		printf("1..0 # SKIP cachestat(2) is missing (Linux 6.5 or later needed)\n");
 		close(fd);
 		kvc_close(s);
@@ -88,7 +66,7 @@ int main(void)
 	}
 	is_int(kt_puts(s, "warm", "up"), 0, "a first commit");
 	is_int(kvc_store_sync(s), 0, "a sync alone");
-	is_int(unwritten(fd), 0, "leaves no page unwritten");
+	is_int(kt_unwritten(fd, 0, 0), 0, "leaves no page unwritten");
 
 	struct flusher f = {.s = s};
 	pthread_t t;
@@ -105,7 +83,7 @@ int main(void)
 		if (rc) {
 			failed = rc;
 			bad = i;
-		} else if ((left = unwritten(fd)) != 0) {
+		} else if ((left = kt_unwritten(fd, 0, 0)) != 0) {
 			bad = i;
 		}
 	}
