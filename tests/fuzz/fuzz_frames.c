@@ -39,13 +39,13 @@ static void check_rec(const struct ks_frame *f)
 	require(x.data_len <= KS_CHUNK_MAX && x.data_len <= x.rec.value_len);
 	require(x.rec.hlc && x.rec.origin);
 	/* Encoding what was decoded gives back the same frame. */
-	struct ks_wbuf b = {NULL, 0, 0, 0};
+	struct ks_wbuf b = KS_WBUF_INIT;
 	x.rec.value = x.data;
 	ks_enc_rec(&b, x.key, x.key_len, &x.rec, x.data_len);
 	require(b.err == 0);
-	require(b.len == KS_FRAME_LEN_SIZE + 1 + f->len);
-	require(b.p[KS_FRAME_LEN_SIZE] == KS_REC);
-	require(!memcmp(b.p + KS_FRAME_LEN_SIZE + 1, f->payload, f->len));
+	require(b.buf.len == KS_FRAME_LEN_SIZE + 1 + f->len);
+	require(b.buf.p[KS_FRAME_LEN_SIZE] == KS_REC);
+	require(!memcmp(b.buf.p + KS_FRAME_LEN_SIZE + 1, f->payload, f->len));
 	ks_wbuf_release(&b);
 }
 

@@ -16,7 +16,7 @@ static struct ks_frame first_frame(const struct ks_wbuf *b)
 {
 	struct ks_frame f = {0, NULL, 0};
 	size_t used;
-	if (ks_frame_decode(b->p, b->len, &f, &used, NULL) != 0)
+	if (ks_frame_decode(b->buf.p, b->buf.len, &f, &used, NULL) != 0)
 		bail_out("an encoded frame does not decode");
 	return f;
 }
@@ -62,7 +62,7 @@ static void test_frame_header(void)
 
 static void test_hello(void)
 {
-	struct ks_wbuf b = {NULL, 0, 0, 0};
+	struct ks_wbuf b = KS_WBUF_INIT;
 	struct ks_hello h = {KS_PROTO_VERSION, KS_HELLO_SERVER | KS_HELLO_TOKEN, {0}};
 	for (int i = 0; i < (int)KS_NONCE_LEN; i++)
 		h.nonce[i] = (uint8_t)i;
@@ -76,7 +76,7 @@ static void test_hello(void)
 	f.len--;
 	is_int(ks_dec_hello(&f, &got, &why), -EPROTO, "a HELLO one byte short is refused");
 	f.len++;
-	b.p[KS_FRAME_LEN_SIZE + 1 + 3] = 9; /* version 9 */
+	b.buf.p[KS_FRAME_LEN_SIZE + 1 + 3] = 9; /* version 9 */
 	ok(ks_dec_hello(&f, &got, &why) == 0 && got.version == 9,
 	   "a HELLO of another version decodes far enough to name its version");
 	ks_wbuf_release(&b);
@@ -90,7 +90,7 @@ static void test_hello(void)
 
 static void test_small_frames(void)
 {
-	struct ks_wbuf b = {NULL, 0, 0, 0};
+	struct ks_wbuf b = KS_WBUF_INIT;
 	struct ks_frame f;
 	const char *why = NULL;
 
@@ -113,9 +113,9 @@ static void test_small_frames(void)
 	ok(ks_dec_error(&f, &e, &why) == 0 && e.code == 5 && e.msg_len == 21 &&
 		   !memcmp(e.msg, "authentication failed", 21),
 	   "ERROR round-trips");
-	b.p[KS_FRAME_LEN_SIZE + 1] = 0;
+	b.buf.p[KS_FRAME_LEN_SIZE + 1] = 0;
 	is_int(ks_dec_error(&f, &e, &why), -EPROTO, "an ERROR with exit code 0 is refused");
-	b.p[KS_FRAME_LEN_SIZE + 1] = 6;
+	b.buf.p[KS_FRAME_LEN_SIZE + 1] = 6;
 	is_int(ks_dec_error(&f, &e, &why), -EPROTO, "an ERROR with exit code 6 is refused");
 	ks_wbuf_release(&b);
 
@@ -161,7 +161,7 @@ static void test_small_frames(void)
 	ok(ks_dec_result(&f, &o, &k, &kn, &why) == 0 && o == KS_OUT_TOMBSTONE && kn == 4 &&
 		   !memcmp(k, "gone", 4),
 	   "RESULT round-trips");
-	b.p[KS_FRAME_LEN_SIZE + 1] = 3;
+	b.buf.p[KS_FRAME_LEN_SIZE + 1] = 3;
 	is_int(ks_dec_result(&f, &o, &k, &kn, &why), -EPROTO, "a RESULT with outcome 3 is refused");
 	ks_wbuf_release(&b);
 
@@ -211,7 +211,7 @@ static struct kvc_record sample_record(void)
 
 static void test_rec(void)
 {
-	struct ks_wbuf b = {NULL, 0, 0, 0};
+	struct ks_wbuf b = KS_WBUF_INIT;
 	struct kvc_record r = sample_record();
 	ks_enc_rec(&b, "user:1", 6, &r, 5);
 	struct ks_frame f = first_frame(&b);
@@ -301,7 +301,7 @@ static void test_rec(void)
 
 static void test_digest(void)
 {
-	struct ks_wbuf b = {NULL, 0, 0, 0};
+	struct ks_wbuf b = KS_WBUF_INIT;
 	struct ks_digest d = {7, KS_DIGEST_ALL, {(const uint8_t *)"a", 1, (const uint8_t *)"m", 1},
 			      99, {1, 2, 3}};
 	ks_enc_digest(&b, &d);
@@ -329,7 +329,7 @@ static void test_digest(void)
 
 static void test_lists(void)
 {
-	struct ks_wbuf b = {NULL, 0, 0, 0};
+	struct ks_wbuf b = KS_WBUF_INIT;
 	struct ks_list l;
 	struct ks_range r = {(const uint8_t *)"b", 1, (const uint8_t *)"d", 1};
 	const char *keys[] = {"b", "ba", "c"};
@@ -377,7 +377,7 @@ static void test_lists(void)
 	ks_list_begin_keylist(&b, &l, 6, KS_DIGEST_ALL, &r);
 	ks_list_add_key(&b, &l, &(struct ks_key_ent){(const uint8_t *)"c", 1, KS_STATE_LIVE, 1, 1});
 	ks_list_end(&b, &l);
-	b.p[l.count_at + 3] = 2; /* claim two entries, carry one */
+	b.buf.p[l.count_at + 3] = 2; /* claim two entries, carry one */
 	f = first_frame(&b);
 	is_int(ks_dec_keylist(&f, &rd, &why), -EPROTO,
 	       "a KEYLIST claiming more entries than it carries is refused");

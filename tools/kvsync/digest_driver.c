@@ -125,7 +125,7 @@ static int list_one(void *arg, const struct ks_key_ent *e)
 static int send_keylist(struct ks_sess *s, uint8_t kind, struct drange *r)
 {
 	struct ks_wbuf *b = sess_out(s);
-	size_t mark = b->len;
+	size_t mark = b->buf.len;
 	struct listing li = {b, {0, 0, 0, 0}, false};
 	ks_list_begin_keylist(b, &li.l, r->id, kind, &r->r);
 	kvc_txn *txn;
@@ -135,7 +135,7 @@ static int send_keylist(struct ks_sess *s, uint8_t kind, struct drange *r)
 		kvc_txn_abort(txn);
 	}
 	if (li.overflow) {
-		b->len = mark;
+		b->buf.len = mark;
 		return 1;
 	}
 	if (rc)

@@ -221,8 +221,8 @@ static int flush_out(struct ks_conn *c)
 	if (c->out.err)
 		return c->out.err;
 	int64_t deadline = c->timeout_ms < 0 ? -1 : ks_mono_ms() + c->timeout_ms;
-	while (c->out_off < c->out.len) {
-		ssize_t n = write(c->wfd, c->out.p + c->out_off, c->out.len - c->out_off);
+	while (c->out_off < c->out.buf.len) {
+		ssize_t n = write(c->wfd, c->out.buf.p + c->out_off, c->out.buf.len - c->out_off);
 		if (n > 0) {
 			c->out_off += (size_t)n;
 			c->bytes_out += (uint64_t)n;
@@ -264,21 +264,21 @@ static int flush_out(struct ks_conn *c)
 		if (p[0].revents & (POLLERR | POLLHUP) && !(p[0].revents & POLLOUT))
 			return -EPIPE;
 	}
-	c->out.len = 0;
+	c->out.buf.len = 0;
 	c->out_off = 0;
 	return 0;
 }
 
 bool ks_conn_should_flush(const struct ks_conn *c)
 {
-	return c->out.len >= KS_FLUSH_AT;
+	return c->out.buf.len >= KS_FLUSH_AT;
 }
 
 int ks_conn_maybe_flush(struct ks_conn *c)
 {
 	if (c->out.err)
 		return c->out.err;
-	return c->out.len >= KS_FLUSH_AT ? ks_conn_flush(c) : 0;
+	return c->out.buf.len >= KS_FLUSH_AT ? ks_conn_flush(c) : 0;
 }
 
 /*

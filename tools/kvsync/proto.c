@@ -6,8 +6,10 @@
  * which is what lets tests/fuzz/fuzz_frames.c feed them arbitrary bytes.
  */
 #include "proto.h"
+#include "proto_layout.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,6 +157,74 @@ const char *ks_type_name(uint8_t type)
 	}
 }
 
+const struct ks_layout ks_layout_ident = {
+	KS_IDENT, 4, sizeof(struct ks_ident), "short IDENT",
+	{ KS_FIELD(struct ks_ident, node), KS_FIELD(struct ks_ident, epoch),
+	  KS_FIELD(struct ks_ident, head), KS_FIELD(struct ks_ident, horizon) },
+};
+const struct ks_layout ks_layout_req = {
+	KS_REQ, 3, sizeof(struct ks_req), "short REQ",
+	{ KS_FIELD(struct ks_req, op), KS_FIELD(struct ks_req, flags),
+	  KS_FIELD(struct ks_req, max_skew_ms) },
+};
+const struct ks_layout ks_layout_start = {
+	KS_START, 3, sizeof(struct ks_start), "short START",
+	{ KS_FIELD(struct ks_start, watermark), KS_FIELD(struct ks_start, head),
+	  KS_FIELD(struct ks_start, flags) },
+};
+const struct ks_layout ks_layout_plan = {
+	KS_PLAN, 3, sizeof(struct ks_plan), "short PLAN",
+	{ KS_FIELD(struct ks_plan, mode), KS_FIELD(struct ks_plan, after),
+	  KS_FIELD(struct ks_plan, head) },
+};
+const struct ks_layout ks_layout_digest_r = {
+	KS_DIGEST_R, 3, sizeof(struct ks_digest_r), "short DIGEST_R",
+	{ KS_FIELD(struct ks_digest_r, id), KS_FIELD(struct ks_digest_r, same),
+	  KS_FIELD(struct ks_digest_r, count) },
+};
+
+_Static_assert(sizeof(struct ks_ident) <= KS_LAYOUT_SIZE_MAX &&
+	       sizeof(struct ks_req) <= KS_LAYOUT_SIZE_MAX &&
+	       sizeof(struct ks_start) <= KS_LAYOUT_SIZE_MAX &&
+	       sizeof(struct ks_plan) <= KS_LAYOUT_SIZE_MAX &&
+	       sizeof(struct ks_digest_r) <= KS_LAYOUT_SIZE_MAX,
+	       "a fixed layout's struct outgrew the decoder's scratch space");
+
+/*
+ * Decode frame @f of layout @l into @ret (a struct of l->size bytes),
+ * which is written only when the payload is whole and @check (NULL: none)
+ * finds nothing wrong in the fields: it returns NULL, or what is wrong.
+ * @return 0, -EPROTO with *@why set
+ */
+static int dec_fixed(const struct ks_frame *f, const struct ks_layout *l,
+		     const char *(*check)(const void *v), void *ret, const char **why)
+{
+	_Alignas(max_align_t) unsigned char v[KS_LAYOUT_SIZE_MAX];
+
+	if (rd_type(f, l->type, why))
+		return -EPROTO;
+	memset(v, 0, l->size);
+	struct rd r = rd_of(f);
+	for (unsigned i = 0; i < l->n; i++) {
+		uint64_t x = rd_uint(&r, l->f[i].width, l->short_msg);
+		unsigned char *at = v + l->f[i].off;
+
+		switch (l->f[i].width) {
+		case 1: *at = (uint8_t)x; break;
+		case 2: { uint16_t x16 = (uint16_t)x; memcpy(at, &x16, 2); break; }
+		case 4: { uint32_t x32 = (uint32_t)x; memcpy(at, &x32, 4); break; }
+		default: memcpy(at, &x, 8); break;
+		}
+	}
+	const char *bad = r.why || !check ? NULL : check(v);
+	if (bad)
+		rd_fail(&r, bad);
+	if (rd_done(&r, why))
+		return -EPROTO;
+	memcpy(ret, v, l->size);
+	return 0;
+}
+
 int ks_dec_hello(const struct ks_frame *f, struct ks_hello *ret, const char **why)
 {
 	if (rd_type(f, KS_HELLO, why))
@@ -206,22 +276,18 @@ int ks_dec_open(const struct ks_frame *f, uint32_t *ret_flags, const char **why)
 	return 0;
 }
 
+static const char *ident_check(const void *v)
+{
+	const struct ks_ident *x = v;
+
+	if (x->node == 0 || x->horizon > x->head)
+		return "IDENT with an impossible store identity";
+	return NULL;
+}
+
 int ks_dec_ident(const struct ks_frame *f, struct ks_ident *ret, const char **why)
 {
-	if (rd_type(f, KS_IDENT, why))
-		return -EPROTO;
-	struct rd r = rd_of(f);
-	struct ks_ident id;
-	id.node = rd_u64(&r, "short IDENT");
-	id.epoch = rd_u64(&r, "short IDENT");
-	id.head = rd_u64(&r, "short IDENT");
-	id.horizon = rd_u64(&r, "short IDENT");
-	if (!r.why && (id.node == 0 || id.horizon > id.head))
-		rd_fail(&r, "IDENT with an impossible store identity");
-	if (rd_done(&r, why))
-		return -EPROTO;
-	*ret = id;
-	return 0;
+	return dec_fixed(f, &ks_layout_ident, ident_check, ret, why);
 }
 
 int ks_dec_error(const struct ks_frame *f, struct ks_error *ret, const char **why)
@@ -252,57 +318,48 @@ int ks_dec_empty(const struct ks_frame *f, const char **why)
 	return -EPROTO;
 }
 
+static const char *req_check(const void *v)
+{
+	const struct ks_req *x = v;
+
+	if (x->op < KS_OP_PUSH || x->op > KS_OP_CHECK)
+		return "REQ with an unknown operation";
+	if (x->flags & ~(uint32_t)(KS_REQ_FULL | KS_REQ_DRY_RUN | KS_REQ_VERBOSE | KS_REQ_WATCH))
+		return "REQ with unknown flags";
+	return NULL;
+}
+
 int ks_dec_req(const struct ks_frame *f, struct ks_req *ret, const char **why)
 {
-	if (rd_type(f, KS_REQ, why))
-		return -EPROTO;
-	struct rd r = rd_of(f);
-	struct ks_req q;
-	q.op = rd_u8(&r, "short REQ");
-	q.flags = rd_u32(&r, "short REQ");
-	q.max_skew_ms = rd_u64(&r, "short REQ");
-	if (q.op < KS_OP_PUSH || q.op > KS_OP_CHECK)
-		rd_fail(&r, "REQ with an unknown operation");
-	if (q.flags & ~(uint32_t)(KS_REQ_FULL | KS_REQ_DRY_RUN | KS_REQ_VERBOSE | KS_REQ_WATCH))
-		rd_fail(&r, "REQ with unknown flags");
-	if (rd_done(&r, why))
-		return -EPROTO;
-	*ret = q;
-	return 0;
+	return dec_fixed(f, &ks_layout_req, req_check, ret, why);
+}
+
+static const char *start_check(const void *v)
+{
+	const struct ks_start *x = v;
+
+	if (x->flags & ~(uint32_t)KS_START_EMPTY)
+		return "START with unknown flags";
+	return NULL;
 }
 
 int ks_dec_start(const struct ks_frame *f, struct ks_start *ret, const char **why)
 {
-	if (rd_type(f, KS_START, why))
-		return -EPROTO;
-	struct rd r = rd_of(f);
-	struct ks_start s;
-	s.watermark = rd_u64(&r, "short START");
-	s.head = rd_u64(&r, "short START");
-	s.flags = rd_u32(&r, "short START");
-	if (s.flags & ~(uint32_t)KS_START_EMPTY)
-		rd_fail(&r, "START with unknown flags");
-	if (rd_done(&r, why))
-		return -EPROTO;
-	*ret = s;
-	return 0;
+	return dec_fixed(f, &ks_layout_start, start_check, ret, why);
+}
+
+static const char *plan_check(const void *v)
+{
+	const struct ks_plan *x = v;
+
+	if (x->mode != KS_PLAN_FEED && x->mode != KS_PLAN_DIGEST)
+		return "PLAN with an unknown mode";
+	return NULL;
 }
 
 int ks_dec_plan(const struct ks_frame *f, struct ks_plan *ret, const char **why)
 {
-	if (rd_type(f, KS_PLAN, why))
-		return -EPROTO;
-	struct rd r = rd_of(f);
-	struct ks_plan p;
-	p.mode = rd_u8(&r, "short PLAN");
-	p.after = rd_u64(&r, "short PLAN");
-	p.head = rd_u64(&r, "short PLAN");
-	if (p.mode != KS_PLAN_FEED && p.mode != KS_PLAN_DIGEST)
-		rd_fail(&r, "PLAN with an unknown mode");
-	if (rd_done(&r, why))
-		return -EPROTO;
-	*ret = p;
-	return 0;
+	return dec_fixed(f, &ks_layout_plan, plan_check, ret, why);
 }
 
 int ks_dec_rec(const struct ks_frame *f, struct ks_rec *ret, const char **why)
@@ -480,21 +537,18 @@ int ks_dec_digest(const struct ks_frame *f, struct ks_digest *ret, const char **
 	return 0;
 }
 
+static const char *digest_r_check(const void *v)
+{
+	const struct ks_digest_r *x = v;
+
+	if (x->same > 1)
+		return "DIGEST_R with a bad verdict";
+	return NULL;
+}
+
 int ks_dec_digest_r(const struct ks_frame *f, struct ks_digest_r *ret, const char **why)
 {
-	if (rd_type(f, KS_DIGEST_R, why))
-		return -EPROTO;
-	struct rd r = rd_of(f);
-	struct ks_digest_r d;
-	d.id = rd_u32(&r, "short DIGEST_R");
-	d.same = rd_u8(&r, "short DIGEST_R");
-	d.count = rd_u64(&r, "short DIGEST_R");
-	if (d.same > 1)
-		rd_fail(&r, "DIGEST_R with a bad verdict");
-	if (rd_done(&r, why))
-		return -EPROTO;
-	*ret = d;
-	return 0;
+	return dec_fixed(f, &ks_layout_digest_r, digest_r_check, ret, why);
 }
 
 int ks_dec_keys_end(const struct ks_frame *f, uint32_t *ret_id, const char **why)

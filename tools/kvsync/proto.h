@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "kvcore.h"
+#include "common/buf.h"
 
 #define KS_MAGIC "KVSYNC\0\1"
 #define KS_MAGIC_LEN 8u
@@ -125,12 +126,14 @@ enum ks_keys_kind {
 
 /* ------------------------------------------------------------ encoding */
 
-/* A growable byte buffer; an allocation failure sticks in @err. */
+/* The frames being written: a growable buffer whose first allocation
+ * failure sticks in @err, so a batch is encoded and checked once. */
 struct ks_wbuf {
-	uint8_t *p;
-	size_t len, cap;
+	struct kt_buf buf;
 	int err; /* 0 or -ENOMEM */
 };
+
+#define KS_WBUF_INIT {KT_BUF_INIT, 0}
 
 void ks_wbuf_release(struct ks_wbuf *b);
 

@@ -5,6 +5,7 @@
  * list builders close a frame well under KS_FRAME_MAX.
  */
 #include "proto.h"
+#include "proto_layout.h"
 
 #include "common/buf.h"
 
@@ -23,34 +24,23 @@ void ks_wbuf_release(struct ks_wbuf *b)
 {
 	if (!b)
 		return;
-	free(b->p);
-	b->p = NULL;
-	b->len = b->cap = 0;
+	kt_buf_release(&b->buf);
 	b->err = 0;
 }
 
 static int wb_reserve(struct ks_wbuf *b, size_t more)
 {
-	if (b->err)
-		return b->err;
-	if (b->len + more <= b->cap)
-		return 0;
-	uint8_t *p = more <= SIZE_MAX - b->len ?
-		kt_array_grow(b->p, 1, b->len + more, &b->cap, 4096) : NULL;
-	if (!p) {
+	if (!b->err && kt_buf_grow(&b->buf, more, 4096))
 		b->err = -ENOMEM;
-		return b->err;
-	}
-	b->p = p;
-	return 0;
+	return b->err;
 }
 
 static void wb_bytes(struct ks_wbuf *b, const void *p, size_t n)
 {
 	if (wb_reserve(b, n) || n == 0)
 		return;
-	memcpy(b->p + b->len, p, n);
-	b->len += n;
+	memcpy(b->buf.p + b->buf.len, p, n);
+	b->buf.len += n;
 }
 
 static void wb_u8(struct ks_wbuf *b, uint8_t v)
@@ -89,7 +79,7 @@ static void put_be32(uint8_t *p, uint32_t v)
 /* Start a frame: a placeholder length and the type.  @return its offset */
 static size_t frame_begin(struct ks_wbuf *b, uint8_t type)
 {
-	size_t at = b->len;
+	size_t at = b->buf.len;
 	wb_u32(b, 0);
 	wb_u8(b, type);
 	return at;
@@ -99,7 +89,7 @@ static int frame_end(struct ks_wbuf *b, size_t at)
 {
 	if (b->err)
 		return b->err;
-	put_be32(b->p + at, (uint32_t)(b->len - at - KS_FRAME_LEN_SIZE));
+	put_be32(b->buf.p + at, (uint32_t)(b->buf.len - at - KS_FRAME_LEN_SIZE));
 	return 0;
 }
 
@@ -112,6 +102,27 @@ static void wb_range(struct ks_wbuf *b, const struct ks_range *r)
 		wb_u16(b, (uint16_t)r->hi_len);
 		wb_bytes(b, r->hi, r->hi_len);
 	}
+}
+
+/* Append a frame of layout @l from the struct at @s. */
+static int enc_fixed(struct ks_wbuf *b, const struct ks_layout *l, const void *s)
+{
+	size_t at = frame_begin(b, l->type);
+
+	for (unsigned i = 0; i < l->n; i++) {
+		const unsigned char *p = (const unsigned char *)s + l->f[i].off;
+		uint16_t x16;
+		uint32_t x32;
+		uint64_t x64;
+
+		switch (l->f[i].width) {
+		case 1: wb_u8(b, *p); break;
+		case 2: memcpy(&x16, p, 2); wb_u16(b, x16); break;
+		case 4: memcpy(&x32, p, 4); wb_u32(b, x32); break;
+		default: memcpy(&x64, p, 8); wb_u64(b, x64); break;
+		}
+	}
+	return frame_end(b, at);
 }
 
 int ks_enc_magic(struct ks_wbuf *b)
@@ -145,12 +156,7 @@ int ks_enc_open(struct ks_wbuf *b, uint32_t flags)
 
 int ks_enc_ident(struct ks_wbuf *b, const struct ks_ident *id)
 {
-	size_t at = frame_begin(b, KS_IDENT);
-	wb_u64(b, id->node);
-	wb_u64(b, id->epoch);
-	wb_u64(b, id->head);
-	wb_u64(b, id->horizon);
-	return frame_end(b, at);
+	return enc_fixed(b, &ks_layout_ident, id);
 }
 
 int ks_enc_error(struct ks_wbuf *b, uint8_t code, const char *msg)
@@ -172,29 +178,17 @@ int ks_enc_empty(struct ks_wbuf *b, uint8_t type)
 
 int ks_enc_req(struct ks_wbuf *b, const struct ks_req *r)
 {
-	size_t at = frame_begin(b, KS_REQ);
-	wb_u8(b, r->op);
-	wb_u32(b, r->flags);
-	wb_u64(b, r->max_skew_ms);
-	return frame_end(b, at);
+	return enc_fixed(b, &ks_layout_req, r);
 }
 
 int ks_enc_start(struct ks_wbuf *b, const struct ks_start *s)
 {
-	size_t at = frame_begin(b, KS_START);
-	wb_u64(b, s->watermark);
-	wb_u64(b, s->head);
-	wb_u32(b, s->flags);
-	return frame_end(b, at);
+	return enc_fixed(b, &ks_layout_start, s);
 }
 
 int ks_enc_plan(struct ks_wbuf *b, const struct ks_plan *p)
 {
-	size_t at = frame_begin(b, KS_PLAN);
-	wb_u8(b, p->mode);
-	wb_u64(b, p->after);
-	wb_u64(b, p->head);
-	return frame_end(b, at);
+	return enc_fixed(b, &ks_layout_plan, p);
 }
 
 int ks_enc_rec(struct ks_wbuf *b, const void *key, size_t key_len,
@@ -274,11 +268,7 @@ int ks_enc_digest(struct ks_wbuf *b, const struct ks_digest *d)
 
 int ks_enc_digest_r(struct ks_wbuf *b, const struct ks_digest_r *d)
 {
-	size_t at = frame_begin(b, KS_DIGEST_R);
-	wb_u32(b, d->id);
-	wb_u8(b, d->same);
-	wb_u64(b, d->count);
-	return frame_end(b, at);
+	return enc_fixed(b, &ks_layout_digest_r, d);
 }
 
 int ks_enc_keys_end(struct ks_wbuf *b, uint32_t id)
@@ -296,7 +286,7 @@ int ks_list_begin_keylist(struct ks_wbuf *b, struct ks_list *l, uint32_t id, uin
 	wb_u32(b, id);
 	wb_u8(b, kind);
 	wb_range(b, r);
-	l->count_at = b->len;
+	l->count_at = b->buf.len;
 	wb_u32(b, 0);
 	l->n = 0;
 	return b->err;
@@ -308,7 +298,7 @@ int ks_list_begin_keys(struct ks_wbuf *b, struct ks_list *l, uint32_t id, uint8_
 	l->frame_at = frame_begin(b, KS_KEYS);
 	wb_u32(b, id);
 	wb_u8(b, kind);
-	l->count_at = b->len;
+	l->count_at = b->buf.len;
 	wb_u32(b, 0);
 	l->n = 0;
 	return b->err;
@@ -317,7 +307,7 @@ int ks_list_begin_keys(struct ks_wbuf *b, struct ks_list *l, uint32_t id, uint8_
 bool ks_list_room(const struct ks_wbuf *b, const struct ks_list *l, size_t key_len)
 {
 	size_t entry = 2 + key_len + 2 * 17;
-	return l->n < KS_KEYS_MAX && b->len - l->frame_at + entry <= LIST_SOFT_MAX;
+	return l->n < KS_KEYS_MAX && b->buf.len - l->frame_at + entry <= LIST_SOFT_MAX;
 }
 
 int ks_list_add_key(struct ks_wbuf *b, struct ks_list *l, const struct ks_key_ent *e)
@@ -357,6 +347,6 @@ void ks_list_end(struct ks_wbuf *b, struct ks_list *l)
 {
 	if (b->err)
 		return;
-	put_be32(b->p + l->count_at, l->n);
+	put_be32(b->buf.p + l->count_at, l->n);
 	frame_end(b, l->frame_at);
 }

@@ -181,13 +181,13 @@ static const char *ask_admission(void *arg)
  */
 static void refuse_now(struct daemon *d, int fd, const char *who, const char *msg)
 {
-	struct ks_wbuf b = {NULL, 0, 0, 0};
+	struct ks_wbuf b = KS_WBUF_INIT;
 	ks_enc_magic(&b);
 	ks_enc_error(&b, KS_EXIT_PROTO, msg);
 	int fl = fcntl(fd, F_GETFL);
 	if (fl >= 0)
 		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-	if (!b.err && write(fd, b.p, b.len) < 0)
+	if (!b.err && write(fd, b.buf.p, b.buf.len) < 0)
 		(void)0; /* the client went away: nothing to tell */
 	ks_wbuf_release(&b);
 	shutdown(fd, SHUT_WR);

@@ -1,0 +1,35 @@
+/*
+ * proto_layout: the wire layout of the frames made only of fixed-width
+ * integers (IDENT, REQ, START, PLAN, DIGEST_R), as tables shared by the
+ * encoder (proto_enc.c) and the decoder (proto.c), so the two cannot
+ * disagree.  A field's wire width is the width of its struct member, in
+ * network byte order, in table order.  Internal to libkvsync's proto.
+ */
+#ifndef KVSYNC_PROTO_LAYOUT_H
+#define KVSYNC_PROTO_LAYOUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct ks_field {
+	uint8_t width; /* 1, 2, 4 or 8 bytes */
+	uint8_t off;   /* offsetof the member */
+};
+
+struct ks_layout {
+	uint8_t type;      /* enum ks_frame_type */
+	uint8_t n;         /* fields used in f */
+	uint8_t size;      /* sizeof the struct */
+	const char *short_msg; /* the decoder's message for a short payload */
+	struct ks_field f[4];
+};
+
+/* The largest struct a layout describes (a decoder's scratch space). */
+#define KS_LAYOUT_SIZE_MAX 64
+
+#define KS_FIELD(T, m) { sizeof(((T *)0)->m), offsetof(T, m) }
+
+extern const struct ks_layout ks_layout_ident, ks_layout_req, ks_layout_start,
+	ks_layout_plan, ks_layout_digest_r;
+
+#endif
