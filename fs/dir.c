@@ -43,9 +43,8 @@ void kfs_dirhs_release_all(struct kfs *fs)
 void kfs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct kfs *fs = kfs_from(req);
-	unsigned char dir[KFS_KEYBUF];
-	size_t dir_len;
-	int rc = kfs_dir_of(fs, ino, dir, &dir_len);
+	struct kfs_key dir;
+	int rc = kfs_dir_of(fs, ino, &dir);
 	struct kfs_dirh *h = NULL;
 
 	if (rc == 0) {
@@ -94,13 +93,12 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct kfs *fs = kfs_from(req);
 	struct kfs_dirh *h = (struct kfs_dirh *)(uintptr_t)fi->fh;
-	unsigned char dir[KFS_KEYBUF];
-	size_t dir_len;
+	struct kfs_key dir;
 	struct kfs_child *c = NULL;
 	char *buf = NULL;
 	kvc_txn *txn = NULL;
 	size_t used = 0;
-	int rc = kfs_dir_of(fs, ino, dir, &dir_len);
+	int rc = kfs_dir_of(fs, ino, &dir);
 
 	if (rc == 0) {
 		buf = malloc(size ? size : 1);
@@ -116,8 +114,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	pthread_mutex_lock(&h->lock);
 	if (off == 0 || off != h->next_off) {
 		h->next_off = 0;
-		memcpy(h->bound, dir, dir_len);
-		h->bound_len = dir_len;
+		memcpy(h->bound, dir.key, dir.len);
+		h->bound_len = dir.len;
 	}
 	while (rc == 0) {
 		struct fuse_entry_param e;
@@ -132,7 +130,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			e.attr.st_ino = kfs_st_ino_dir(h->next_off == 0 ? ino : KFS_ROOT_INO);
 			e.attr.st_mode = S_IFDIR;
 		} else {
-			rc = kfs_next_child(fs, txn, dir, dir_len, h->bound, h->bound_len, c);
+			rc = kfs_next_child(fs, txn, dir.key, dir.len, h->bound, h->bound_len, c);
 			if (rc < 0)
 				break;
 			name = c->name;

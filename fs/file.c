@@ -233,15 +233,13 @@ static void wait_truncation(struct kfs *fs, uint64_t ino)
 void kfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct kfs *fs = kfs_from(req);
-	unsigned char key[KFS_KEYBUF];
-	size_t len;
-	enum kfs_kind kind;
+	struct kfs_key k;
 	struct kvc_record rec;
 	kvc_txn *txn;
 	struct kfs_file *f = NULL;
-	int rc = kfs_ino(fs, ino, &kind, key, &len);
+	int rc = kfs_ino(fs, ino, &k);
 
-	if (rc == 0 && kind != KFS_FILE)
+	if (rc == 0 && k.kind != KFS_FILE)
 		rc = -EISDIR;
 	if (rc == 0 && fs->cfg.ro && (fi->flags & O_ACCMODE) != O_RDONLY)
 		rc = -EROFS;
@@ -260,13 +258,11 @@ void kfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		writer_open(fs, f);
 	else
 		wait_truncation(fs, ino);
-	rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
+	/* The value is read later, and only if needed: a large one may come
+	 * from the vcache, or be read in pieces. */
+	rc = kfs_record_begin(fs, &k, &txn, &rec);
 	if (rc == 0) {
-		/* The value is read later, and only if needed: a large one
-		 * may come from the vcache, or be read in pieces. */
-		rc = kvc_get(txn, key, len, KVC_GET_NO_VALUE, &rec);
-		if (rc == 0)
-			rc = file_setup(fs, f, fi, txn, key, len, &rec);
+		rc = file_setup(fs, f, fi, txn, k.key, k.len, &rec);
 		kvc_txn_abort(txn);
 	}
 	if (rc == 0 && f->writable)
@@ -313,22 +309,15 @@ static int make_key(fuse_req_t req, struct kfs *fs, fuse_ino_t parent, const cha
 		    bool *ret_created)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	unsigned char dir[KFS_KEYBUF];
-	size_t dir_len, key_len = 0;
-	enum kfs_kind kind;
+	struct kfs_key dir;
+	size_t key_len = 0;
 	bool alias = false;
 	kvc_txn *txn;
-	int rc = kfs_ino(fs, parent, &kind, dir, &dir_len);
+	int rc = kfs_new_begin(fs, parent, &dir, &txn);
 
-	if (rc == 0 && kind == KFS_FILE)
-		rc = -ENOTDIR;
-	if (rc == 0 && fs->cfg.ro)
-		rc = -EROFS;
-	if (rc == 0)
-		rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
 	if (rc < 0)
 		return rc;
-	rc = kfs_new_name(fs, txn, dir, dir_len, name, key, &key_len, &alias);
+	rc = kfs_new_name(fs, txn, dir.key, dir.len, name, key, &key_len, &alias);
 	kvc_txn_abort(txn);
 	if (rc == 0 && alias)
 		rc = -EISDIR; /* a name ending with the separator is a directory */
@@ -353,7 +342,7 @@ static int make_key(fuse_req_t req, struct kfs *fs, fuse_ino_t parent, const cha
 		return rc;
 	kfs_key_written(fs, key, key_len);
 	if (a.created)
-		kfs_dir_touch(fs, parent, dir, dir_len);
+		kfs_dir_touch(fs, parent, dir.key, dir.len);
 	*ret_len = key_len;
 	*ret_created = a.created;
 	return 0;
@@ -465,9 +454,7 @@ static void reply_slice(fuse_req_t req, const void *data, size_t len, size_t siz
 static void read_committed(fuse_req_t req, struct kfs *fs, struct kfs_file *f, size_t size,
 			   off_t off)
 {
-	unsigned char key[KFS_KEYBUF];
-	size_t len;
-	enum kfs_kind kind;
+	struct kfs_key k;
 	struct kvc_record rec;
 	kvc_txn *txn;
 
@@ -479,25 +466,18 @@ static void read_committed(fuse_req_t req, struct kfs *fs, struct kfs_file *f, s
 		fuse_reply_buf(req, NULL, 0); /* the end of the version served */
 		return;
 	}
-	int rc = kfs_ino(fs, f->ino, &kind, key, &len);
+	int rc = kfs_ino(fs, f->ino, &k);
 
-	if (rc == 0)
-		rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
-	if (rc < 0) {
-		fuse_reply_err(req, -rc);
-		return;
-	}
 	/* Without the value: a small one comes anyway, a large one is read
 	 * once into the snapshot below. */
-	rc = kvc_get(txn, key, len, KVC_GET_NO_VALUE, &rec);
+	if (rc == 0)
+		rc = kfs_record_begin(fs, &k, &txn, &rec);
 	if (rc == -ENOENT) {
 		/* Deleted since open: nothing left to read. */
-		kvc_txn_abort(txn);
 		fuse_reply_buf(req, NULL, 0);
 		return;
 	}
 	if (rc < 0) {
-		kvc_txn_abort(txn);
 		fuse_reply_err(req, -rc);
 		return;
 	}
@@ -510,7 +490,7 @@ static void read_committed(fuse_req_t req, struct kfs *fs, struct kfs_file *f, s
 		if (rc == 0 && rec.value)
 			memcpy(f->snap, rec.value, rec.value_len);
 		else if (rc == 0)
-			rc = kvc_get_range(txn, key, len, 0, f->snap, rec.value_len, &n, NULL);
+			rc = kvc_get_range(txn, k.key, k.len, 0, f->snap, rec.value_len, &n, NULL);
 		if (rc == 0 && n != rec.value_len)
 			rc = -EIO; /* cannot be: one transaction */
 		if (rc < 0) {

@@ -155,6 +155,13 @@ void kfs_state_release(struct kfs *fs);
 
 /* --------------------------------------------------------------- ns.c */
 
+/* What an inode stands for: a file's key, or a directory's prefix. */
+struct kfs_key {
+	enum kfs_kind kind;
+	size_t len;
+	unsigned char key[KFS_KEYBUF];
+};
+
 /* What a name in a directory denotes. */
 struct kfs_node {
 	enum kfs_kind kind;              /* KFS_FILE, KFS_DIR or KFS_ALIAS */
@@ -266,21 +273,35 @@ double kfs_cache_timeout(const struct kfs *fs, const struct kvc_record *rec);
 int kfs_entry(struct kfs *fs, enum kfs_kind kind, const void *key, size_t key_len,
 	      const struct kvc_record *rec, struct fuse_entry_param *e);
 
-/**
- * Copy what inode @ino is.  @param[out] key a KFS_KEYBUF buffer.
- * @return 0, -ESTALE
- */
-int kfs_ino(struct kfs *fs, fuse_ino_t ino, enum kfs_kind *ret_kind, void *key, size_t *ret_len);
+/** Copy what inode @ino is into @ret.  @return 0, -ESTALE */
+int kfs_ino(struct kfs *fs, fuse_ino_t ino, struct kfs_key *ret);
 
 /**
  * The start of every request about a name: the prefix of directory inode
- * @parent into @dir (KFS_KEYBUF bytes), a read transaction, and what
+ * @parent into @dir, a read transaction, and what
  * @name denotes in it (kfs_resolve).
  * @return 0 with *@ret_txn open (the caller ends it), or -errno (-ENOENT,
  *         -ENOTDIR, -ENAMETOOLONG, -ESTALE, ...) with none open
  */
-int kfs_name_begin(struct kfs *fs, fuse_ino_t parent, const char *name, unsigned char *dir,
-		   size_t *ret_dir_len, kvc_txn **ret_txn, struct kfs_node *ret);
+int kfs_name_begin(struct kfs *fs, fuse_ino_t parent, const char *name, struct kfs_key *dir,
+		   kvc_txn **ret_txn, struct kfs_node *ret);
+
+/**
+ * The start of every request that makes a name in directory @parent: its
+ * prefix into @dir and a read transaction to choose the name in.
+ * @return 0 with *@ret_txn open (the caller ends it), or -errno (-ENOTDIR,
+ *         -EROFS, -ESTALE, ...) with none open
+ */
+int kfs_new_begin(struct kfs *fs, fuse_ino_t parent, struct kfs_key *dir, kvc_txn **ret_txn);
+
+/**
+ * Begin a read transaction and read the record of file @k, without its
+ * value (kvc_get's KVC_GET_NO_VALUE).
+ * @return 0 with *@ret_txn open (the caller ends it), or -errno (-ENOENT:
+ *         the key is gone) with none open
+ */
+int kfs_record_begin(struct kfs *fs, const struct kfs_key *k, kvc_txn **ret_txn,
+		     struct kvc_record *ret);
 
 /**
  * kvc_write of @w to @key in @txn, giving the record's version (change
@@ -293,7 +314,7 @@ int kfs_write_versions(kvc_txn *txn, const unsigned char *key, size_t len,
 
 /** Copy the prefix of directory inode @ino (as kfs_ino).
  *  @return 0, -ENOTDIR (a file), -ESTALE */
-int kfs_dir_of(struct kfs *fs, fuse_ino_t ino, unsigned char *dir, size_t *ret_len);
+int kfs_dir_of(struct kfs *fs, fuse_ino_t ino, struct kfs_key *dir);
 
 /* -------------------------------------------------------------- ops.c */
 

@@ -18,16 +18,11 @@ void kfs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 {
 	struct kfs *fs = kfs_from(req);
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	unsigned char dir[KFS_KEYBUF];
-	size_t dir_len;
+	struct kfs_key dir;
 	bool alias = false;
 	kvc_txn *txn;
-	int rc = kfs_dir_of(fs, parent, dir, &dir_len);
+	int rc = kfs_new_begin(fs, parent, &dir, &txn);
 
-	if (rc == 0 && fs->cfg.ro)
-		rc = -EROFS;
-	if (rc == 0)
-		rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -36,7 +31,7 @@ void kfs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 	size_t len = 0;
 	struct kvc_record rec;
 
-	rc = kfs_new_name(fs, txn, dir, dir_len, name, p, &len, &alias);
+	rc = kfs_new_name(fs, txn, dir.key, dir.len, name, p, &len, &alias);
 	if (rc == 0) {
 		/* The plain name of a key that exists is that file. */
 		if (!alias && kvc_get(txn, p, len, KVC_GET_NO_VALUE, &rec) == 0)
@@ -64,7 +59,7 @@ void kfs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 	if (rc == 0)
 		rc = kfs_entry(fs, alias ? KFS_ALIAS : KFS_DIR, p, len, NULL, &e);
 	if (rc == 0)
-		kfs_dir_touch(fs, parent, dir, dir_len);
+		kfs_dir_touch(fs, parent, dir.key, dir.len);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else
@@ -170,14 +165,13 @@ static void keep_for_readers(struct kfs *fs, struct kept *k)
 void kfs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct kfs *fs = kfs_from(req);
-	unsigned char dir[KFS_KEYBUF];
-	size_t dir_len;
+	struct kfs_key dir;
 	struct kfs_node node;
 	struct stat st;
 	struct kept kept = {0};
 	bool held = false;
 	kvc_txn *txn;
-	int rc = kfs_name_begin(fs, parent, name, dir, &dir_len, &txn, &node);
+	int rc = kfs_name_begin(fs, parent, name, &dir, &txn, &node);
 
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
@@ -197,8 +191,8 @@ void kfs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		pthread_rwlock_unlock(&fs->ns_lock);
 	}
 	if (rc == 0) {
-		keep_dir(fs, dir, dir_len);
-		kfs_dir_touch(fs, parent, dir, dir_len);
+		keep_dir(fs, dir.key, dir.len);
+		kfs_dir_touch(fs, parent, dir.key, dir.len);
 	}
 	fuse_reply_err(req, -rc);
 }
@@ -206,11 +200,10 @@ void kfs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 void kfs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct kfs *fs = kfs_from(req);
-	unsigned char dir[KFS_KEYBUF];
-	size_t dir_len;
+	struct kfs_key dir;
 	struct kfs_node node;
 	kvc_txn *txn;
-	int rc = kfs_name_begin(fs, parent, name, dir, &dir_len, &txn, &node);
+	int rc = kfs_name_begin(fs, parent, name, &dir, &txn, &node);
 
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
@@ -226,8 +219,8 @@ void kfs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (rc == 0)
 		rc = kfs_dirset_rmdir(fs->dirs, node.key, node.key_len);
 	if (rc == 0) {
-		keep_dir(fs, dir, dir_len);
-		kfs_dir_touch(fs, parent, dir, dir_len);
+		keep_dir(fs, dir.key, dir.len);
+		kfs_dir_touch(fs, parent, dir.key, dir.len);
 	}
 	fuse_reply_err(req, -rc);
 }
@@ -291,8 +284,9 @@ void kfs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      fuse_ino_t newparent, const char *newname, unsigned int flags)
 {
 	struct kfs *fs = kfs_from(req);
-	unsigned char dir[KFS_KEYBUF], ndir[KFS_KEYBUF], to[KFS_KEYBUF], to_file[KFS_KEYBUF];
-	size_t dir_len, ndir_len, to_len;
+	struct kfs_key from_dir, to_dir;
+	unsigned char to[KFS_KEYBUF], to_file[KFS_KEYBUF];
+	size_t to_len;
 	struct kfs_node node;
 	struct stat replaced;
 	bool to_alias = false, to_held = false;
@@ -304,18 +298,18 @@ void kfs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (flags & ~(unsigned)RENAME_NOREPLACE)
 		rc = -EINVAL;
 	if (rc == 0)
-		rc = kfs_dir_of(fs, parent, dir, &dir_len);
+		rc = kfs_dir_of(fs, parent, &from_dir);
 	if (rc == 0)
-		rc = kfs_dir_of(fs, newparent, ndir, &ndir_len);
+		rc = kfs_dir_of(fs, newparent, &to_dir);
 	if (rc == 0)
 		rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	rc = kfs_resolve(fs, txn, dir, dir_len, name, &node);
+	rc = kfs_resolve(fs, txn, from_dir.key, from_dir.len, name, &node);
 	if (rc == 0)
-		rc = kfs_new_name(fs, txn, ndir, ndir_len, newname, to, &to_len, &to_alias);
+		rc = kfs_new_name(fs, txn, to_dir.key, to_dir.len, newname, to, &to_len, &to_alias);
 	if (rc == 0 && node.kind == KFS_FILE && !to_alias) {
 		struct kvc_record trec;
 
@@ -354,8 +348,8 @@ void kfs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 			kfs_vcache_rebase(fs->vcache, moved, a.from_seq, a.to_seq);
 		if (rc == 0) {
 			kfs_key_written(fs, to, to_len);
-			keep_dir(fs, dir, dir_len);
-			renamed_in(fs, parent, dir, dir_len, newparent, ndir, ndir_len);
+			keep_dir(fs, from_dir.key, from_dir.len);
+			renamed_in(fs, parent, from_dir.key, from_dir.len, newparent, to_dir.key, to_dir.len);
 		}
 		fuse_reply_err(req, -rc);
 		return;
@@ -392,8 +386,8 @@ void kfs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		/* Its new parents hold it now (not the moved prefix itself,
 		 * which may be an empty directory). */
 		kfs_key_written(fs, to, to_len - 1);
-		keep_dir(fs, dir, dir_len);
-		renamed_in(fs, parent, dir, dir_len, newparent, ndir, ndir_len);
+		keep_dir(fs, from_dir.key, from_dir.len);
+		renamed_in(fs, parent, from_dir.key, from_dir.len, newparent, to_dir.key, to_dir.len);
 	}
 	fuse_reply_err(req, -rc);
 }

@@ -485,32 +485,59 @@ int kfs_entry(struct kfs *fs, enum kfs_kind kind, const void *key, size_t key_le
 	return 0;
 }
 
-int kfs_ino(struct kfs *fs, fuse_ino_t ino, enum kfs_kind *ret_kind, void *key, size_t *ret_len)
+int kfs_ino(struct kfs *fs, fuse_ino_t ino, struct kfs_key *ret)
 {
-	return kfs_inode_get(fs->inodes, ino, ret_kind, key, ret_len);
+	return kfs_inode_get(fs->inodes, ino, &ret->kind, ret->key, &ret->len);
 }
 
-int kfs_dir_of(struct kfs *fs, fuse_ino_t ino, unsigned char *dir, size_t *ret_len)
+int kfs_dir_of(struct kfs *fs, fuse_ino_t ino, struct kfs_key *dir)
 {
-	enum kfs_kind kind;
-	int rc = kfs_ino(fs, ino, &kind, dir, ret_len);
+	int rc = kfs_ino(fs, ino, dir);
 
 	if (rc < 0)
 		return rc;
-	return kind == KFS_FILE ? -ENOTDIR : 0;
+	return dir->kind == KFS_FILE ? -ENOTDIR : 0;
 }
 
-int kfs_name_begin(struct kfs *fs, fuse_ino_t parent, const char *name, unsigned char *dir,
-		   size_t *ret_dir_len, kvc_txn **ret_txn, struct kfs_node *ret)
+int kfs_name_begin(struct kfs *fs, fuse_ino_t parent, const char *name, struct kfs_key *dir,
+		   kvc_txn **ret_txn, struct kfs_node *ret)
 {
 	kvc_txn *txn;
-	int rc = kfs_dir_of(fs, parent, dir, ret_dir_len);
+	int rc = kfs_dir_of(fs, parent, dir);
 
 	if (rc == 0)
 		rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
 	if (rc < 0)
 		return rc;
-	rc = kfs_resolve(fs, txn, dir, *ret_dir_len, name, ret);
+	rc = kfs_resolve(fs, txn, dir->key, dir->len, name, ret);
+	if (rc < 0) {
+		kvc_txn_abort(txn);
+		return rc;
+	}
+	*ret_txn = txn;
+	return 0;
+}
+
+int kfs_new_begin(struct kfs *fs, fuse_ino_t parent, struct kfs_key *dir, kvc_txn **ret_txn)
+{
+	int rc = kfs_dir_of(fs, parent, dir);
+
+	if (rc == 0 && fs->cfg.ro)
+		rc = -EROFS;
+	if (rc == 0)
+		rc = kvc_txn_begin(fs->store, KVC_TXN_READ, ret_txn);
+	return rc;
+}
+
+int kfs_record_begin(struct kfs *fs, const struct kfs_key *k, kvc_txn **ret_txn,
+		     struct kvc_record *ret)
+{
+	kvc_txn *txn;
+	int rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
+
+	if (rc < 0)
+		return rc;
+	rc = kvc_get(txn, k->key, k->len, KVC_GET_NO_VALUE, ret);
 	if (rc < 0) {
 		kvc_txn_abort(txn);
 		return rc;

@@ -34,12 +34,11 @@ static void op_destroy(void *userdata)
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct kfs *fs = kfs_from(req);
-	unsigned char dir[KFS_KEYBUF];
-	size_t dir_len;
+	struct kfs_key dir;
 	struct kfs_node node;
 	struct fuse_entry_param e;
 	kvc_txn *txn;
-	int rc = kfs_name_begin(fs, parent, name, dir, &dir_len, &txn, &node);
+	int rc = kfs_name_begin(fs, parent, name, &dir, &txn, &node);
 
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
@@ -122,16 +121,14 @@ static void setattr_gone(fuse_req_t req, struct kfs *fs, fuse_ino_t ino, struct 
 /* Reply with the attributes of @ino. */
 static void reply_attr(fuse_req_t req, struct kfs *fs, fuse_ino_t ino)
 {
-	unsigned char key[KFS_KEYBUF];
-	size_t len;
-	enum kfs_kind kind;
+	struct kfs_key k;
 	struct stat st;
 	struct kvc_record rec;
 	kvc_txn *txn;
-	int rc = kfs_ino(fs, ino, &kind, key, &len);
+	int rc = kfs_ino(fs, ino, &k);
 
-	if (rc == 0 && kind != KFS_FILE) {
-		kfs_stat_dir(fs, ino, key, len, &st);
+	if (rc == 0 && k.kind != KFS_FILE) {
+		kfs_stat_dir(fs, ino, k.key, k.len, &st);
 		fuse_reply_attr(req, &st, kfs_cache_timeout(fs, NULL));
 		return;
 	}
@@ -140,22 +137,16 @@ static void reply_attr(fuse_req_t req, struct kfs *fs, fuse_ino_t ino)
 		return;
 	}
 	if (rc == 0)
-		rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
+		rc = kfs_record_begin(fs, &k, &txn, &rec);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	rc = kvc_get(txn, key, len, KVC_GET_NO_VALUE, &rec);
-	if (rc == 0) {
-		kfs_stat_file(fs, ino, &rec, &st);
-		double timeout = kfs_cache_timeout(fs, &rec);
+	kfs_stat_file(fs, ino, &rec, &st);
+	double timeout = kfs_cache_timeout(fs, &rec);
 
-		kvc_txn_abort(txn);
-		fuse_reply_attr(req, &st, timeout);
-		return;
-	}
 	kvc_txn_abort(txn);
-	fuse_reply_err(req, -rc);
+	fuse_reply_attr(req, &st, timeout);
 }
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -248,17 +239,15 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		       struct fuse_file_info *fi)
 {
 	struct kfs *fs = kfs_from(req);
-	unsigned char key[KFS_KEYBUF];
-	size_t len;
-	enum kfs_kind kind;
-	int rc = kfs_ino(fs, ino, &kind, key, &len);
+	struct kfs_key k;
+	int rc = kfs_ino(fs, ino, &k);
 
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	if (kind != KFS_FILE) {
-		setattr_dir(req, fs, ino, key, len, attr, to_set);
+	if (k.kind != KFS_FILE) {
+		setattr_dir(req, fs, ino, k.key, k.len, attr, to_set);
 		return;
 	}
 	struct stat gone;
@@ -268,7 +257,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		return;
 	}
 
-	struct setattr_arg a = { .key = key, .key_len = len };
+	struct setattr_arg a = { .key = k.key, .key_len = k.len };
 
 	a.w.set = KVC_MUST_EXIST;
 	if (to_set & FUSE_SET_ATTR_SIZE) {

@@ -293,9 +293,7 @@ static int clear_privs_fn(kvc_txn *txn, void *arg)
  */
 static void clear_privs(fuse_req_t req, struct kfs *fs, struct kfs_wbuf *wb)
 {
-	unsigned char key[KFS_KEYBUF];
-	size_t len;
-	enum kfs_kind kind;
+	struct kfs_key k;
 
 	if (wb->privs_checked || fuse_req_ctx(req)->uid == 0)
 		return;
@@ -307,11 +305,11 @@ static void clear_privs(fuse_req_t req, struct kfs *fs, struct kfs_wbuf *wb)
 		return;
 	}
 	pthread_rwlock_rdlock(&fs->ns_lock);
-	struct mode_arg a = { .key = key, .store_ino = wb->store_ino };
-	int rc = kfs_ino(fs, wb->ino, &kind, key, &len);
+	struct mode_arg a = { .key = k.key, .store_ino = wb->store_ino };
+	int rc = kfs_ino(fs, wb->ino, &k);
 
 	if (rc == 0 && wb->store_ino) {
-		a.key_len = len;
+		a.key_len = k.len;
 		rc = kvc_write_txn(fs->store, clear_privs_fn, &a, NULL, 0);
 	}
 	pthread_rwlock_unlock(&fs->ns_lock);
@@ -350,10 +348,8 @@ static int commit_fn(kvc_txn *txn, void *arg)
  */
 int kfs_wbuf_commit(struct kfs *fs, struct kfs_wbuf *wb)
 {
-	unsigned char key[KFS_KEYBUF];
-	size_t len;
-	enum kfs_kind kind;
-	struct commit_arg a = { .key = key };
+	struct kfs_key k;
+	struct commit_arg a = { .key = k.key };
 	bool value = wb->dirty && !wb->failed;
 	int rc;
 
@@ -380,9 +376,9 @@ int kfs_wbuf_commit(struct kfs *fs, struct kfs_wbuf *wb)
 	a.w.metadata_len = wb->metadata_len;
 	a.w.ino = wb->store_ino;
 	pthread_rwlock_rdlock(&fs->ns_lock);
-	rc = kfs_ino(fs, wb->ino, &kind, key, &len);
+	rc = kfs_ino(fs, wb->ino, &k);
 	if (rc == 0) {
-		a.key_len = len;
+		a.key_len = k.len;
 		rc = kvc_write_txn(fs->store, commit_fn, &a, NULL, 0);
 	}
 	pthread_rwlock_unlock(&fs->ns_lock);
@@ -401,7 +397,7 @@ int kfs_wbuf_commit(struct kfs *fs, struct kfs_wbuf *wb)
 	wb->dirty_lo = wb->dirty_hi = 0;
 	wbuf_attrs_done(wb);
 	wbuf_publish(fs, wb);
-	kfs_key_written(fs, key, len);
+	kfs_key_written(fs, k.key, k.len);
 	attrs_changed(fs, wb->ino); /* the size was right; the ctime is not */
 	return 0;
 }

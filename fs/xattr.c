@@ -109,42 +109,31 @@ static int get_value(enum xname x, const char *field, const struct kvc_record *r
 }
 
 /*
- * Begin a read transaction and read the record of file @ino (key @key),
- * with the metadata its writers will commit, if a change joined their
- * commit, in @pending (KVC_METADATA_MAX bytes; taken before the
- * transaction, as a commit takes them).  @return 0 with *ret_txn to end,
- * or -errno (no transaction left open)
+ * kfs_record_begin for file @ino (key @k), with the metadata its writers
+ * will commit, if a change joined their commit, in @pending
+ * (KVC_METADATA_MAX bytes; taken before the transaction, as a commit
+ * takes them).  @return 0 with *ret_txn to end, or -errno (no
+ * transaction left open)
  */
-static int read_record(struct kfs *fs, fuse_ino_t ino, const unsigned char *key, size_t len,
+static int read_record(struct kfs *fs, fuse_ino_t ino, const struct kfs_key *k,
 		       char *pending, kvc_txn **ret_txn, struct kvc_record *ret)
 {
 	size_t pending_len = 0;
 	bool none = false;
 	bool has_pending = kfs_file_pending_metadata(fs, ino, pending, &pending_len, &none);
-	kvc_txn *txn;
-	int rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
+	int rc = kfs_record_begin(fs, k, ret_txn, ret);
 
-	if (rc < 0)
-		return rc;
-	rc = kvc_get(txn, key, len, KVC_GET_NO_VALUE, ret);
-	if (rc < 0) {
-		kvc_txn_abort(txn);
-		return rc;
-	}
-	if (has_pending) {
+	if (rc == 0 && has_pending) {
 		ret->metadata = none ? NULL : pending;
 		ret->metadata_len = pending_len;
 	}
-	*ret_txn = txn;
-	return 0;
+	return rc;
 }
 
 void kfs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	struct kfs *fs = kfs_from(req);
-	unsigned char key[KFS_KEYBUF];
-	size_t len;
-	enum kfs_kind kind;
+	struct kfs_key k;
 	struct kvc_record rec;
 	kvc_txn *txn;
 	char small[4096], *out = small;
@@ -157,8 +146,8 @@ void kfs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t si
 	const char *field = name + USER_LEN;
 	enum xname x = classify(field);
 
-	rc = kfs_ino(fs, ino, &kind, key, &len);
-	if (rc == 0 && kind != KFS_FILE) {
+	rc = kfs_ino(fs, ino, &k);
+	if (rc == 0 && k.kind != KFS_FILE) {
 		if (ino == KFS_ROOT_INO && x == X_STORE) {
 			const char *path = kvc_store_path(fs->store);
 
@@ -171,19 +160,19 @@ void kfs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t si
 	char pending[KVC_METADATA_MAX];
 
 	if (rc == 0)
-		rc = read_record(fs, ino, key, len, pending, &txn, &rec);
+		rc = read_record(fs, ino, &k, pending, &txn, &rec);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
 	if (x == X_STORE)
 		x = X_FIELD; /* only the root has a store; elsewhere a field */
-	rc = get_value(x, field, &rec, key, len, out, sizeof(small));
+	rc = get_value(x, field, &rec, k.key, k.len, out, sizeof(small));
 	if (rc > (int)sizeof(small)) {
 		size_t need = (size_t)rc;
 
 		out = malloc(need);
-		rc = out ? get_value(x, field, &rec, key, len, out, need) : -ENOMEM;
+		rc = out ? get_value(x, field, &rec, k.key, k.len, out, need) : -ENOMEM;
 	}
 	kvc_txn_abort(txn);
 	if (rc < 0)
@@ -328,25 +317,23 @@ static void change(fuse_req_t req, fuse_ino_t ino, const char *name, const char 
 		   size_t size, int flags)
 {
 	struct kfs *fs = kfs_from(req);
-	unsigned char key[KFS_KEYBUF];
-	size_t len;
-	enum kfs_kind kind;
+	struct kfs_key k;
 	int rc;
 
 	if (strncmp(name, USER, USER_LEN) != 0) {
 		fuse_reply_err(req, ENOTSUP);
 		return;
 	}
-	rc = kfs_ino(fs, ino, &kind, key, &len);
-	if (rc == 0 && kind != KFS_FILE)
+	rc = kfs_ino(fs, ino, &k);
+	if (rc == 0 && k.kind != KFS_FILE)
 		rc = value ? -EPERM : -ENODATA; /* directories have no attributes */
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
 	struct xattr_arg a = {
-		.key = key,
-		.key_len = len,
+		.key = k.key,
+		.key_len = k.len,
 		.x = classify(name + USER_LEN),
 		.field = name + USER_LEN,
 		.value = value,
@@ -362,7 +349,7 @@ static void change(fuse_req_t req, fuse_ino_t ino, const char *name, const char 
 		a.x = X_FIELD;
 	rc = 0;
 	if (a.x == X_METADATA || a.x == X_FIELD)
-		rc = kfs_file_defer_metadata(fs, ino, key, len, edit_metadata, &a);
+		rc = kfs_file_defer_metadata(fs, ino, k.key, k.len, edit_metadata, &a);
 	if (rc == 0)
 		rc = kvc_write_txn(fs->store, xattr_fn, &a, NULL, 0);
 	if (rc == 0) /* a value kept for the next writer is still this one */
@@ -427,15 +414,13 @@ static void add_field(void *arg, const char *name)
 void kfs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	struct kfs *fs = kfs_from(req);
-	unsigned char key[KFS_KEYBUF];
-	size_t len;
-	enum kfs_kind kind;
+	struct kfs_key k;
 	struct kvc_record rec;
 	kvc_txn *txn;
 	struct xlist *l = calloc(1, sizeof(*l));
-	int rc = l ? kfs_ino(fs, ino, &kind, key, &len) : -ENOMEM;
+	int rc = l ? kfs_ino(fs, ino, &k) : -ENOMEM;
 
-	if (rc == 0 && kind != KFS_FILE) {
+	if (rc == 0 && k.kind != KFS_FILE) {
 		free(l);
 		reply_value(req, "", 0, size);
 		return;
@@ -443,7 +428,7 @@ void kfs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	char pending[KVC_METADATA_MAX];
 
 	if (rc == 0)
-		rc = read_record(fs, ino, key, len, pending, &txn, &rec);
+		rc = read_record(fs, ino, &k, pending, &txn, &rec);
 	if (rc < 0) {
 		free(l);
 		fuse_reply_err(req, -rc);
