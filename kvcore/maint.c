@@ -20,41 +20,65 @@ struct idx_ent {
 	unsigned char key[KVC_KEY_MAX];
 };
 
-/* Copy up to BATCH index entries whose first field is below @limit, so the
+/*
+ * Call @fn for each entry of index @dbi in order, until it returns
+ * non-zero: 1 stops the walk, a -errno stops it and is returned.
+ * @return 0, @fn's -errno, or LMDB's error worded in @txn
+ */
+static int idx_each(kvc_txn *txn, MDB_dbi dbi,
+		    int (*fn)(void *arg, const MDB_val *k, const MDB_val *d), void *arg)
+{
+	MDB_cursor *mc;
+	MDB_val k, d;
+	int rc = mdb_cursor_open(txn->mdb, dbi, &mc);
+	int stop = 0;
+
+	if (rc)
+		return kvc_lmdb_err(txn, rc);
+	for (rc = mdb_cursor_get(mc, &k, &d, MDB_FIRST); rc == 0 && stop == 0;
+	     rc = mdb_cursor_get(mc, &k, &d, MDB_NEXT))
+		stop = fn(arg, &k, &d);
+	mdb_cursor_close(mc);
+	if (stop < 0)
+		return stop;
+	if (stop == 0 && rc != MDB_NOTFOUND)
+		return kvc_lmdb_err(txn, rc);
+	return 0;
+}
+
+struct collect {
+	uint64_t limit;
+	struct idx_ent *out;
+	unsigned max, n;
+};
+
+static int collect_one(void *arg, const MDB_val *k, const MDB_val *d)
+{
+	struct collect *c = arg;
+
+	if (k->mv_size != 16 || d->mv_size > KVC_KEY_MAX)
+		return -EIO;
+	uint64_t a = kvc_get_be64(k->mv_data);
+	if (a >= c->limit)
+		return 1;
+	struct idx_ent *e = &c->out[c->n++];
+	e->a = a;
+	e->seq = kvc_get_be64((unsigned char *)k->mv_data + 8);
+	e->key_len = d->mv_size;
+	memcpy(e->key, d->mv_data, d->mv_size);
+	return c->n == c->max;
+}
+
+/* Copy up to @max index entries whose first field is below @limit, so the
  * caller may change the index while working through them. */
 static int idx_collect(kvc_txn *txn, MDB_dbi dbi, uint64_t limit, struct idx_ent *out,
 		       unsigned max, unsigned *ret_n)
 {
-	MDB_cursor *mc;
-	int rc = mdb_cursor_open(txn->mdb, dbi, &mc);
-	if (rc)
-		return kvc_lmdb_err(txn, rc);
-	MDB_val k, d;
-	unsigned n = 0;
-	int err = 0;
-	rc = mdb_cursor_get(mc, &k, &d, MDB_FIRST);
-	while (rc == 0 && n < max) {
-		if (k.mv_size != 16 || d.mv_size > KVC_KEY_MAX) {
-			err = -EIO;
-			break;
-		}
-		uint64_t a = kvc_get_be64(k.mv_data);
-		if (a >= limit)
-			break;
-		out[n].a = a;
-		out[n].seq = kvc_get_be64((unsigned char *)k.mv_data + 8);
-		out[n].key_len = d.mv_size;
-		memcpy(out[n].key, d.mv_data, d.mv_size);
-		n++;
-		rc = mdb_cursor_get(mc, &k, &d, MDB_NEXT);
-	}
-	mdb_cursor_close(mc);
-	if (err)
-		return err;
-	if (rc && rc != MDB_NOTFOUND)
-		return kvc_lmdb_err(txn, rc);
-	*ret_n = n;
-	return 0;
+	struct collect c = { .limit = limit, .out = out, .max = max };
+	int rc = max ? idx_each(txn, dbi, collect_one, &c) : 0;
+
+	*ret_n = c.n;
+	return rc;
 }
 
 struct sweep {
@@ -383,48 +407,55 @@ static int check_rec(void *arg, const void *key, size_t key_len, const struct kv
 	return 0;
 }
 
+struct check_idx {
+	struct check *ck;
+	MDB_dbi dbi;
+	const char *what;
+	uint64_t n;
+};
+
+static int check_entry(void *arg, const MDB_val *k, const MDB_val *d)
+{
+	struct check_idx *ci = arg;
+	struct check *ck = ci->ck;
+	kvc_txn *txn = ck->txn;
+	const char *what = ci->what;
+	char kbuf[KVC_KEY_MAX * 4 + 1];
+	bool feed = ci->dbi == txn->store->feed;
+
+	ci->n++;
+	if (k->mv_size != (feed ? 8u : 16u) || d->mv_size == 0 || d->mv_size > KVC_KEY_MAX) {
+		problem(ck, "malformed %s entry", what);
+		return 0;
+	}
+	const char *name = show(d->mv_data, d->mv_size, kbuf, sizeof(kbuf));
+	uint64_t a = kvc_get_be64(k->mv_data);
+	uint64_t seq = feed ? a : kvc_get_be64((unsigned char *)k->mv_data + 8);
+	struct kvc_record r;
+	if (kvc_rec_lookup(txn, d->mv_data, d->mv_size, &r)) {
+		problem(ck, "%s entry %llu names key '%s', which has no record", what,
+			(unsigned long long)seq, name);
+		return 0;
+	}
+	bool tomb = r.flags & KVC_REC_TOMBSTONE;
+	if (r.seq != seq)
+		problem(ck, "%s entry %llu names key '%s', whose sequence is %llu", what,
+			(unsigned long long)seq, name, (unsigned long long)r.seq);
+	else if (ci->dbi == txn->store->exp && (tomb || (uint64_t)r.expiration != a))
+		problem(ck, "expiry entry of key '%s' does not match its record", name);
+	else if (ci->dbi == txn->store->tomb && (!tomb || r.hlc != a))
+		problem(ck, "tombstone entry of key '%s' does not match its record", name);
+	return 0;
+}
+
 /* Every entry of an index must point at a record that points back. */
 static int check_index(struct check *ck, MDB_dbi dbi, const char *what, uint64_t *ret_n)
 {
-	kvc_txn *txn = ck->txn;
-	MDB_cursor *mc;
-	int rc = mdb_cursor_open(txn->mdb, dbi, &mc);
-	if (rc)
-		return kvc_lmdb_err(txn, rc);
-	MDB_val k, d;
-	uint64_t n = 0;
-	char kbuf[KVC_KEY_MAX * 4 + 1];
-	for (rc = mdb_cursor_get(mc, &k, &d, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(mc, &k, &d, MDB_NEXT)) {
-		n++;
-		bool feed = dbi == txn->store->feed;
-		if (k.mv_size != (feed ? 8u : 16u) || d.mv_size == 0 || d.mv_size > KVC_KEY_MAX) {
-			problem(ck, "malformed %s entry", what);
-			continue;
-		}
-		const char *name = show(d.mv_data, d.mv_size, kbuf, sizeof(kbuf));
-		uint64_t a = kvc_get_be64(k.mv_data);
-		uint64_t seq = feed ? a : kvc_get_be64((unsigned char *)k.mv_data + 8);
-		struct kvc_record r;
-		if (kvc_rec_lookup(txn, d.mv_data, d.mv_size, &r)) {
-			problem(ck, "%s entry %llu names key '%s', which has no record", what,
-				(unsigned long long)seq, name);
-			continue;
-		}
-		bool tomb = r.flags & KVC_REC_TOMBSTONE;
-		if (r.seq != seq)
-			problem(ck, "%s entry %llu names key '%s', whose sequence is %llu", what,
-				(unsigned long long)seq, name, (unsigned long long)r.seq);
-		else if (dbi == txn->store->exp && (tomb || (uint64_t)r.expiration != a))
-			problem(ck, "expiry entry of key '%s' does not match its record", name);
-		else if (dbi == txn->store->tomb && (!tomb || r.hlc != a))
-			problem(ck, "tombstone entry of key '%s' does not match its record", name);
-	}
-	mdb_cursor_close(mc);
-	if (rc != MDB_NOTFOUND)
-		return kvc_lmdb_err(txn, rc);
-	*ret_n = n;
-	return 0;
+	struct check_idx ci = { .ck = ck, .dbi = dbi, .what = what };
+	int rc = idx_each(ck->txn, dbi, check_entry, &ci);
+
+	*ret_n = ci.n;
+	return rc;
 }
 
 int kvc_check(kvc_store *store, void (*fn)(void *arg, const char *problem), void *arg,
