@@ -159,27 +159,34 @@ const char *ks_type_name(uint8_t type)
 
 const struct ks_layout ks_layout_ident = {
 	KS_IDENT, 4, sizeof(struct ks_ident), "short IDENT",
-	{ KS_FIELD(struct ks_ident, node), KS_FIELD(struct ks_ident, epoch),
-	  KS_FIELD(struct ks_ident, head), KS_FIELD(struct ks_ident, horizon) },
+	{ KS_FIELD_IN(struct ks_ident, node, 1, UINT64_MAX,
+		      "IDENT with an impossible store identity"),
+	  KS_FIELD(struct ks_ident, epoch), KS_FIELD(struct ks_ident, head),
+	  KS_FIELD(struct ks_ident, horizon) },
 };
 const struct ks_layout ks_layout_req = {
 	KS_REQ, 3, sizeof(struct ks_req), "short REQ",
-	{ KS_FIELD(struct ks_req, op), KS_FIELD(struct ks_req, flags),
+	{ KS_FIELD_IN(struct ks_req, op, KS_OP_PUSH, KS_OP_CHECK, "REQ with an unknown operation"),
+	  KS_FIELD_FLAGS(struct ks_req, flags,
+			 KS_REQ_FULL | KS_REQ_DRY_RUN | KS_REQ_VERBOSE | KS_REQ_WATCH,
+			 "REQ with unknown flags"),
 	  KS_FIELD(struct ks_req, max_skew_ms) },
 };
 const struct ks_layout ks_layout_start = {
 	KS_START, 3, sizeof(struct ks_start), "short START",
 	{ KS_FIELD(struct ks_start, watermark), KS_FIELD(struct ks_start, head),
-	  KS_FIELD(struct ks_start, flags) },
+	  KS_FIELD_FLAGS(struct ks_start, flags, KS_START_EMPTY, "START with unknown flags") },
 };
 const struct ks_layout ks_layout_plan = {
 	KS_PLAN, 3, sizeof(struct ks_plan), "short PLAN",
-	{ KS_FIELD(struct ks_plan, mode), KS_FIELD(struct ks_plan, after),
-	  KS_FIELD(struct ks_plan, head) },
+	{ KS_FIELD_IN(struct ks_plan, mode, KS_PLAN_FEED, KS_PLAN_DIGEST,
+		      "PLAN with an unknown mode"),
+	  KS_FIELD(struct ks_plan, after), KS_FIELD(struct ks_plan, head) },
 };
 const struct ks_layout ks_layout_digest_r = {
 	KS_DIGEST_R, 3, sizeof(struct ks_digest_r), "short DIGEST_R",
-	{ KS_FIELD(struct ks_digest_r, id), KS_FIELD(struct ks_digest_r, same),
+	{ KS_FIELD(struct ks_digest_r, id),
+	  KS_FIELD_IN(struct ks_digest_r, same, 0, 1, "DIGEST_R with a bad verdict"),
 	  KS_FIELD(struct ks_digest_r, count) },
 };
 
@@ -192,8 +199,9 @@ _Static_assert(sizeof(struct ks_ident) <= KS_LAYOUT_SIZE_MAX &&
 
 /*
  * Decode frame @f of layout @l into @ret (a struct of l->size bytes),
- * which is written only when the payload is whole and @check (NULL: none)
- * finds nothing wrong in the fields: it returns NULL, or what is wrong.
+ * which is written only when the payload is whole, every field is in the
+ * layout's bounds, and @check (NULL: none) finds nothing wrong across the
+ * fields: it returns NULL, or what is wrong.
  * @return 0, -EPROTO with *@why set
  */
 static int dec_fixed(const struct ks_frame *f, const struct ks_layout *l,
@@ -206,10 +214,14 @@ static int dec_fixed(const struct ks_frame *f, const struct ks_layout *l,
 	memset(v, 0, l->size);
 	struct rd r = rd_of(f);
 	for (unsigned i = 0; i < l->n; i++) {
-		uint64_t x = rd_uint(&r, l->f[i].width, l->short_msg);
-		unsigned char *at = v + l->f[i].off;
+		const struct ks_field *fd = &l->f[i];
+		uint64_t x = rd_uint(&r, fd->width, l->short_msg);
+		unsigned char *at = v + fd->off;
 
-		switch (l->f[i].width) {
+		if (x < fd->min || (fd->max && x > fd->max) || (fd->flags && (x & ~fd->flags)))
+			rd_fail(&r, fd->bad);
+
+		switch (fd->width) {
 		case 1: *at = (uint8_t)x; break;
 		case 2: { uint16_t x16 = (uint16_t)x; memcpy(at, &x16, 2); break; }
 		case 4: { uint32_t x32 = (uint32_t)x; memcpy(at, &x32, 4); break; }
@@ -276,19 +288,30 @@ int ks_dec_open(const struct ks_frame *f, uint32_t *ret_flags, const char **why)
 	return 0;
 }
 
+/* A store's identity whose horizon is past its head is impossible. */
 static const char *ident_check(const void *v)
 {
 	const struct ks_ident *x = v;
 
-	if (x->node == 0 || x->horizon > x->head)
-		return "IDENT with an impossible store identity";
-	return NULL;
+	return x->horizon > x->head ? "IDENT with an impossible store identity" : NULL;
 }
 
 int ks_dec_ident(const struct ks_frame *f, struct ks_ident *ret, const char **why)
 {
 	return dec_fixed(f, &ks_layout_ident, ident_check, ret, why);
 }
+
+/* The other frames of a fixed layout: the table says all. */
+#define FIXED_DECODER(name, T)                                                \
+	int ks_dec_##name(const struct ks_frame *f, T *ret, const char **why) \
+	{                                                                     \
+		return dec_fixed(f, &ks_layout_##name, NULL, ret, why);       \
+	}
+
+FIXED_DECODER(req, struct ks_req)
+FIXED_DECODER(start, struct ks_start)
+FIXED_DECODER(plan, struct ks_plan)
+FIXED_DECODER(digest_r, struct ks_digest_r)
 
 int ks_dec_error(const struct ks_frame *f, struct ks_error *ret, const char **why)
 {
@@ -316,50 +339,6 @@ int ks_dec_empty(const struct ks_frame *f, const char **why)
 	if (why)
 		*why = "trailing bytes after the payload";
 	return -EPROTO;
-}
-
-static const char *req_check(const void *v)
-{
-	const struct ks_req *x = v;
-
-	if (x->op < KS_OP_PUSH || x->op > KS_OP_CHECK)
-		return "REQ with an unknown operation";
-	if (x->flags & ~(uint32_t)(KS_REQ_FULL | KS_REQ_DRY_RUN | KS_REQ_VERBOSE | KS_REQ_WATCH))
-		return "REQ with unknown flags";
-	return NULL;
-}
-
-int ks_dec_req(const struct ks_frame *f, struct ks_req *ret, const char **why)
-{
-	return dec_fixed(f, &ks_layout_req, req_check, ret, why);
-}
-
-static const char *start_check(const void *v)
-{
-	const struct ks_start *x = v;
-
-	if (x->flags & ~(uint32_t)KS_START_EMPTY)
-		return "START with unknown flags";
-	return NULL;
-}
-
-int ks_dec_start(const struct ks_frame *f, struct ks_start *ret, const char **why)
-{
-	return dec_fixed(f, &ks_layout_start, start_check, ret, why);
-}
-
-static const char *plan_check(const void *v)
-{
-	const struct ks_plan *x = v;
-
-	if (x->mode != KS_PLAN_FEED && x->mode != KS_PLAN_DIGEST)
-		return "PLAN with an unknown mode";
-	return NULL;
-}
-
-int ks_dec_plan(const struct ks_frame *f, struct ks_plan *ret, const char **why)
-{
-	return dec_fixed(f, &ks_layout_plan, plan_check, ret, why);
 }
 
 int ks_dec_rec(const struct ks_frame *f, struct ks_rec *ret, const char **why)
@@ -535,20 +514,6 @@ int ks_dec_digest(const struct ks_frame *f, struct ks_digest *ret, const char **
 	memcpy(d.digest, dg, KS_DIGEST_LEN);
 	*ret = d;
 	return 0;
-}
-
-static const char *digest_r_check(const void *v)
-{
-	const struct ks_digest_r *x = v;
-
-	if (x->same > 1)
-		return "DIGEST_R with a bad verdict";
-	return NULL;
-}
-
-int ks_dec_digest_r(const struct ks_frame *f, struct ks_digest_r *ret, const char **why)
-{
-	return dec_fixed(f, &ks_layout_digest_r, digest_r_check, ret, why);
 }
 
 int ks_dec_keys_end(const struct ks_frame *f, uint32_t *ret_id, const char **why)

@@ -70,6 +70,14 @@ static void wb_u64(struct ks_wbuf *b, uint64_t v)
 	wb_bytes(b, x, 8);
 }
 
+/* Bytes with their 16-bit length before them: keys, range bounds,
+ * metadata, messages (the caller keeps @n within the protocol's bound). */
+static void wb_str(struct ks_wbuf *b, const void *p, size_t n)
+{
+	wb_u16(b, (uint16_t)n);
+	wb_bytes(b, p, n);
+}
+
 static void put_be32(uint8_t *p, uint32_t v)
 {
 	for (int i = 3; i >= 0; i--, v >>= 8)
@@ -95,12 +103,10 @@ static int frame_end(struct ks_wbuf *b, size_t at)
 
 static void wb_range(struct ks_wbuf *b, const struct ks_range *r)
 {
-	wb_u16(b, (uint16_t)r->lo_len);
-	wb_bytes(b, r->lo, r->lo_len);
+	wb_str(b, r->lo, r->lo_len);
 	wb_u8(b, r->hi != NULL);
 	if (r->hi) {
-		wb_u16(b, (uint16_t)r->hi_len);
-		wb_bytes(b, r->hi, r->hi_len);
+		wb_str(b, r->hi, r->hi_len);
 	}
 }
 
@@ -124,6 +130,19 @@ static int enc_fixed(struct ks_wbuf *b, const struct ks_layout *l, const void *s
 	}
 	return frame_end(b, at);
 }
+
+/* The frames of a fixed layout (proto_layout.h). */
+#define FIXED_ENCODER(name, T)                                     \
+	int ks_enc_##name(struct ks_wbuf *b, const T *s)           \
+	{                                                          \
+		return enc_fixed(b, &ks_layout_##name, s);         \
+	}
+
+FIXED_ENCODER(ident, struct ks_ident)
+FIXED_ENCODER(req, struct ks_req)
+FIXED_ENCODER(start, struct ks_start)
+FIXED_ENCODER(plan, struct ks_plan)
+FIXED_ENCODER(digest_r, struct ks_digest_r)
 
 int ks_enc_magic(struct ks_wbuf *b)
 {
@@ -154,11 +173,6 @@ int ks_enc_open(struct ks_wbuf *b, uint32_t flags)
 	return frame_end(b, at);
 }
 
-int ks_enc_ident(struct ks_wbuf *b, const struct ks_ident *id)
-{
-	return enc_fixed(b, &ks_layout_ident, id);
-}
-
 int ks_enc_error(struct ks_wbuf *b, uint8_t code, const char *msg)
 {
 	size_t n = strlen(msg);
@@ -166,8 +180,7 @@ int ks_enc_error(struct ks_wbuf *b, uint8_t code, const char *msg)
 		n = KS_ERRMSG_MAX;
 	size_t at = frame_begin(b, KS_ERROR);
 	wb_u8(b, code);
-	wb_u16(b, (uint16_t)n);
-	wb_bytes(b, msg, n);
+	wb_str(b, msg, n);
 	return frame_end(b, at);
 }
 
@@ -176,27 +189,11 @@ int ks_enc_empty(struct ks_wbuf *b, uint8_t type)
 	return frame_end(b, frame_begin(b, type));
 }
 
-int ks_enc_req(struct ks_wbuf *b, const struct ks_req *r)
-{
-	return enc_fixed(b, &ks_layout_req, r);
-}
-
-int ks_enc_start(struct ks_wbuf *b, const struct ks_start *s)
-{
-	return enc_fixed(b, &ks_layout_start, s);
-}
-
-int ks_enc_plan(struct ks_wbuf *b, const struct ks_plan *p)
-{
-	return enc_fixed(b, &ks_layout_plan, p);
-}
-
 int ks_enc_rec(struct ks_wbuf *b, const void *key, size_t key_len,
 	       const struct kvc_record *rec, size_t data_len)
 {
 	size_t at = frame_begin(b, KS_REC);
-	wb_u16(b, (uint16_t)key_len);
-	wb_bytes(b, key, key_len);
+	wb_str(b, key, key_len);
 	wb_u32(b, rec->flags);
 	wb_u32(b, rec->mode);
 	wb_u32(b, rec->uid);
@@ -208,9 +205,7 @@ int ks_enc_rec(struct ks_wbuf *b, const void *key, size_t key_len,
 	wb_u64(b, rec->hlc);
 	wb_u64(b, rec->origin);
 	wb_u64(b, rec->seq);
-	wb_u16(b, (uint16_t)(rec->metadata ? rec->metadata_len : 0));
-	if (rec->metadata)
-		wb_bytes(b, rec->metadata, rec->metadata_len);
+	wb_str(b, rec->metadata, rec->metadata ? rec->metadata_len : 0);
 	wb_u32(b, (uint32_t)rec->value_len);
 	wb_bytes(b, rec->value, data_len);
 	return frame_end(b, at);
@@ -243,8 +238,7 @@ int ks_enc_result(struct ks_wbuf *b, uint8_t outcome, const void *key, size_t ke
 {
 	size_t at = frame_begin(b, KS_RESULT);
 	wb_u8(b, outcome);
-	wb_u16(b, (uint16_t)key_len);
-	wb_bytes(b, key, key_len);
+	wb_str(b, key, key_len);
 	return frame_end(b, at);
 }
 
@@ -264,11 +258,6 @@ int ks_enc_digest(struct ks_wbuf *b, const struct ks_digest *d)
 	wb_u64(b, d->count);
 	wb_bytes(b, d->digest, KS_DIGEST_LEN);
 	return frame_end(b, at);
-}
-
-int ks_enc_digest_r(struct ks_wbuf *b, const struct ks_digest_r *d)
-{
-	return enc_fixed(b, &ks_layout_digest_r, d);
 }
 
 int ks_enc_keys_end(struct ks_wbuf *b, uint32_t id)
@@ -312,8 +301,7 @@ bool ks_list_room(const struct ks_wbuf *b, const struct ks_list *l, size_t key_l
 
 int ks_list_add_key(struct ks_wbuf *b, struct ks_list *l, const struct ks_key_ent *e)
 {
-	wb_u16(b, (uint16_t)e->key_len);
-	wb_bytes(b, e->key, e->key_len);
+	wb_str(b, e->key, e->key_len);
 	wb_u8(b, e->state);
 	wb_u64(b, e->hlc);
 	wb_u64(b, e->origin);
@@ -323,16 +311,14 @@ int ks_list_add_key(struct ks_wbuf *b, struct ks_list *l, const struct ks_key_en
 
 int ks_list_add_want(struct ks_wbuf *b, struct ks_list *l, const void *key, size_t key_len)
 {
-	wb_u16(b, (uint16_t)key_len);
-	wb_bytes(b, key, key_len);
+	wb_str(b, key, key_len);
 	l->n++;
 	return b->err;
 }
 
 int ks_list_add_diff(struct ks_wbuf *b, struct ks_list *l, const struct ks_diff_ent *e)
 {
-	wb_u16(b, (uint16_t)e->key_len);
-	wb_bytes(b, e->key, e->key_len);
+	wb_str(b, e->key, e->key_len);
 	wb_u8(b, e->a_state);
 	wb_u64(b, e->a_hlc);
 	wb_u64(b, e->a_origin);
