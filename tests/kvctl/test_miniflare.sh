@@ -188,6 +188,9 @@ check_fails "a namespace id that is not a file name is refused" \
 check_refused "import without --namespace is a usage error" 2 \
 	"kvctl: usage: kvctl STORE import --from-miniflare DIR --namespace ID" \
 	"$KVCTL" "$F" import --from-miniflare "$orig"
+check_refused "export --namespace without --to-miniflare is a usage error" 2 \
+	"kvctl: usage: kvctl STORE export [--prefix P] [--to-miniflare DIR --namespace ID]" \
+	"$KVCTL" "$F" export --namespace "$NS"
 
 S5=$WORK/state5
 cp -r "$orig" "$S5"
@@ -207,7 +210,13 @@ cp -r "$orig" "$S6"
 blob=$(t sqlite3 "$(db "$S6" "$NS")" "SELECT blob_id FROM _mf_entries WHERE key = 'ttl'")
 rm "$S6/v3/kv/$NS/blobs/$blob"
 check_fails "a missing blob is refused, naming its key and file" \
-	"kvctl: key 'ttl' of namespace '$NS': its value's file $S6/v3/kv/$NS/blobs/$blob is missing; nothing was imported" \
+	"kvctl: key 'ttl' of namespace '$NS': its value's file $S6/v3/kv/$NS/blobs/$blob is missing" \
+	"$KVCTL" "$F" import --from-miniflare "$S6" --namespace "$NS"
+
+truncate -s 0 "$S6/v3/kv/$NS/blobs/$blob"
+truncate -s $((25 * 1024 * 1024 + 1)) "$S6/v3/kv/$NS/blobs/$blob"
+check_fails "a value over 25 MiB is refused with Workers KV's message" \
+	"kvctl: key 'ttl' of namespace '$NS': Value length of 26214401 exceeds limit of 26214400." \
 	"$KVCTL" "$F" import --from-miniflare "$S6" --namespace "$NS"
 
 S7=$WORK/state7
@@ -221,7 +230,7 @@ S8=$WORK/state8
 cp -r "$orig" "$S8"
 t sqlite3 "$(db "$S8" "$NS")" "UPDATE _mf_entries SET expiration = 1000 * ($(date +%s) + 30) WHERE key = 'plain'"
 check_fails "an entry expiring within the min ttl is refused with the way to import it" \
-	'`kvctl --min-ttl 1` imports it); nothing was imported' \
+	'`kvctl --min-ttl 1` imports it)' \
 	"$KVCTL" "$F" import --from-miniflare "$S8" --namespace "$NS"
 state "$F" >"$WORK/f.after"
 check "refused imports left the store as it was" cmp "$WORK/f.before" "$WORK/f.after"

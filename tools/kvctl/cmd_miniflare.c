@@ -128,9 +128,13 @@ static int state_open_read(const char *dir, const char *ns, const struct mf_path
 	return 0;
 }
 
-/* The failure of SQLite call on @db about file @path. */
+/* The failure of a SQLite call on @db about file @path: said as @what,
+ * unless the file is not a database of Miniflare's shape at all. */
 static int db_failure(sqlite3 *db, const char *path, const char *what)
 {
+	int code = sqlite3_errcode(db);
+	if (code == SQLITE_NOTADB || code == SQLITE_CORRUPT || code == SQLITE_ERROR)
+		what = "not a Miniflare KV database:";
 	return failure("%s '%s': %s", what, path, sqlite3_errmsg(db));
 }
 
@@ -221,10 +225,13 @@ out_close:
 static int import_row(kvc_txn *txn, struct import_ctx *c)
 {
 	sqlite3_stmt *s = c->rows;
+	/* Types first: a value's type is undefined after a conversion. */
+	int key_type = sqlite3_column_type(s, 0), exp_type = sqlite3_column_type(s, 2);
+	int meta_type = sqlite3_column_type(s, 3);
+	if (key_type == SQLITE_NULL)
+		return import_fail(c, "", 0, -EINVAL, "a row has no key");
 	const void *key = sqlite3_column_blob(s, 0);
 	size_t key_len = (size_t)sqlite3_column_bytes(s, 0);
-	if (sqlite3_column_type(s, 0) == SQLITE_NULL)
-		return import_fail(c, "", 0, -EINVAL, "a row has no key");
 	if (!key)
 		key = "";
 	const void *blob_id = sqlite3_column_blob(s, 1);
@@ -237,30 +244,29 @@ static int import_row(kvc_txn *txn, struct import_ctx *c)
 	id[blob_id_len] = 0;
 
 	int64_t expiration = 0; /* Unix seconds, 0 = none */
-	switch (sqlite3_column_type(s, 2)) {
-	case SQLITE_NULL:
-		break;
-	case SQLITE_INTEGER:
-	case SQLITE_FLOAT: {
-		double ms = sqlite3_column_double(s, 2);
-		if (!(ms >= 1000.0 && ms < 9.2e18))
-			return import_fail(c, key, key_len, -EINVAL, "invalid expiration %.0f ms", ms);
-		int64_t ims = sqlite3_column_type(s, 2) == SQLITE_INTEGER ? sqlite3_column_int64(s, 2)
-									 : (int64_t)floor(ms);
-		/* Miniflare: expired at expiration <= now; it reports floor(ms / 1000) s. */
-		expiration = ims / 1000;
-		if (ims <= c->now_ms || expiration <= c->now_ms / 1000) {
+	if (exp_type == SQLITE_INTEGER || exp_type == SQLITE_FLOAT) {
+		int64_t ms;
+		if (exp_type == SQLITE_INTEGER) {
+			ms = sqlite3_column_int64(s, 2);
+		} else {
+			double d = sqlite3_column_double(s, 2);
+			if (!(d > -9e18 && d < 9e18))
+				return import_fail(c, key, key_len, -EINVAL,
+						   "its expiration is out of range");
+			ms = (int64_t)floor(d);
+		}
+		/* Miniflare: expired once expiration <= now; it reports floor(ms / 1000) s. */
+		if (ms <= c->now_ms || ms / 1000 <= c->now_ms / 1000) {
 			c->expired++;
 			return 0;
 		}
-		break;
-	}
-	default:
+		expiration = ms / 1000;
+	} else if (exp_type != SQLITE_NULL) {
 		return import_fail(c, key, key_len, -EINVAL, "its expiration is not a number");
 	}
 	const char *metadata = NULL;
 	size_t metadata_len = 0;
-	if (sqlite3_column_type(s, 3) != SQLITE_NULL) {
+	if (meta_type != SQLITE_NULL) {
 		metadata = (const char *)sqlite3_column_text(s, 3);
 		metadata_len = (size_t)sqlite3_column_bytes(s, 3);
 		if (!metadata)
@@ -339,7 +345,7 @@ int cmd_import(kvc_store *store, const struct args *a)
 	    sqlite3_prepare_v2(db, "SELECT count(*) FROM _mf_entries", -1, &count, NULL) !=
 		    SQLITE_OK ||
 	    sqlite3_step(count) != SQLITE_ROW) {
-		status = db_failure(db, paths.db, "not a Miniflare KV database:");
+		status = db_failure(db, paths.db, "cannot read");
 		goto out;
 	}
 	uint64_t total = (uint64_t)sqlite3_column_int64(count, 0);
@@ -347,7 +353,7 @@ int cmd_import(kvc_store *store, const struct args *a)
 			       "SELECT key, blob_id, expiration, metadata FROM _mf_entries"
 			       " ORDER BY key",
 			       -1, &rows, NULL) != SQLITE_OK) {
-		status = db_failure(db, paths.db, "not a Miniflare KV database:");
+		status = db_failure(db, paths.db, "cannot read");
 		goto out;
 	}
 	struct kt_progress progress;
@@ -364,8 +370,8 @@ int cmd_import(kvc_store *store, const struct args *a)
 	int rc = kvc_write_txn(store, import_fn, &c, msg, sizeof(msg));
 	kt_progress_end(&progress);
 	if (rc) {
-		status = failure("%s%s", c.msg[0] ? c.msg : msg[0] ? msg : strerror(-rc),
-				 "; nothing was imported");
+		status = failure("%s", c.msg[0] ? c.msg : msg[0] ? msg : strerror(-rc));
+		fputs("kvctl: nothing was imported\n", stderr);
 		goto out;
 	}
 	fprintf(stderr, "Success! Imported %" PRIu64 " key%s from namespace '%s'", c.imported,
@@ -505,10 +511,10 @@ static int export_db_open(const struct mf_paths *p, struct export_db *e)
 		return db_failure(e->db, path, "cannot create");
 	if (sqlite3_exec(e->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) ||
 	    sqlite3_exec(e->db, mf_schema, NULL, NULL, NULL))
-		return db_failure(e->db, path, e->fresh ? "cannot create" : "not a Miniflare KV database:");
+		return db_failure(e->db, path, e->fresh ? "cannot create" : "cannot change");
 	sqlite3_stmt *s;
 	if (sqlite3_prepare_v2(e->db, "DELETE FROM _mf_entries RETURNING blob_id", -1, &s, NULL))
-		return db_failure(e->db, path, "not a Miniflare KV database:");
+		return db_failure(e->db, path, "cannot change");
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		const void *id = sqlite3_column_blob(s, 0);
 		size_t len = (size_t)sqlite3_column_bytes(s, 0);
