@@ -20,6 +20,8 @@
 int cmd_export(kvc_store *store, const struct args *a)
 {
 	int rc;
+	if (a->to_miniflare)
+		return cmd_export_miniflare(store, a);
 	const char *prefix = a->prefix ? a->prefix : "";
 	size_t prefix_len = strlen(prefix);
 	kvc_txn *txn;

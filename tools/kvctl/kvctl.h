@@ -8,6 +8,8 @@
  *   cmd_key.c   get, put, delete, list: one key or one listing
  *   cmd_bulk.c  bulk put, get and delete: a file of keys in one transaction
  *   cmd_store.c export, reap, stats, check: the whole store
+ *   cmd_miniflare.c import from and export to wrangler's local state
+ *               (miniflare.c: its layout)
  *
  * Every rule of the data model is kvcore's; a command turns arguments into
  * kvcore calls and prints kvcore's messages.  A command returns kvctl's
@@ -37,6 +39,9 @@ enum opt_bit {
 	OPT_PREFIX = 1u << 5,
 	OPT_LIMIT = 1u << 6,
 	OPT_CURSOR = 1u << 7,
+	OPT_FROM_MINIFLARE = 1u << 16, /* import --from-miniflare DIR */
+	OPT_TO_MINIFLARE = 1u << 17,   /* export --to-miniflare DIR */
+	OPT_NAMESPACE = 1u << 18,      /* --namespace ID of a Miniflare state */
 };
 
 #define POS_MAX 8
@@ -58,6 +63,7 @@ struct args {
 	const char *prefix;
 	const char *limit;
 	const char *cursor;
+	const char *from_miniflare, *to_miniflare, *namespace; /* cmd_miniflare.c */
 	int64_t ttl_s;        /* --ttl, parsed */
 	int64_t expiration_s; /* --expiration, parsed */
 	int64_t limit_n;      /* --limit, parsed */
@@ -119,5 +125,10 @@ int cmd_export(kvc_store *store, const struct args *a);
 int cmd_reap(kvc_store *store, const struct args *a);
 int cmd_stats(kvc_store *store, const struct args *a);
 int cmd_check(kvc_store *store, const struct args *a);
+
+/* ----------------------------------------------------- cmd_miniflare.c */
+
+int cmd_import(kvc_store *store, const struct args *a);
+int cmd_export_miniflare(kvc_store *store, const struct args *a);
 
 #endif

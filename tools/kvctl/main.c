@@ -48,6 +48,10 @@ static const char usage_text[] =
 	"  bulk get FILE|- [--metadata]   read the keys named in a JSON file\n"
 	"  bulk delete FILE|-             delete the keys named in a JSON file\n"
 	"  export [--prefix P]            print the namespace as a bulk put file\n"
+	"  export --to-miniflare DIR --namespace ID [--prefix P]\n"
+	"                                 write it as namespace ID of wrangler's local state\n"
+	"  import --from-miniflare DIR --namespace ID\n"
+	"                                 put the keys of namespace ID of wrangler's local state\n"
 	"  reap                           remove expired keys now\n"
 	"  stats                          print figures about the store as JSON\n"
 	"  check                          verify the store's indexes against its records\n"
@@ -116,7 +120,9 @@ static const struct command_shape shapes[] = {
 	{"delete", 1, 1, 0, "delete KEY"},
 	{"list", 0, 0, OPT_PREFIX | OPT_LIMIT | OPT_CURSOR, "list [--prefix P] [--limit N] [--cursor C]"},
 	{"bulk", 2, 2, OPT_METADATA_FLAG, "bulk put|get|delete FILE|-"},
-	{"export", 0, 0, OPT_PREFIX, "export [--prefix P]"},
+	{"export", 0, 0, OPT_PREFIX | OPT_TO_MINIFLARE | OPT_NAMESPACE,
+	 "export [--prefix P] [--to-miniflare DIR --namespace ID]"},
+	{"import", 0, 0, OPT_FROM_MINIFLARE | OPT_NAMESPACE, "import --from-miniflare DIR --namespace ID"},
 	{"reap", 0, 0, 0, "reap"},
 	{"stats", 0, 0, 0, "stats"},
 	{"check", 0, 0, 0, "check"},
@@ -149,6 +155,10 @@ static int check_command(const struct args *a)
 				   c->name, c->shape);
 	if (!strcmp(c->name, "put") && a->npos == 2 && a->path)
 		return usage_error("give the value either as VALUE or with --path, not both");
+	/* A Miniflare state is named by both its directory and the namespace. */
+	if ((!strcmp(c->name, "import") || a->opts & (OPT_TO_MINIFLARE | OPT_NAMESPACE)) &&
+	    (!(a->from_miniflare || a->to_miniflare) || !a->namespace))
+		return usage_error("usage: kvctl STORE %s", c->shape);
 	return 0;
 }
 
@@ -185,6 +195,9 @@ static const struct option long_options[] = {
 	{"prefix", required_argument, NULL, LONG_VALUED | OPT_PREFIX},
 	{"limit", required_argument, NULL, LONG_VALUED | OPT_LIMIT},
 	{"cursor", required_argument, NULL, LONG_VALUED | OPT_CURSOR},
+	{"from-miniflare", required_argument, NULL, LONG_VALUED | OPT_FROM_MINIFLARE},
+	{"to-miniflare", required_argument, NULL, LONG_VALUED | OPT_TO_MINIFLARE},
+	{"namespace", required_argument, NULL, LONG_VALUED | OPT_NAMESPACE},
 	{NULL, 0, NULL, 0},
 };
 
@@ -208,6 +221,9 @@ static int set_valued(struct args *a, unsigned bit, const char *name, const char
 	case OPT_PREFIX: a->prefix = value; break;
 	case OPT_LIMIT: a->limit = value; break;
 	case OPT_CURSOR: a->cursor = value; break;
+	case OPT_FROM_MINIFLARE: a->from_miniflare = value; break;
+	case OPT_TO_MINIFLARE: a->to_miniflare = value; break;
+	case OPT_NAMESPACE: a->namespace = value; break;
 	default: a->metadata = value; break;
 	}
 	return 0;
@@ -342,6 +358,7 @@ int main(int argc, char **argv)
 		{"get", cmd_get},       {"put", cmd_put},     {"delete", cmd_delete},
 		{"list", cmd_list},     {"bulk", cmd_bulk},   {"export", cmd_export},
 		{"reap", cmd_reap},     {"stats", cmd_stats}, {"check", cmd_check},
+		{"import", cmd_import},
 	};
 	struct args a;
 	int rc = parse_args(argc, argv, &a);
