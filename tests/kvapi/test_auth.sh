@@ -6,7 +6,11 @@
 . "$(dirname "$0")/lib.sh"
 
 printf 's3cret-token\n' >"$WORK/token"
+# A delete a stop interrupted: its directory goes at the next start.
+mkdir -p "$WORK/root/.deleted-0123456789abcdef0123456789abcdef"
+touch "$WORK/root/.deleted-0123456789abcdef0123456789abcdef/data.mdb"
 start_kvapi "$WORK/root" --token-file "$WORK/token"
+check "an interrupted delete is finished at start" test ! -e "$WORK/root/.deleted-0123456789abcdef0123456789abcdef"
 api "$BASE" >/dev/null
 check_error "no Authorization header" 403 10000
 api -H 'Authorization: Bearer wrong' "$BASE" >/dev/null

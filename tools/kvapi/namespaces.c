@@ -12,7 +12,8 @@
  * torn one.  A crash between creating a store and writing its title
  * leaves a namespace titled with its id; a crash while deleting, a
  * namespace without a title entry or a stale entry without a directory,
- * which listings ignore.
+ * which listings ignore; a directory renamed away by a delete is removed
+ * at the next start.  One kvapi serves a ROOT at a time.
  *
  * Stores are opened on first use and kept open, shared by every request;
  * a request holds its namespace (ka_ns_get/ka_ns_put) so that a delete
@@ -138,6 +139,21 @@ out:
 	return rc;
 }
 
+static int remove_store_dir(struct ka_registry *reg, const char *name);
+
+/* Finish the deletes a crash or a stop interrupted: .deleted-<id> dirs. */
+static void remove_leftovers(struct ka_registry *reg)
+{
+	DIR *d = opendir(reg->root);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (!strncmp(e->d_name, ".deleted-", 9) && is_lower_hex_id(e->d_name + 9))
+			remove_store_dir(reg, e->d_name);
+	closedir(d);
+}
+
 int ka_registry_open(const char *root, struct ka_registry **ret)
 {
 	struct stat st;
@@ -172,6 +188,7 @@ int ka_registry_open(const char *root, struct ka_registry **ret)
 		ka_registry_close(reg);
 		return -EBADMSG;
 	}
+	remove_leftovers(reg);
 	*ret = reg;
 	return 0;
 }

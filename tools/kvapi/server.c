@@ -350,6 +350,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		/* libmicrohttpd sends no reply in the middle of a body: drop
 		 * the rest, up to twice what the route takes, and refuse
 		 * at its end; past that, close the connection. */
+		if (!*upload_size)
+			return send_reply(r);
 		r->dropped += *upload_size;
 		*upload_size = 0;
 		return r->dropped > 2 * (uint64_t)r->body_max ? MHD_NO : MHD_YES;
@@ -375,8 +377,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			return MHD_NO;
 		return MHD_YES;
 	}
-	if (r->overflow)
-		return send_reply(r);
 	dispatch(r);
 	return send_reply(r);
 }
