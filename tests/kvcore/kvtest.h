@@ -230,6 +230,27 @@ static inline bool kt_absent(kvc_store *s, const void *key, size_t key_len)
 	return rc == -ENOENT;
 }
 
+/* JSON texts and their compact form: what kvc_json_compact makes of them
+ * (test_meta) and how a write stores them as metadata (test_limits). */
+static const struct kt_json_pair {
+	const char *in, *out;
+} kt_compact_examples[] = {
+	{.in = "{ \"a\" : 1 }", .out = "{\"a\":1}"},
+	{.in = "{\"b\":2, \"a\":1}", .out = "{\"b\":2,\"a\":1}"},
+	{.in = "\n[ 1 ,\t2 ,\r\n3 ]\n", .out = "[1,2,3]"},
+	{.in = "{\"k\": \" spaced  value \"}", .out = "{\"k\":\" spaced  value \"}"},
+	{.in = "{\"e\" : \"a\\\"b \\\\ \"}", .out = "{\"e\":\"a\\\"b \\\\ \"}"},
+	{.in = "  \"text\"  ", .out = "\"text\""},
+	{.in = "null", .out = "null"},
+	{.in = "{}", .out = "{}"},
+	{.in = "[ ]", .out = "[]"},
+	{.in = "{\n\t\"a b\" : \" x  y \",\r\n \"c\" : [ 1 , 2 ] }", .out = "{\"a b\":\" x  y \",\"c\":[1,2]}"},
+	{.in = " [ true , null ] ", .out = "[true,null]"},
+	{.in = "\"just a string\"", .out = "\"just a string\""},
+	{.in = " 42 ", .out = "42"},
+	{.in = "{\"q\":\"say \\\" { , } \"}", .out = "{\"q\":\"say \\\" { , } \"}"},
+};
+
 /* The record of @key with its value and metadata left out (they do not
  * outlive the read); a zeroed record when it cannot be read. */
 static inline struct kvc_record kt_rec_of(kvc_store *s, const char *key, unsigned flags)

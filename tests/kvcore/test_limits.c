@@ -234,17 +234,8 @@ static void test_metadata(kvc_store *s)
 		refused(s, "badmeta", 7, &w, -EINVAL, NULL, true, what);
 	}
 
-	static const struct {
-		const char *in, *out;
-	} compact[] = {
-		{"{ \"a\" : 1 }", "{\"a\":1}"},
-		{"{\n\t\"a b\" : \" x  y \",\r\n \"c\" : [ 1 , 2 ] }", "{\"a b\":\" x  y \",\"c\":[1,2]}"},
-		{" [ true , null ] ", "[true,null]"},
-		{"\"just a string\"", "\"just a string\""},
-		{" 42 ", "42"},
-		{"{\"q\":\"say \\\" { , } \"}", "{\"q\":\"say \\\" { , } \"}"},
-	};
-	for (size_t i = 0; i < sizeof(compact) / sizeof(compact[0]); i++) {
+	const struct kt_json_pair *compact = kt_compact_examples;
+	for (size_t i = 0; i < sizeof(kt_compact_examples) / sizeof(kt_compact_examples[0]); i++) {
 		w.metadata = compact[i].in;
 		w.metadata_len = strlen(compact[i].in);
 		char key[32];
