@@ -60,18 +60,12 @@
 set -euo pipefail
 export LC_ALL=C
 
-quick=0
-case "${1:-}" in
---quick) quick=1 ;;
-"") ;;
-*) echo "usage: bench_disk.sh [--quick]" >&2; exit 2 ;;
-esac
-
 BENCH_NAME=bench_disk
 # shellcheck source=tests/bench/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_options "$@"
 bench_binaries
-[[ $EUID -eq 0 ]] || die "needs root: rsync -a keeps owners and the load chowns"
+bench_need_root "rsync -a keeps owners and the load chowns"
 command -v rsync >/dev/null || die "rsync is missing"
 command -v setfattr >/dev/null || die "setfattr is missing (package attr)"
 if [[ -n ${FSSTRESS:-} && ! -x $FSSTRESS ]]; then

@@ -33,21 +33,12 @@
 #      FSOPS=BUILD/tests/bench/fsops tests/bench/bench_kvfs.sh [--quick]
 set -euo pipefail
 
-quick=0
-case "${1:-}" in
---quick) quick=1 ;;
-"") ;;
-*) echo "usage: bench_kvfs.sh [--quick]" >&2; exit 2 ;;
-esac
-
 BENCH_NAME=bench_kvfs
 # shellcheck source=tests/bench/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_options "$@"
 bench_binaries
-if [[ $EUID -ne 0 ]]; then
-	echo "bench_kvfs: needs root: it mounts a tmpfs and drops caches" >&2
-	exit 1
-fi
+bench_need_root "it mounts a tmpfs and drops caches"
 
 if ((quick)); then
 	NDIRS=5 NFILES=500 READ_PASSES=2 STAT_PASSES=4

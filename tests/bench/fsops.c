@@ -71,6 +71,16 @@ static int fo_fail(const char *what, const char *path)
 	return 1;
 }
 
+/* fo_fail for a failure on the open @fd, closed first (errno kept). */
+static int fo_fail_close(int fd, const char *what, const char *path)
+{
+	int e = errno;
+
+	close(fd);
+	errno = e;
+	return fo_fail(what, path);
+}
+
 static bool fo_number(const char *s, unsigned long long *ret)
 {
 	char *end;
@@ -163,13 +173,8 @@ static int fo_read_one(const char *path, char *buf, size_t bufsz, unsigned long 
 		return fo_fail("cannot open", path);
 	while ((got = read(fd, buf, bufsz)) > 0)
 		total += (unsigned long long)got;
-	if (got < 0) {
-		int e = errno;
-
-		close(fd);
-		errno = e;
-		return fo_fail("cannot read", path);
-	}
+	if (got < 0)
+		return fo_fail_close(fd, "cannot read", path);
 	if (close(fd) != 0)
 		return fo_fail("cannot close", path);
 	if (total != size) {
@@ -339,13 +344,8 @@ static int fo_seqread(const char *file, unsigned long long bytes)
 		return fo_fail("cannot open", file);
 	while ((got = read(fd, block, sizeof(block))) > 0)
 		total += (unsigned long long)got;
-	if (got < 0) {
-		int e = errno;
-
-		close(fd);
-		errno = e;
-		return fo_fail("cannot read", file);
-	}
+	if (got < 0)
+		return fo_fail_close(fd, "cannot read", file);
 	close(fd);
 	double dt = fo_now() - t0;
 
@@ -930,13 +930,8 @@ static int fo_patch(const char *file, unsigned long long count, unsigned long lo
 
 		if (fd < 0)
 			return fo_fail("cannot open", file);
-		if (pwrite(fd, buf, len, off) != (ssize_t)len || fsync(fd) != 0) {
-			int e = errno;
-
-			close(fd);
-			errno = e;
-			return fo_fail("cannot pwrite and fsync", file);
-		}
+		if (pwrite(fd, buf, len, off) != (ssize_t)len || fsync(fd) != 0)
+			return fo_fail_close(fd, "cannot pwrite and fsync", file);
 		if (close(fd) != 0)
 			return fo_fail("cannot close", file);
 		if (i + 1 == count) {

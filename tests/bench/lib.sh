@@ -25,6 +25,22 @@ die() {
 	exit 1
 }
 
+# bench_options ARGS...: the benchmark's command line, [--quick]; sets
+# quick to 1 (10x smaller sizes) or 0.
+bench_options() {
+	quick=0
+	case "${1:-}" in
+	--quick) quick=1 ;;
+	"") ;;
+	*) echo "usage: $BENCH_NAME.sh [--quick]" >&2; exit 2 ;;
+	esac
+}
+
+# bench_need_root WHY: dies unless run as root, saying WHY it must be.
+bench_need_root() {
+	[[ $EUID -eq 0 ]] || die "needs root: $1"
+}
+
 # bench_binaries: KVFS, KVCTL and FSOPS from the environment or BUILD_DIR;
 # dies unless all are built.
 bench_binaries() {

@@ -373,35 +373,25 @@ typedef bool (*fsx_obj_filter)(const struct fsx *x, const struct fsx_obj *o, con
 typedef bool (*fsx_handle_filter)(const struct fsx *x, const struct fsx_handle *h,
 				  const void *arg);
 
-/* A random used object that filter accepts (any used one if NULL), or NULL. */
-static struct fsx_obj *pick_obj(struct fsx *x, fsx_obj_filter filter, const void *arg)
-{
-	struct fsx_obj *pick = NULL;
-	uint64_t seen = 0;
-
-	for (int i = 0; i < x->nobjs; i++) {
-		struct fsx_obj *o = &x->objs[i];
-
-		if (o->used && (!filter || filter(x, o, arg)) && rng_below(&x->rng, ++seen) == 0)
-			pick = o;
+/* Defines @name: a random used element of x->@array (x->@count of them)
+ * that filter accepts (any used one if NULL), or NULL.  Reservoir sampling:
+ * one draw per candidate, each equally likely. */
+#define DEFINE_PICK(name, type, array, count, filter_type)                              \
+	static type *name(struct fsx *x, filter_type filter, const void *arg)              \
+	{                                                                                  \
+		type *pick = NULL;                                                         \
+		uint64_t seen = 0;                                                         \
+		for (int i = 0; i < x->count; i++) {                                       \
+			type *e = &x->array[i];                                            \
+			if (e->used && (!filter || filter(x, e, arg)) &&                   \
+			    rng_below(&x->rng, ++seen) == 0)                               \
+				pick = e;                                                  \
+		}                                                                          \
+		return pick;                                                               \
 	}
-	return pick;
-}
 
-/* A random open handle that filter accepts (any if NULL), or NULL. */
-static struct fsx_handle *pick_handle(struct fsx *x, fsx_handle_filter filter, const void *arg)
-{
-	struct fsx_handle *pick = NULL;
-	uint64_t seen = 0;
-
-	for (int i = 0; i < x->nhslots; i++) {
-		struct fsx_handle *h = &x->handles[i];
-
-		if (h->used && (!filter || filter(x, h, arg)) && rng_below(&x->rng, ++seen) == 0)
-			pick = h;
-	}
-	return pick;
-}
+DEFINE_PICK(pick_obj, struct fsx_obj, objs, nobjs, fsx_obj_filter)
+DEFINE_PICK(pick_handle, struct fsx_handle, handles, nhslots, fsx_handle_filter)
 
 static bool linked_but(const struct fsx *x, const struct fsx_obj *o, const void *but)
 {
@@ -601,8 +591,9 @@ static void pick_extent(struct fsx *x, const struct fsx_obj *o, size_t *ret_off,
 	*ret_n = n;
 }
 
-static void op_write(struct fsx *x, struct fsx_handle *h, bool positional)
+static void op_write(struct fsx *x, struct fsx_handle *h, enum fsx_op op)
 {
+	bool positional = op == OP_PWRITE;
 	struct fsx_obj *o = obj_of(x, h);
 	size_t off, n;
 	char what[96];
@@ -632,7 +623,7 @@ static void op_write(struct fsx *x, struct fsx_handle *h, bool positional)
 	do_fstat(x, h, what);
 }
 
-static void op_append(struct fsx *x, struct fsx_handle *h)
+static void op_append(struct fsx *x, struct fsx_handle *h, enum fsx_op op)
 {
 	struct fsx_obj *o = obj_of(x, h);
 	size_t n = rng_below(&x->rng, 2048) + 1;
@@ -661,8 +652,9 @@ static void op_append(struct fsx *x, struct fsx_handle *h)
 	do_fstat(x, h, what);
 }
 
-static void op_read(struct fsx *x, struct fsx_handle *h, bool positional)
+static void op_read(struct fsx *x, struct fsx_handle *h, enum fsx_op op)
 {
+	bool positional = op == OP_PREAD;
 	struct fsx_obj *o = obj_of(x, h);
 	size_t span = o->len + 64;
 	size_t off = rng_below(&x->rng, span);
@@ -684,7 +676,7 @@ static size_t pick_size(struct fsx *x, const struct fsx_obj *o)
 	}
 }
 
-static void op_ftruncate(struct fsx *x, struct fsx_handle *h)
+static void op_ftruncate(struct fsx *x, struct fsx_handle *h, enum fsx_op op)
 {
 	struct fsx_obj *o = obj_of(x, h);
 	size_t len = pick_size(x, o);
@@ -729,7 +721,7 @@ static void op_truncate(struct fsx *x, struct fsx_obj *o)
 	stat_path(x, o, what);
 }
 
-static void op_seek_end(struct fsx *x, struct fsx_handle *h)
+static void op_seek_end(struct fsx *x, struct fsx_handle *h, enum fsx_op op)
 {
 	struct fsx_obj *o = obj_of(x, h);
 	off_t end = lseek(h->fd, 0, SEEK_END);
@@ -744,7 +736,7 @@ static void op_seek_end(struct fsx *x, struct fsx_handle *h)
 	h->pos = (off_t)o->len;
 }
 
-static void op_fsync(struct fsx *x, struct fsx_handle *h)
+static void op_fsync(struct fsx *x, struct fsx_handle *h, enum fsx_op op)
 {
 	struct fsx_obj *o = obj_of(x, h);
 	bool data = rng_below(&x->rng, 2);
@@ -756,7 +748,7 @@ static void op_fsync(struct fsx *x, struct fsx_handle *h)
 	do_fstat(x, h, data ? "fdatasync" : "fsync");
 }
 
-static void op_mmap(struct fsx *x, struct fsx_handle *h)
+static void op_mmap(struct fsx *x, struct fsx_handle *h, enum fsx_op op)
 {
 	struct fsx_obj *o = obj_of(x, h);
 	struct stat st;
@@ -1006,6 +998,36 @@ static bool can_size(const struct fsx *x, const struct fsx_handle *h, const void
 	return writable(h) || !h->stale;
 }
 
+static void op_close(struct fsx *x, struct fsx_handle *h, enum fsx_op op)
+{
+	close_handle(x, h);
+}
+
+static void op_fstat(struct fsx *x, struct fsx_handle *h, enum fsx_op op)
+{
+	obj_log(x, obj_of(x, h), "fstat fd %d", h->fd);
+	do_fstat(x, h, NULL);
+}
+
+/* The operations on an open handle: which handles each may be given (NULL:
+ * any), and what it does with the one picked. */
+static const struct {
+	fsx_handle_filter filter;
+	void (*run)(struct fsx *x, struct fsx_handle *h, enum fsx_op op);
+} handle_ops[OP_COUNT] = {
+	[OP_CLOSE] = {NULL, op_close},
+	[OP_WRITE] = {can_write, op_write},
+	[OP_PWRITE] = {can_write, op_write},
+	[OP_APPEND] = {can_write, op_append},
+	[OP_READ] = {can_read, op_read},
+	[OP_PREAD] = {can_read, op_read},
+	[OP_FTRUNCATE] = {can_write, op_ftruncate},
+	[OP_FSTAT] = {can_size, op_fstat},
+	[OP_SEEK_END] = {can_size, op_seek_end},
+	[OP_FSYNC] = {can_write, op_fsync},
+	[OP_MMAP] = {can_read, op_mmap},
+};
+
 static void one_op(struct fsx *x)
 {
 	unsigned total = 0, w;
@@ -1019,50 +1041,15 @@ static void one_op(struct fsx *x)
 	for (op = 0; w >= op_weight[op]; op++)
 		w -= op_weight[op];
 	x->stats[op]++;
+	if (handle_ops[op].run) {
+		if ((h = pick_handle(x, handle_ops[op].filter, NULL)))
+			handle_ops[op].run(x, h, op);
+		return;
+	}
 	switch (op) {
 	case OP_OPEN:
 		op_open(x);
 		return;
-	case OP_CLOSE:
-		if ((h = pick_handle(x, NULL, NULL)))
-			close_handle(x, h);
-		return;
-	case OP_WRITE:
-	case OP_PWRITE:
-		if ((h = pick_handle(x, can_write, NULL)))
-			op_write(x, h, op == OP_PWRITE);
-		break;
-	case OP_APPEND:
-		if ((h = pick_handle(x, can_write, NULL)))
-			op_append(x, h);
-		break;
-	case OP_READ:
-	case OP_PREAD:
-		if ((h = pick_handle(x, can_read, NULL)))
-			op_read(x, h, op == OP_PREAD);
-		break;
-	case OP_FTRUNCATE:
-		if ((h = pick_handle(x, can_write, NULL)))
-			op_ftruncate(x, h);
-		break;
-	case OP_FSTAT:
-		if ((h = pick_handle(x, can_size, NULL))) {
-			obj_log(x, obj_of(x, h), "fstat fd %d", h->fd);
-			do_fstat(x, h, NULL);
-		}
-		break;
-	case OP_SEEK_END:
-		if ((h = pick_handle(x, can_size, NULL)))
-			op_seek_end(x, h);
-		break;
-	case OP_FSYNC:
-		if ((h = pick_handle(x, can_write, NULL)))
-			op_fsync(x, h);
-		break;
-	case OP_MMAP:
-		if ((h = pick_handle(x, can_read, NULL)))
-			op_mmap(x, h);
-		break;
 	case OP_TRUNCATE:
 	case OP_STAT:
 	case OP_UNLINK:
@@ -1089,31 +1076,45 @@ static void one_op(struct fsx *x)
 			op_rename(x, a, b);
 		break;
 	}
-	case OP_COUNT:
+	default: /* the operations on a handle, done above */
 		break;
 	}
 }
 
-static int run_model(struct fsx *x)
+/* Unlinks the entries of the directory whose names start with @prefix,
+ * naming each on stderr with @report unless it is NULL.  @return how many,
+ * or -1 when the directory cannot be read. */
+static long remove_prefixed(struct fsx *x, const char *prefix, const char *report)
 {
-	DIR *d;
+	size_t plen = strlen(prefix);
+	long n = 0;
 	struct dirent *de;
-	size_t plen;
+	DIR *d = fdopendir(dup(x->dirfd));
 
-	snprintf(x->prefix, sizeof(x->prefix), "fsx%" PRIu64 ".", x->seed);
-	plen = strlen(x->prefix);
-	/* Leftovers of an earlier run with this seed would break the listing
-	 * check: remove them. */
-	d = fdopendir(dup(x->dirfd));
 	if (!d) {
-		fprintf(stderr, "fsx: %s: %s\n", x->dir, strerror(errno));
-		return 1;
+		fprintf(stderr, "fsx: opendir %s: %s\n", x->dir, strerror(errno));
+		return -1;
 	}
 	rewinddir(d);
-	while ((de = readdir(d)))
-		if (strncmp(de->d_name, x->prefix, plen) == 0)
-			unlinkat(x->dirfd, de->d_name, 0);
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, prefix, plen) != 0)
+			continue;
+		if (report)
+			fprintf(stderr, "fsx: %s %s\n", de->d_name, report);
+		unlinkat(x->dirfd, de->d_name, 0);
+		n++;
+	}
 	closedir(d);
+	return n;
+}
+
+static int run_model(struct fsx *x)
+{
+	snprintf(x->prefix, sizeof(x->prefix), "fsx%" PRIu64 ".", x->seed);
+	/* Leftovers of an earlier run with this seed would break the listing
+	 * check: remove them. */
+	if (remove_prefixed(x, x->prefix, NULL) < 0)
+		return 1;
 
 	rng_seed(&x->rng, x->seed);
 	x->nobjs = x->nfiles * (x->nhandles_per + 1) + 1;
@@ -1313,27 +1314,11 @@ static void *race_a(void *arg)
 static uint64_t race_leftovers(struct fsx *x)
 {
 	char prefix[32];
-	size_t plen;
-	uint64_t n = 0;
-	struct dirent *de;
-	DIR *d;
+	long n;
 
 	snprintf(prefix, sizeof(prefix), "race%" PRIu64 ".", x->seed);
-	plen = strlen(prefix);
-	d = fdopendir(dup(x->dirfd));
-	if (!d) {
-		fprintf(stderr, "fsx: opendir %s: %s\n", x->dir, strerror(errno));
-		return 1;
-	}
-	rewinddir(d);
-	while ((de = readdir(d)))
-		if (strncmp(de->d_name, prefix, plen) == 0) {
-			fprintf(stderr, "fsx: %s is listed after the last round\n", de->d_name);
-			unlinkat(x->dirfd, de->d_name, 0);
-			n++;
-		}
-	closedir(d);
-	return n;
+	n = remove_prefixed(x, prefix, "is listed after the last round");
+	return n < 0 ? 1 : (uint64_t)n;
 }
 
 static int run_race(struct fsx *x, int nthreads)

@@ -86,6 +86,15 @@ static struct stat stat_of(mode_t mode, off_t size, nlink_t nlink)
 
 /* ---- the root and the table ---- */
 
+/* Runs @test on a new table with the empty mount prefix, then frees it. */
+static void on_fresh_table(void (*test)(kfs_inodes *t))
+{
+	kfs_inodes *t = table_new("");
+
+	test(t);
+	kfs_inodes_free(t);
+}
+
 static void test_root(void)
 {
 	kfs_inodes *t = table_new("m:");
@@ -129,9 +138,8 @@ static void test_root(void)
 
 /* ---- lookup references ---- */
 
-static void test_refcount(void)
+static void test_refcount(kfs_inodes *t)
 {
-	kfs_inodes *t = table_new("");
 	uint64_t a = ref(t, KFS_FILE, "a");
 
 	ok(a > KFS_ROOT_INO, "ref: a new file inode gets a number after the root's");
@@ -164,12 +172,10 @@ static void test_refcount(void)
 	is_int(ref(t, KFS_DIR, "a:"), d, "forget: a kept directory keeps its number for the next lookup");
 	kfs_inode_forget(t, al, 5);
 	ok(names(t, al, KFS_ALIAS, "a:"), "forget: an alias inode is kept at zero references");
-	kfs_inodes_free(t);
 }
 
-static void test_numbers_not_reused(void)
+static void test_numbers_not_reused(kfs_inodes *t)
 {
-	kfs_inodes *t = table_new("");
 	uint64_t prev = ref(t, KFS_FILE, "k");
 	bool fresh = true;
 
@@ -190,12 +196,10 @@ static void test_numbers_not_reused(void)
 
 	ok(y > x, "numbers: a freed number is not given to another key");
 	is_int(kfs_inodes_count(t), 3, "numbers: the table holds only the live inodes");
-	kfs_inodes_free(t);
 }
 
-static void test_dir_number(void)
+static void test_dir_number(kfs_inodes *t)
 {
-	kfs_inodes *t = table_new("");
 	uint64_t d = kfs_inode_dir_number(t, KFS_DIR, "d:", 2);
 
 	ok(d > KFS_ROOT_INO, "dir_number: makes an inode for readdir's d_ino");
@@ -208,14 +212,12 @@ static void test_dir_number(void)
 	uint64_t al = kfs_inode_dir_number(t, KFS_ALIAS, "d:", 2);
 
 	ok(al != d && names(t, al, KFS_ALIAS, "d:"), "dir_number: the alias has its own number");
-	kfs_inodes_free(t);
 }
 
 /* ---- renames ---- */
 
-static void test_rename_file(void)
+static void test_rename_file(kfs_inodes *t)
 {
-	kfs_inodes *t = table_new("");
 	uint64_t a = ref(t, KFS_FILE, "d:a");
 
 	kfs_inode_rename_file(t, "d:a", 3, "e:b", 3, NULL);
@@ -263,12 +265,10 @@ static void test_rename_file(void)
 	kfs_inode_rename_file(t, "f", 1, "h", 1, NULL);
 	ok(names(t, dir, KFS_DIR, "f:"), "rename_file: a directory inode is not touched");
 	ok(names(t, a, KFS_FILE, "h"), "rename_file: the file inode moved again");
-	kfs_inodes_free(t);
 }
 
-static void test_rename_prefix(void)
+static void test_rename_prefix(kfs_inodes *t)
 {
-	kfs_inodes *t = table_new("");
 	uint64_t d = ref(t, KFS_DIR, "d:");
 	uint64_t dal = ref(t, KFS_ALIAS, "d:");
 	uint64_t f = ref(t, KFS_FILE, "d:f");
@@ -324,14 +324,12 @@ static void test_rename_prefix(void)
 	is_int(find(t, KFS_FILE, toolong), 0, "rename_prefix past KVC_KEY_MAX: no inode has the too-long key");
 	ok(known(t, deep), "rename_prefix past KVC_KEY_MAX: a deeper one answers too (its key fits a get buffer)");
 	is_int(kfs_inodes_count(t), 11, "rename_prefix past KVC_KEY_MAX: no inode lost");
-	kfs_inodes_free(t);
 }
 
 /* ---- unlinked inodes ---- */
 
-static void test_unlinked(void)
+static void test_unlinked(kfs_inodes *t)
 {
-	kfs_inodes *t = table_new("");
 	uint64_t a = ref(t, KFS_FILE, "a");
 	struct stat was = stat_of(S_IFREG | 0600, 77, 1), got;
 
@@ -374,14 +372,12 @@ static void test_unlinked(void)
 	ok(!kfs_inode_gone(t, dir, &got) && find(t, KFS_DIR, "b:") == dir,
 	   "unlinked: only file inodes are detached");
 	is_int(kfs_inodes_count(t), 4, "unlinked: the count holds root, a2, b and the directory");
-	kfs_inodes_free(t);
 }
 
 /* ---- the page cache, writers and readers ---- */
 
-static void test_cache_open(void)
+static void test_cache_open(kfs_inodes *t)
 {
-	kfs_inodes *t = table_new("");
 	uint64_t a = ref(t, KFS_FILE, "a");
 	bool keep = true;
 
@@ -433,49 +429,43 @@ static void test_cache_open(void)
 	keep = true;
 	ok(!kfs_inode_cache_open(t, 12345, 6, &keep), "cache_open: refused for an unknown number");
 	ok(!keep, "cache_open: keep is false when refused");
-	kfs_inodes_free(t);
 }
 
-static void test_writers(void)
+/* kfs_inode_writer_open of @ino, checked: whether it lets the writer use
+ * the page cache is @want.  @return what it said, for the close. */
+static bool writer_open_is(kfs_inodes *t, uint64_t ino, bool may_cache, bool want,
+			   const char *what)
 {
-	kfs_inodes *t = table_new("");
+	bool cached = kfs_inode_writer_open(t, ino, may_cache);
+
+	ok(cached == want, "%s", what);
+	return cached;
+}
+
+static void test_writers(kfs_inodes *t)
+{
 	uint64_t a = ref(t, KFS_FILE, "a");
 	bool keep;
 
-	bool w1 = kfs_inode_writer_open(t, a, true);
-	bool w2 = kfs_inode_writer_open(t, a, true);
-
-	ok(w1, "writer_open: the first writer that may cache uses the page cache");
-	ok(w2, "writer_open: a second writer that may cache shares the page cache");
-	bool w3 = kfs_inode_writer_open(t, a, false);
-
-	ok(!w3, "writer_open: a writer that may not cache is direct");
-	bool w4 = kfs_inode_writer_open(t, a, true);
-
-	ok(!w4, "writer_open: while a direct writer is open, a new writer is direct too");
+	bool w1 = writer_open_is(t, a, true, true, "writer_open: the first writer that may cache uses the page cache");
+	bool w2 = writer_open_is(t, a, true, true, "writer_open: a second writer that may cache shares the page cache");
+	bool w3 = writer_open_is(t, a, false, false, "writer_open: a writer that may not cache is direct");
+	bool w4 = writer_open_is(t, a, true, false, "writer_open: while a direct writer is open, a new writer is direct too");
 	kfs_inode_writer_close(t, a, w4);
 	kfs_inode_writer_close(t, a, w3);
-	bool w5 = kfs_inode_writer_open(t, a, true);
-
-	ok(w5, "writer_close: once the direct writers closed, writers may cache again");
+	bool w5 = writer_open_is(t, a, true, true, "writer_close: once the direct writers closed, writers may cache again");
 	kfs_inode_writer_close(t, a, w5);
 	kfs_inode_writer_close(t, a, w2);
 	kfs_inode_writer_close(t, a, w1);
 
 	kfs_inode_attr_sent(t, a, 3);
 	ok(kfs_inode_cache_open(t, a, 3, &keep), "writers: all closed, a reader may cache");
-	bool w6 = kfs_inode_writer_open(t, a, true);
-
-	ok(!w6, "writer_open: while a read-only page-cache handle is open, the writer is direct");
+	bool w6 = writer_open_is(t, a, true, false, "writer_open: while a read-only page-cache handle is open, the writer is direct");
 	kfs_inode_cache_close(t, a);
-	bool w7 = kfs_inode_writer_open(t, a, true);
-
-	ok(!w7, "writer_open: a direct writer still open keeps the next writer direct");
+	bool w7 = writer_open_is(t, a, true, false, "writer_open: a direct writer still open keeps the next writer direct");
 	kfs_inode_writer_close(t, a, w7);
 	kfs_inode_writer_close(t, a, w6);
-	bool w8 = kfs_inode_writer_open(t, a, true);
-
-	ok(w8, "writer_open: reader and direct writer closed, the writer caches");
+	bool w8 = writer_open_is(t, a, true, true, "writer_open: reader and direct writer closed, the writer caches");
 	kfs_inode_writer_close(t, a, w8);
 	ok(!kfs_inode_writer_open(t, 4242, true), "writer_open: false for an unknown number");
 	kfs_inode_writer_close(t, 4242, false); /* ignored */
@@ -494,14 +484,12 @@ static void test_writers(void)
 	kfs_inode_direct_reader(t, a, true);
 	ok(kfs_inode_has_direct_reader(t, a), "direct_reader: counted again after the extra close");
 	ok(!kfs_inode_has_direct_reader(t, 4242), "direct_reader: false for an unknown number");
-	kfs_inodes_free(t);
 }
 
 /* ---- the shared pending value ---- */
 
-static void test_wbuf(void)
+static void test_wbuf(kfs_inodes *t)
 {
-	kfs_inodes *t = table_new("");
 	uint64_t a = ref(t, KFS_FILE, "a");
 	int buf1, buf2; /* the table never looks inside: any address serves */
 	struct kfs_pending p, got;
@@ -564,7 +552,6 @@ static void test_wbuf(void)
 	ok(!kfs_inode_wbuf_detach(t, 4242), "wbuf_detach: false for an unknown number");
 	kfs_inode_set_pending(t, 4242, &p);
 	ok(!kfs_inode_pending(t, 4242, &got), "pending: false for an unknown number");
-	kfs_inodes_free(t);
 }
 
 /* ---- growth ---- */
@@ -678,9 +665,8 @@ static void *hammer(void *arg)
 	return (void *)bad;
 }
 
-static void test_threads(void)
+static void test_threads(kfs_inodes *t)
 {
-	kfs_inodes *t = table_new("");
 	pthread_t th[THREADS];
 	long bad = 0;
 	uint64_t keep = ref(t, KFS_FILE, "shared");
@@ -697,22 +683,21 @@ static void test_threads(void)
 	is_int(bad, 0, "threads: %d threads looking up and forgetting got fresh numbers", THREADS);
 	is_int(kfs_inodes_count(t), 2, "threads: afterwards only the root and the held key remain");
 	ok(find(t, KFS_FILE, "shared") == keep, "threads: the held inode kept its number throughout");
-	kfs_inodes_free(t);
 }
 
 int main(void)
 {
 	test_root();
-	test_refcount();
-	test_numbers_not_reused();
-	test_dir_number();
-	test_rename_file();
-	test_rename_prefix();
-	test_unlinked();
-	test_cache_open();
-	test_writers();
-	test_wbuf();
+	on_fresh_table(test_refcount);
+	on_fresh_table(test_numbers_not_reused);
+	on_fresh_table(test_dir_number);
+	on_fresh_table(test_rename_file);
+	on_fresh_table(test_rename_prefix);
+	on_fresh_table(test_unlinked);
+	on_fresh_table(test_cache_open);
+	on_fresh_table(test_writers);
+	on_fresh_table(test_wbuf);
 	test_growth();
-	test_threads();
+	on_fresh_table(test_threads);
 	return done_testing();
 }

@@ -230,6 +230,100 @@ static inline bool kt_absent(kvc_store *s, const void *key, size_t key_len)
 	return rc == -ENOENT;
 }
 
+/* JSON texts and their compact form: what kvc_json_compact makes of them
+ * (test_meta) and how a write stores them as metadata (test_limits). */
+static const struct kt_json_pair {
+	const char *in, *out;
+} kt_compact_examples[] = {
+	{.in = "{ \"a\" : 1 }", .out = "{\"a\":1}"},
+	{.in = "{\"b\":2, \"a\":1}", .out = "{\"b\":2,\"a\":1}"},
+	{.in = "\n[ 1 ,\t2 ,\r\n3 ]\n", .out = "[1,2,3]"},
+	{.in = "{\"k\": \" spaced  value \"}", .out = "{\"k\":\" spaced  value \"}"},
+	{.in = "{\"e\" : \"a\\\"b \\\\ \"}", .out = "{\"e\":\"a\\\"b \\\\ \"}"},
+	{.in = "  \"text\"  ", .out = "\"text\""},
+	{.in = "null", .out = "null"},
+	{.in = "{}", .out = "{}"},
+	{.in = "[ ]", .out = "[]"},
+	{.in = "{\n\t\"a b\" : \" x  y \",\r\n \"c\" : [ 1 , 2 ] }", .out = "{\"a b\":\" x  y \",\"c\":[1,2]}"},
+	{.in = " [ true , null ] ", .out = "[true,null]"},
+	{.in = "\"just a string\"", .out = "\"just a string\""},
+	{.in = " 42 ", .out = "42"},
+	{.in = "{\"q\":\"say \\\" { , } \"}", .out = "{\"q\":\"say \\\" { , } \"}"},
+};
+
+/* The record of @key with its value and metadata left out (they do not
+ * outlive the read); a zeroed record when it cannot be read. */
+static inline struct kvc_record kt_rec_of(kvc_store *s, const char *key, unsigned flags)
+{
+	struct kt_rec k;
+	struct kvc_record r;
+	memset(&r, 0, sizeof(r));
+	if (kt_get(s, key, strlen(key), flags, &k))
+		return r;
+	r = k.r;
+	r.value = NULL;
+	r.metadata = NULL;
+	kt_rec_free(&k);
+	return r;
+}
+
+/* A read transaction on @s: a test cannot go on without one. */
+static inline kvc_txn *kt_read_txn(kvc_store *s)
+{
+	kvc_txn *txn;
+	if (kvc_txn_begin(s, KVC_TXN_READ, &txn))
+		bail_out("read txn");
+	return txn;
+}
+
+/* Writes keys "<prefix>00000".."<prefix>(n-1)", each holding its own name:
+ * kvc_write_txn(s, kt_batch_fn, &(struct kt_batch){prefix, n}, ...). */
+struct kt_batch {
+	const char *prefix;
+	unsigned n;
+};
+
+static inline int kt_batch_fn(kvc_txn *txn, void *arg)
+{
+	struct kt_batch *a = arg;
+	for (unsigned i = 0; i < a->n; i++) {
+		char key[32];
+		int n = snprintf(key, sizeof(key), "%s%05u", a->prefix, i);
+		struct kvc_write w = {.set = KVC_SET_VALUE, .value = key, .value_len = (size_t)n};
+		int rc = kvc_write(txn, key, (size_t)n, &w);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* A kvc_list or kvc_scan callback counting the keys in *(unsigned *)@arg. */
+static inline int kt_count_fn(void *arg, const void *key, size_t key_len,
+			      const struct kvc_record *rec)
+{
+	(*(unsigned *)arg)++;
+	return 0;
+}
+
+/* One kvc_list page of up to @limit keys under @prefix from @cursor, its
+ * keys counted in @ret_n (from 0); @next as for kvc_list. */
+static inline int kt_list_count(kvc_txn *txn, const char *prefix, const char *cursor,
+				unsigned limit, unsigned *ret_n, char *next)
+{
+	*ret_n = 0;
+	return kvc_list(txn, prefix, strlen(prefix), cursor, limit, kt_count_fn, ret_n, next);
+}
+
+/* A xorshift64 step: the next of a test's repeatable pseudo-random
+ * numbers below @n, from the state at @rng. */
+static inline uint32_t kt_rnd(uint64_t *rng, uint32_t n)
+{
+	*rng ^= *rng << 13;
+	*rng ^= *rng >> 7;
+	*rng ^= *rng << 17;
+	return (uint32_t)(*rng % n);
+}
+
 static inline uint64_t kt_head(kvc_store *s)
 {
 	kvc_txn *txn;
@@ -256,6 +350,13 @@ static inline long long kt_check(kvc_store *s)
 	uint64_t problems = 0;
 	int rc = kvc_check(s, kt_check_diag, &shown, &problems);
 	return rc ? rc : (long long)problems;
+}
+
+/* The check "kvc_check finds no problem in @s", named @what, then close @s. */
+static inline void kt_check_close(kvc_store *s, const char *what)
+{
+	is_int(kt_check(s), 0, "%s", what);
+	kvc_close(s);
 }
 
 static inline struct kvc_stats kt_stats(kvc_store *s)

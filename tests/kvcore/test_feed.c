@@ -69,12 +69,7 @@ static const struct feed_ent *find(const struct feed_ent *f, size_t n, const cha
 
 static uint64_t seq_of(kvc_store *s, const char *key, unsigned flags)
 {
-	struct kt_rec r;
-	if (kt_get(s, key, strlen(key), flags, &r))
-		return 0;
-	uint64_t seq = r.r.seq;
-	kt_rec_free(&r);
-	return seq;
+	return kt_rec_of(s, key, flags).seq;
 }
 
 struct three {

@@ -234,17 +234,8 @@ static void test_metadata(kvc_store *s)
 		refused(s, "badmeta", 7, &w, -EINVAL, NULL, true, what);
 	}
 
-	static const struct {
-		const char *in, *out;
-	} compact[] = {
-		{"{ \"a\" : 1 }", "{\"a\":1}"},
-		{"{\n\t\"a b\" : \" x  y \",\r\n \"c\" : [ 1 , 2 ] }", "{\"a b\":\" x  y \",\"c\":[1,2]}"},
-		{" [ true , null ] ", "[true,null]"},
-		{"\"just a string\"", "\"just a string\""},
-		{" 42 ", "42"},
-		{"{\"q\":\"say \\\" { , } \"}", "{\"q\":\"say \\\" { , } \"}"},
-	};
-	for (size_t i = 0; i < sizeof(compact) / sizeof(compact[0]); i++) {
+	const struct kt_json_pair *compact = kt_compact_examples;
+	for (size_t i = 0; i < sizeof(kt_compact_examples) / sizeof(kt_compact_examples[0]); i++) {
 		w.metadata = compact[i].in;
 		w.metadata_len = strlen(compact[i].in);
 		char key[32];
@@ -391,62 +382,31 @@ static void test_min_ttl(const struct kt_dir *d)
 	kvc_close(again);
 }
 
-static int count_fn(void *arg, const void *key, size_t key_len, const struct kvc_record *rec)
-{
-	(*(unsigned *)arg)++;
-	return 0;
-}
-
-struct fill {
-	unsigned n;
-};
-
-static int fill_fn(kvc_txn *txn, void *arg)
-{
-	struct fill *f = arg;
-	for (unsigned i = 0; i < f->n; i++) {
-		char key[32];
-		int n = snprintf(key, sizeof(key), "L:%05u", i);
-		struct kvc_write w = {.set = KVC_SET_VALUE, .value = key, .value_len = (size_t)n};
-		int rc = kvc_write(txn, key, (size_t)n, &w);
-		if (rc)
-			return rc;
-	}
-	return 0;
-}
-
 static void test_list_limit(kvc_store *s)
 {
-	struct fill f = {1500};
-	is_int(kvc_write_txn(s, fill_fn, &f, NULL, 0), 0, "fixture: 1500 keys under L:");
-	kvc_txn *txn;
-	if (kvc_txn_begin(s, KVC_TXN_READ, &txn))
-		bail_out("read txn");
+	struct kt_batch f = {"L:", 1500};
+	is_int(kvc_write_txn(s, kt_batch_fn, &f, NULL, 0), 0, "fixture: 1500 keys under L:");
+	kvc_txn *txn = kt_read_txn(s);
 	char next[KVC_CURSOR_MAX];
-	unsigned n = 0;
-	is_int(kvc_list(txn, "L:", 2, NULL, 1000, count_fn, &n, next), 0, "list limit 1000 accepted");
+	unsigned n;
+	is_int(kt_list_count(txn, "L:", NULL, 1000, &n, next), 0, "list limit 1000 accepted");
 	is_int(n, 1000, "list limit 1000 returns 1000 keys");
 	ok(next[0] != 0, "list limit 1000 of 1500 keys gives a next cursor");
-	n = 0;
-	int rc = kvc_list(txn, "L:", 2, NULL, 1001, count_fn, &n, next);
+	int rc = kt_list_count(txn, "L:", NULL, 1001, &n, next);
 	is_int(rc, -EINVAL, "list limit 1001 -EINVAL");
 	is_int(n, 0, "list limit 1001 calls back for no key");
 	ok(kvc_txn_errmsg(txn)[0] != 0, "list limit 1001 leaves a message (\"%s\")",
 	   kvc_txn_errmsg(txn));
-	n = 0;
-	is_int(kvc_list(txn, "L:", 2, "", 0, count_fn, &n, next), 0, "list limit 0 accepted");
+	is_int(kt_list_count(txn, "L:", "", 0, &n, next), 0, "list limit 0 accepted");
 	is_int(n, 1000, "list limit 0 means the default 1000");
 	char second[KVC_CURSOR_MAX];
 	memcpy(second, next, sizeof(second));
-	n = 0;
-	is_int(kvc_list(txn, "L:", 2, second, 0, count_fn, &n, next), 0, "second page");
+	is_int(kt_list_count(txn, "L:", second, 0, &n, next), 0, "second page");
 	is_int(n, 500, "second page holds the remaining 500");
 	is_str(next, "", "the last page's next cursor is empty (list complete)");
-	n = 0;
-	is_int(kvc_list(txn, "L:", 2, NULL, 1, count_fn, &n, next), 0, "list limit 1 accepted");
+	is_int(kt_list_count(txn, "L:", NULL, 1, &n, next), 0, "list limit 1 accepted");
 	is_int(n, 1, "list limit 1 returns one key");
-	n = 0;
-	is_int(kvc_list(txn, "L:", 2, NULL, 1500 - 1000, count_fn, &n, next), 0, "list limit 500");
+	is_int(kt_list_count(txn, "L:", NULL, 1500 - 1000, &n, next), 0, "list limit 500");
 	is_int(n, 500, "list limit 500 returns 500");
 	kvc_txn_abort(txn);
 }

@@ -22,10 +22,7 @@ static uint64_t rng = 0x2545F4914F6CDD1Dull;
 
 static uint32_t rnd(uint32_t n)
 {
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (uint32_t)(rng % n);
+	return kt_rnd(&rng, n);
 }
 
 static size_t pkey(unsigned i, char *out)
@@ -60,12 +57,6 @@ static int put_range_fn(kvc_txn *txn, void *arg)
 		if (rc)
 			return rc;
 	}
-	return 0;
-}
-
-static int count_fn(void *arg, const void *key, size_t key_len, const struct kvc_record *rec)
-{
-	(*(unsigned *)arg)++;
 	return 0;
 }
 
@@ -117,12 +108,10 @@ static void test_prefix_and_pages(kvc_store *s)
 	is_int((long long)got.n, 0, "a prefix matching nothing lists nothing");
 	kt_keys_free(&got);
 
-	kvc_txn *txn;
-	if (kvc_txn_begin(s, KVC_TXN_READ, &txn))
-		bail_out("read txn");
+	kvc_txn *txn = kt_read_txn(s);
 	char next[KVC_CURSOR_MAX];
 	unsigned n = 0;
-	is_int(kvc_list(txn, "zz", 2, NULL, 10, count_fn, &n, next), 0, "empty listing");
+	is_int(kt_list_count(txn, "zz", NULL, 10, &n, next), 0, "empty listing");
 	is_str(next, "", "an empty listing is complete");
 	n = 0;
 	is_int(kvc_list(txn, "p:", 2, NULL, 100, stop_fn, &n, next), 42,
@@ -131,11 +120,9 @@ static void test_prefix_and_pages(kvc_store *s)
 
 	/* A cursor for a position past the last key: an empty, complete page. */
 	char last[KVC_CURSOR_MAX];
-	n = 0;
-	is_int(kvc_list(txn, "p:0399", 6, NULL, 4, count_fn, &n, last), 0, "page of 4 under p:0399");
+	is_int(kt_list_count(txn, "p:0399", NULL, 4, &n, last), 0, "page of 4 under p:0399");
 	ok(n == 4 && last[0], "page of 4 of 5 keys gives a cursor");
-	n = 0;
-	is_int(kvc_list(txn, "p:0399", 6, last, 4, count_fn, &n, next), 0, "the page after it");
+	is_int(kt_list_count(txn, "p:0399", last, 4, &n, next), 0, "the page after it");
 	ok(n == 1 && next[0] == 0, "the page after holds the last key and is complete");
 	kvc_txn_abort(txn);
 }
@@ -149,19 +136,16 @@ static void test_long_key_cursor(kvc_store *s)
 	is_int(kt_put(s, key, 512, "v", 1), 0, "fixture: 512-byte key of U+10FFFF");
 	key[511] = (char)0xBE;
 	is_int(kt_put(s, key, 512, "v", 1), 0, "fixture: its neighbour");
-	kvc_txn *txn;
-	if (kvc_txn_begin(s, KVC_TXN_READ, &txn))
-		bail_out("read txn");
+	kvc_txn *txn = kt_read_txn(s);
 	char next[KVC_CURSOR_MAX + 64];
 	memset(next, 'Z', sizeof(next));
 	unsigned n = 0;
-	is_int(kvc_list(txn, "\xF4", 1, NULL, 1, count_fn, &n, next), 0, "page of one 512-byte key");
+	is_int(kt_list_count(txn, "\xF4", NULL, 1, &n, next), 0, "page of one 512-byte key");
 	size_t len = strnlen(next, sizeof(next));
 	ok(len > 0 && len < KVC_CURSOR_MAX, "its cursor fits in KVC_CURSOR_MAX (%zu bytes + NUL)", len);
 	char cur[KVC_CURSOR_MAX];
 	memcpy(cur, next, len + 1);
-	n = 0;
-	is_int(kvc_list(txn, "\xF4", 1, cur, 1, count_fn, &n, next), 0, "the next page");
+	is_int(kt_list_count(txn, "\xF4", cur, 1, &n, next), 0, "the next page");
 	is_int(n, 1, "the next page holds the other 512-byte key");
 	kvc_txn_abort(txn);
 }
@@ -170,13 +154,11 @@ static void test_malformed(kvc_store *s)
 {
 	static const char *const bad[] = {"garbage!", "1", "x", "1@@@@", "1A", "2AAAA", "1AAA=",
 					  "1 AAA", "1AA\xC3\xA9", NULL};
-	kvc_txn *txn;
-	if (kvc_txn_begin(s, KVC_TXN_READ, &txn))
-		bail_out("read txn");
+	kvc_txn *txn = kt_read_txn(s);
 	char next[KVC_CURSOR_MAX];
 	for (size_t i = 0; bad[i]; i++) {
 		unsigned n = 0;
-		is_int(kvc_list(txn, "p:", 2, bad[i], 10, count_fn, &n, next), -EINVAL,
+		is_int(kt_list_count(txn, "p:", bad[i], 10, &n, next), -EINVAL,
 		       "malformed cursor \"%s\" -EINVAL", bad[i]);
 		is_int(n, 0, "malformed cursor \"%s\": no key listed", bad[i]);
 	}
@@ -186,7 +168,7 @@ static void test_malformed(kvc_store *s)
 	memset(huge + 1, 'A', sizeof(huge) - 2);
 	huge[sizeof(huge) - 1] = 0;
 	unsigned n = 0;
-	is_int(kvc_list(txn, "p:", 2, huge, 10, count_fn, &n, next), -EINVAL,
+	is_int(kt_list_count(txn, "p:", huge, 10, &n, next), -EINVAL,
 	       "cursor of %zu bytes -EINVAL", sizeof(huge) - 1);
 	kvc_txn_abort(txn);
 }

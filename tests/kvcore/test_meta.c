@@ -21,22 +21,11 @@
 static void test_compact(void)
 {
 	char out[256];
-	static const struct {
-		const char *in, *out;
-	} cases[] = {
-		{"{ \"a\" : 1 }", "{\"a\":1}"},
-		{"{\"b\":2, \"a\":1}", "{\"b\":2,\"a\":1}"},
-		{"\n[ 1 ,\t2 ,\r\n3 ]\n", "[1,2,3]"},
-		{"{\"k\": \" spaced  value \"}", "{\"k\":\" spaced  value \"}"},
-		{"{\"e\" : \"a\\\"b \\\\ \"}", "{\"e\":\"a\\\"b \\\\ \"}"},
-		{"  \"text\"  ", "\"text\""},
-		{"null", "null"},
-		{"{}", "{}"},
-	};
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		int n = kvc_json_compact(cases[i].in, strlen(cases[i].in), out, sizeof(out));
-		is_int(n, (long long)strlen(cases[i].out), "kvc_json_compact of case %zu returns the compact length", i);
-		is_str(n >= 0 ? out : "", cases[i].out, "kvc_json_compact: %s", cases[i].out);
+	for (size_t i = 0; i < sizeof(kt_compact_examples) / sizeof(kt_compact_examples[0]); i++) {
+		const struct kt_json_pair *c = &kt_compact_examples[i];
+		int n = kvc_json_compact(c->in, strlen(c->in), out, sizeof(out));
+		is_int(n, (long long)strlen(c->out), "kvc_json_compact of case %zu returns the compact length", i);
+		is_str(n >= 0 ? out : "", c->out, "kvc_json_compact: %s", c->out);
 	}
 	static const char *const bad[] = {"", "{", "{a:1}", "[1,]", "{\"a\":1} {}", "nul", "\"open"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -77,27 +66,38 @@ static const char *fset(const char *meta, const char *name, const char *value, c
 	return out;
 }
 
+/* Metadata with a field of every JSON kind. */
+static const char fields[] = "{\"s\":\"123\",\"h\":\"hello\",\"o\":{\"x\":1},\"n\":5,\"t\":true,"
+				   "\"st\":\"true\",\"sp\":\" 5 \",\"q\":\"say \\\"hi\\\"\",\"e\":\"\",\"z\":null,"
+				   "\"a\":[1,\"two\"],\"u\":\"\\u00e9t\\u00e9\"}";
+
+/* field_get of @name in fields[]: @want (a "-ERRNO" text for an error). */
+static const struct {
+	const char *name, *want, *what;
+} get_cases[] = {
+	{"s", "\"123\"", "field_get: string \"123\" reads back JSON-quoted (raw 123 would be a number)"},
+	{"h", "hello", "field_get: string hello reads back raw"},
+	{"o", "{\"x\":1}", "field_get: object reads back as compact JSON"},
+	{"n", "5", "field_get: number reads back as JSON"},
+	{"t", "true", "field_get: true reads back as JSON"},
+	{"st", "\"true\"", "field_get: string \"true\" reads back quoted"},
+	{"sp", "\" 5 \"", "field_get: string \" 5 \" reads back quoted (parses as 5)"},
+	{"q", "say \"hi\"", "field_get: escapes in a string are decoded"},
+	{"e", "", "field_get: the empty string reads back empty"},
+	{"z", "null", "field_get: null reads back as JSON"},
+	{"a", "[1,\"two\"]", "field_get: array reads back as compact JSON"},
+	{"u", "\xC3\xA9t\xC3\xA9", "field_get: \\u escapes decode to UTF-8"},
+	{"x", "-ENODATA", "field_get: a nested name is not a top-level field"},
+	{"missing", "-ENODATA", "field_get: missing field -ENODATA"},
+};
+
 static void test_field_get(void)
 {
-	const char *m = "{\"s\":\"123\",\"h\":\"hello\",\"o\":{\"x\":1},\"n\":5,\"t\":true,"
-			"\"st\":\"true\",\"sp\":\" 5 \",\"q\":\"say \\\"hi\\\"\",\"e\":\"\",\"z\":null,"
-			"\"a\":[1,\"two\"],\"u\":\"\\u00e9t\\u00e9\"}";
+	const char *m = fields;
 	char buf[256];
-	is_str(fget(m, "s", buf, sizeof(buf)), "\"123\"",
-	       "field_get: string \"123\" reads back JSON-quoted (raw 123 would be a number)");
-	is_str(fget(m, "h", buf, sizeof(buf)), "hello", "field_get: string hello reads back raw");
-	is_str(fget(m, "o", buf, sizeof(buf)), "{\"x\":1}", "field_get: object reads back as compact JSON");
-	is_str(fget(m, "n", buf, sizeof(buf)), "5", "field_get: number reads back as JSON");
-	is_str(fget(m, "t", buf, sizeof(buf)), "true", "field_get: true reads back as JSON");
-	is_str(fget(m, "st", buf, sizeof(buf)), "\"true\"", "field_get: string \"true\" reads back quoted");
-	is_str(fget(m, "sp", buf, sizeof(buf)), "\" 5 \"", "field_get: string \" 5 \" reads back quoted (parses as 5)");
-	is_str(fget(m, "q", buf, sizeof(buf)), "say \"hi\"", "field_get: escapes in a string are decoded");
-	is_str(fget(m, "e", buf, sizeof(buf)), "", "field_get: the empty string reads back empty");
-	is_str(fget(m, "z", buf, sizeof(buf)), "null", "field_get: null reads back as JSON");
-	is_str(fget(m, "a", buf, sizeof(buf)), "[1,\"two\"]", "field_get: array reads back as compact JSON");
-	is_str(fget(m, "u", buf, sizeof(buf)), "\xC3\xA9t\xC3\xA9", "field_get: \\u escapes decode to UTF-8");
-	is_str(fget(m, "x", buf, sizeof(buf)), "-ENODATA", "field_get: a nested name is not a top-level field");
-	is_str(fget(m, "missing", buf, sizeof(buf)), "-ENODATA", "field_get: missing field -ENODATA");
+	for (size_t i = 0; i < sizeof(get_cases) / sizeof(get_cases[0]); i++)
+		is_str(fget(m, get_cases[i].name, buf, sizeof(buf)), get_cases[i].want, "%s",
+		       get_cases[i].what);
 	is_str(fget("[1,2]", "0", buf, sizeof(buf)), "-ENODATA", "field_get: metadata not an object -ENODATA");
 	is_str(fget("\"s\"", "s", buf, sizeof(buf)), "-ENODATA", "field_get: string metadata -ENODATA");
 	is_str(fget(NULL, "s", buf, sizeof(buf)), "-ENODATA", "field_get: no metadata -ENODATA");
@@ -106,49 +106,58 @@ static void test_field_get(void)
 	       "field_get: the full length is returned when the buffer is too small");
 }
 
+/* field_set on no metadata, then field_get of the same name: the value as
+ * stored (JSON when it parses, else a string) and as read back. */
+static const struct {
+	const char *name, *value, *stored, *what, *back, *back_what;
+} set_get_cases[] = {
+	{"s", "123", "{\"s\":123}", "field_set: 123 parses as JSON: stored as a number (no metadata before)", "123", "field_set/get: the number reads back 123"},
+	{"s", "\"123\"", "{\"s\":\"123\"}", "field_set: \"123\" (quoted) is stored as the string 123", "\"123\"", "field_set/get: the string 123 reads back \"123\""},
+	{"h", "hello", "{\"h\":\"hello\"}", "field_set: hello is not JSON: stored as a string", "hello", "field_set/get: hello reads back hello"},
+	{"o", "{\"x\":1}", "{\"o\":{\"x\":1}}", "field_set: {\"x\":1} is stored as an object", "{\"x\":1}", "field_set/get: the object reads back {\"x\":1}"},
+	{"q", "he said \"hi\"", "{\"q\":\"he said \\\"hi\\\"\"}", "field_set: a non-JSON value with quotes is escaped into a string", "he said \"hi\"", "field_set/get: it reads back raw"},
+	{"a\"b", "1", "{\"a\\\"b\":1}", "field_set: a name with a quote is escaped", "1", "field_get finds the escaped name"},
+};
+
+#define ABC "{\"a\":1,\"b\":2,\"c\":3}"
+
+/* field_set of @name to @value (NULL: remove it) in @meta gives @stored
+ * (a "-ERRNO" text for an error). */
+static const struct {
+	const char *meta, *name, *value, *stored, *what;
+} set_cases[] = {
+	{NULL, "o", "{ \"x\" : 1 }", "{\"o\":{\"x\":1}}", "field_set: a JSON value is stored compact"},
+	{NULL, "t", "true", "{\"t\":true}", "field_set: true is stored as JSON true"},
+	{"", "k", "1", "{\"k\":1}", "field_set: empty metadata becomes an object"},
+	{ABC, "b", "\"two\"", "{\"a\":1,\"b\":\"two\",\"c\":3}", "field_set: replacing a field keeps the others and their order"},
+	{ABC, "d", "4", "{\"a\":1,\"b\":2,\"c\":3,\"d\":4}", "field_set: a new field is added at the end"},
+	{ABC, "b", NULL, "{\"a\":1,\"c\":3}", "field_set: remove a middle field"},
+	{ABC, "a", NULL, "{\"b\":2,\"c\":3}", "field_set: remove the first field"},
+	{ABC, "c", NULL, "{\"a\":1,\"b\":2}", "field_set: remove the last field"},
+	{"{\"a\":1}", "a", NULL, "", "field_set: removing the only field leaves no metadata (empty string)"},
+	{ABC, "zz", NULL, "-ENODATA", "field_set: removing a missing field -ENODATA"},
+	{NULL, "zz", NULL, "-ENODATA", "field_set: removing from no metadata -ENODATA"},
+	{"[1,2]", "k", "1", "-EINVAL", "field_set: array metadata -EINVAL"},
+	{"\"str\"", "k", "1", "-EINVAL", "field_set: string metadata -EINVAL"},
+	{"5", "k", "1", "-EINVAL", "field_set: number metadata -EINVAL"},
+	{"[1,2]", "k", NULL, "-EINVAL", "field_set: remove on non-object metadata -EINVAL"},
+};
+
 static void test_field_set(void)
 {
 	char out[KVC_METADATA_MAX + 1], buf[256];
-	is_str(fset(NULL, "s", "123", out, sizeof(out)), "{\"s\":123}",
-	       "field_set: 123 parses as JSON: stored as a number (no metadata before)");
-	is_str(fget(out, "s", buf, sizeof(buf)), "123", "field_set/get: the number reads back 123");
-	is_str(fset(NULL, "s", "\"123\"", out, sizeof(out)), "{\"s\":\"123\"}",
-	       "field_set: \"123\" (quoted) is stored as the string 123");
-	is_str(fget(out, "s", buf, sizeof(buf)), "\"123\"", "field_set/get: the string 123 reads back \"123\"");
-	is_str(fset(NULL, "h", "hello", out, sizeof(out)), "{\"h\":\"hello\"}",
-	       "field_set: hello is not JSON: stored as a string");
-	is_str(fget(out, "h", buf, sizeof(buf)), "hello", "field_set/get: hello reads back hello");
-	is_str(fset(NULL, "o", "{\"x\":1}", out, sizeof(out)), "{\"o\":{\"x\":1}}",
-	       "field_set: {\"x\":1} is stored as an object");
-	is_str(fget(out, "o", buf, sizeof(buf)), "{\"x\":1}", "field_set/get: the object reads back {\"x\":1}");
-	is_str(fset(NULL, "o", "{ \"x\" : 1 }", out, sizeof(out)), "{\"o\":{\"x\":1}}",
-	       "field_set: a JSON value is stored compact");
-	is_str(fset(NULL, "t", "true", out, sizeof(out)), "{\"t\":true}", "field_set: true is stored as JSON true");
-	is_str(fset(NULL, "q", "he said \"hi\"", out, sizeof(out)), "{\"q\":\"he said \\\"hi\\\"\"}",
-	       "field_set: a non-JSON value with quotes is escaped into a string");
-	is_str(fget(out, "q", buf, sizeof(buf)), "he said \"hi\"", "field_set/get: it reads back raw");
-	is_str(fset(NULL, "a\"b", "1", out, sizeof(out)), "{\"a\\\"b\":1}", "field_set: a name with a quote is escaped");
-	is_str(fget(out, "a\"b", buf, sizeof(buf)), "1", "field_get finds the escaped name");
-	is_str(fset("", "k", "1", out, sizeof(out)), "{\"k\":1}", "field_set: empty metadata becomes an object");
-
-	const char *abc = "{\"a\":1,\"b\":2,\"c\":3}";
-	is_str(fset(abc, "b", "\"two\"", out, sizeof(out)), "{\"a\":1,\"b\":\"two\",\"c\":3}",
-	       "field_set: replacing a field keeps the others and their order");
-	is_str(fset(abc, "d", "4", out, sizeof(out)), "{\"a\":1,\"b\":2,\"c\":3,\"d\":4}",
-	       "field_set: a new field is added at the end");
-	is_str(fset(abc, "b", NULL, out, sizeof(out)), "{\"a\":1,\"c\":3}", "field_set: remove a middle field");
-	is_str(fset(abc, "a", NULL, out, sizeof(out)), "{\"b\":2,\"c\":3}", "field_set: remove the first field");
-	is_str(fset(abc, "c", NULL, out, sizeof(out)), "{\"a\":1,\"b\":2}", "field_set: remove the last field");
-	is_str(fset("{\"a\":1}", "a", NULL, out, sizeof(out)), "",
-	       "field_set: removing the only field leaves no metadata (empty string)");
-	is_str(fset(abc, "zz", NULL, out, sizeof(out)), "-ENODATA", "field_set: removing a missing field -ENODATA");
-	is_str(fset(NULL, "zz", NULL, out, sizeof(out)), "-ENODATA", "field_set: removing from no metadata -ENODATA");
-	is_str(fset("[1,2]", "k", "1", out, sizeof(out)), "-EINVAL", "field_set: array metadata -EINVAL");
-	is_str(fset("\"str\"", "k", "1", out, sizeof(out)), "-EINVAL", "field_set: string metadata -EINVAL");
-	is_str(fset("5", "k", "1", out, sizeof(out)), "-EINVAL", "field_set: number metadata -EINVAL");
-	is_str(fset("[1,2]", "k", NULL, out, sizeof(out)), "-EINVAL", "field_set: remove on non-object metadata -EINVAL");
+	for (size_t i = 0; i < sizeof(set_get_cases) / sizeof(set_get_cases[0]); i++) {
+		const char *name = set_get_cases[i].name;
+		is_str(fset(NULL, name, set_get_cases[i].value, out, sizeof(out)),
+		       set_get_cases[i].stored, "%s", set_get_cases[i].what);
+		is_str(fget(out, name, buf, sizeof(buf)), set_get_cases[i].back, "%s",
+		       set_get_cases[i].back_what);
+	}
+	for (size_t i = 0; i < sizeof(set_cases) / sizeof(set_cases[0]); i++)
+		is_str(fset(set_cases[i].meta, set_cases[i].name, set_cases[i].value, out, sizeof(out)),
+		       set_cases[i].stored, "%s", set_cases[i].what);
 	char small[8];
-	is_str(fset(abc, "d", "4", small, sizeof(small)), "-E2BIG", "field_set: result over the buffer -E2BIG");
+	is_str(fset(ABC, "d", "4", small, sizeof(small)), "-E2BIG", "field_set: result over the buffer -E2BIG");
 	is_int(kvc_meta_field_set(NULL, 0, "k", "1", 1, small, 8), 7,
 	       "field_set: a result of exactly out_size - 1 bytes fits");
 }

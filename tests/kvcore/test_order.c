@@ -32,10 +32,7 @@ static uint64_t rng = 0x9E3779B97F4A7C15ull;
 
 static uint32_t rnd(uint32_t n)
 {
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (uint32_t)(rng % n);
+	return kt_rnd(&rng, n);
 }
 
 static void add(struct keyset *s, const void *b, size_t n)

@@ -74,6 +74,9 @@ struct bad {
 	int want;
 };
 
+/* In a list of cases: the record base with the assignments to r made. */
+#define BASE_WITH(...) (r = base, __VA_ARGS__, r)
+
 static struct kvc_record with_ttl(struct kvc_record r, uint32_t ttl, int64_t mtime_ns,
 				  int64_t expiration)
 {
@@ -97,21 +100,15 @@ static void test_hostile(const struct kt_dir *d)
 	struct bad cases[32];
 	size_t n = 0;
 
-	r = base;
-	r.hlc = UINT64_MAX;
-	cases[n++] = (struct bad){"a clock of 2^64 - 1, no skew bound", r, 0, -EINVAL};
-	r = base;
-	r.hlc = (KVC_HLC_MS_MAX + 1) << 16;
-	cases[n++] = (struct bad){"a clock past 2262, no skew bound", r, 0, -EINVAL};
-	r = base;
-	r.hlc = (now + 100 * 365 * DAY_MS) << 16;
-	cases[n++] = (struct bad){"a clock 100 years ahead, a bound of 1 day", r, DAY_MS, -ERANGE};
-	r = base;
-	r.expiration = -5;
-	cases[n++] = (struct bad){"expiration -5", r, 0, -EINVAL};
-	r = base;
-	r.expiration = INT64_MIN;
-	cases[n++] = (struct bad){"expiration INT64_MIN", r, 0, -EINVAL};
+	cases[n++] = (struct bad){"a clock of 2^64 - 1, no skew bound",
+				  BASE_WITH(r.hlc = UINT64_MAX), 0, -EINVAL};
+	cases[n++] = (struct bad){"a clock past 2262, no skew bound",
+				  BASE_WITH(r.hlc = (KVC_HLC_MS_MAX + 1) << 16), 0, -EINVAL};
+	cases[n++] = (struct bad){"a clock 100 years ahead, a bound of 1 day",
+				  BASE_WITH(r.hlc = (now + 100 * 365 * DAY_MS) << 16), DAY_MS, -ERANGE};
+	cases[n++] = (struct bad){"expiration -5", BASE_WITH(r.expiration = -5), 0, -EINVAL};
+	cases[n++] = (struct bad){"expiration INT64_MIN",
+				  BASE_WITH(r.expiration = INT64_MIN), 0, -EINVAL};
 	cases[n++] = (struct bad){"ttl 2^32 - 1 with mtime INT64_MAX",
 				  with_ttl(base, UINT32_MAX, INT64_MAX, 0), 0, -EINVAL};
 	/* What the old ceil_sec made of it, wrapped into a negative number. */
@@ -124,37 +121,18 @@ static void test_hostile(const struct kt_dir *d)
 				  -EINVAL};
 	cases[n++] = (struct bad){"a ttl whose expiration is not mtime + ttl",
 				  with_ttl(base, 600, now_ns, now_ns / NS + 5000), 0, -EINVAL};
-	r = base;
-	r.mtime_ns = -1;
-	cases[n++] = (struct bad){"mtime before 1970", r, 0, -EINVAL};
-	r = base;
-	r.mtime_ns = INT64_MIN;
-	cases[n++] = (struct bad){"mtime INT64_MIN", r, 0, -EINVAL};
-	r = base;
-	r.mtime_ns = (int64_t)((now + 1) * 1000000) + ahead_ns + NS;
-	cases[n++] = (struct bad){"mtime 100 years and a second after its clock", r, 0, -EINVAL};
-	r = base;
-	r.ctime_ns = INT64_MAX;
-	cases[n++] = (struct bad){"ctime INT64_MAX", r, 0, -EINVAL};
-	r = base;
-	r.ctime_ns = -NS;
-	cases[n++] = (struct bad){"ctime before 1970", r, 0, -EINVAL};
-	r = base;
-	r.flags = 1u << 7;
-	cases[n++] = (struct bad){"unknown flags", r, 0, -EINVAL};
-	r = base;
-	r.metadata = "{ \"a\": 1 }";
-	r.metadata_len = strlen(r.metadata);
-	cases[n++] = (struct bad){"metadata that is not compact", r, 0, -EINVAL};
-	r = base;
-	r.mode = 010000;
-	cases[n++] = (struct bad){"a mode beyond 07777", r, 0, -EINVAL};
-	r = base;
-	r.hlc = 0;
-	cases[n++] = (struct bad){"no clock", r, 0, -EINVAL};
-	r = base;
-	r.origin = 0;
-	cases[n++] = (struct bad){"no origin", r, 0, -EINVAL};
+	cases[n++] = (struct bad){"mtime before 1970", BASE_WITH(r.mtime_ns = -1), 0, -EINVAL};
+	cases[n++] = (struct bad){"mtime INT64_MIN", BASE_WITH(r.mtime_ns = INT64_MIN), 0, -EINVAL};
+	cases[n++] = (struct bad){"mtime 100 years and a second after its clock",
+				  BASE_WITH(r.mtime_ns = (int64_t)((now + 1) * 1000000) + ahead_ns + NS), 0, -EINVAL};
+	cases[n++] = (struct bad){"ctime INT64_MAX", BASE_WITH(r.ctime_ns = INT64_MAX), 0, -EINVAL};
+	cases[n++] = (struct bad){"ctime before 1970", BASE_WITH(r.ctime_ns = -NS), 0, -EINVAL};
+	cases[n++] = (struct bad){"unknown flags", BASE_WITH(r.flags = 1u << 7), 0, -EINVAL};
+	cases[n++] = (struct bad){"metadata that is not compact",
+				  BASE_WITH(r.metadata = "{ \"a\": 1 }", r.metadata_len = strlen(r.metadata)), 0, -EINVAL};
+	cases[n++] = (struct bad){"a mode beyond 07777", BASE_WITH(r.mode = 010000), 0, -EINVAL};
+	cases[n++] = (struct bad){"no clock", BASE_WITH(r.hlc = 0), 0, -EINVAL};
+	cases[n++] = (struct bad){"no origin", BASE_WITH(r.origin = 0), 0, -EINVAL};
 
 	uint64_t head = kt_head(s), clock = kt_stats(s).hlc;
 	for (size_t i = 0; i < n; i++) {
@@ -187,21 +165,14 @@ static void test_hostile(const struct kt_dir *d)
 	/* Records at the edges of the rules are accepted by both. */
 	struct bad good[8];
 	size_t g = 0;
-	r = base;
-	r.mtime_ns = 0;
-	r.ctime_ns = 0;
-	good[g++] = (struct bad){"mtime and ctime at the epoch", r, DAY_MS, 1};
-	r = base;
-	r.mtime_ns = (int64_t)((base.hlc >> 16) + 1) * 1000000 + ahead_ns;
-	good[g++] = (struct bad){"mtime exactly 100 years after its clock", r, DAY_MS, 1};
+	good[g++] = (struct bad){"mtime and ctime at the epoch",
+				  BASE_WITH(r.mtime_ns = 0, r.ctime_ns = 0), DAY_MS, 1};
+	good[g++] = (struct bad){"mtime exactly 100 years after its clock",
+				  BASE_WITH(r.mtime_ns = (int64_t)((base.hlc >> 16) + 1) * 1000000 + ahead_ns), DAY_MS, 1};
 	good[g++] = (struct bad){"a ttl with expiration = ceil(mtime) + ttl",
 				 with_ttl(base, 600, now_ns + 1, (now_ns + 1) / NS + 1 + 600), DAY_MS, 1};
-	r = base;
-	r.flags = KVC_REC_TOMBSTONE;
-	r.value_len = 0;
-	r.expiration = -5;
-	r.ttl = 7;
-	good[g++] = (struct bad){"a tombstone with stray expiry fields", r, DAY_MS, 1};
+	good[g++] = (struct bad){"a tombstone with stray expiry fields",
+				  BASE_WITH(r.flags = KVC_REC_TOMBSTONE, r.value_len = 0, r.expiration = -5, r.ttl = 7), DAY_MS, 1};
 	for (size_t i = 0; i < g; i++) {
 		char key[32], am[256], wm[256];
 		snprintf(key, sizeof(key), "edge%zu", i);
@@ -350,10 +321,8 @@ static void test_extreme_mtime(const struct kt_dir *d)
 		bail_out("read");
 	is_int(r.r.ctime_ns, 0, "the ctime is clamped to the epoch");
 	kt_rec_free(&r);
-	is_int(kt_check(s), 0, "kvc_check is clean on the touched store");
-	is_int(kt_check(p), 0, "kvc_check is clean on its peer");
-	kvc_close(s);
-	kvc_close(p);
+	kt_check_close(s, "kvc_check is clean on the touched store");
+	kt_check_close(p, "kvc_check is clean on its peer");
 }
 
 int main(void)

@@ -21,12 +21,7 @@
 
 static uint64_t hlc_of(kvc_store *s, const char *key, unsigned flags)
 {
-	struct kt_rec r;
-	if (kt_get(s, key, strlen(key), flags, &r))
-		return 0;
-	uint64_t h = r.r.hlc;
-	kt_rec_free(&r);
-	return h;
+	return kt_rec_of(s, key, flags).hlc;
 }
 
 static uint64_t now_ms(void)
@@ -299,12 +294,6 @@ static int sync_fn(kvc_txn *dtx, void *arg)
 	return kvc_watermark_set(dtx, id.node_id, id.epoch, after);
 }
 
-static int count_fn(void *arg, const void *key, size_t key_len, const struct kvc_record *rec)
-{
-	(*(unsigned *)arg)++;
-	return 0;
-}
-
 static int wm_set_fn(kvc_txn *txn, void *arg)
 {
 	const uint64_t *v = arg;
@@ -415,16 +404,14 @@ static void test_watermarks_and_sync(const struct kt_dir *d)
 	unsigned n = 0;
 	if (kvc_txn_begin(a, KVC_TXN_READ, &txn))
 		bail_out("txn");
-	is_int(kvc_scan(txn, NULL, 0, NULL, 0, count_fn, &n), 0, "kvc_scan with lo NULL walks from the start");
+	is_int(kvc_scan(txn, NULL, 0, NULL, 0, kt_count_fn, &n), 0, "kvc_scan with lo NULL walks from the start");
 	is_int(n, 20, "kvc_scan sees all 20 records, the tombstone included");
 	n = 0;
-	is_int(kvc_scan(txn, "s05", 3, "s10", 3, count_fn, &n), 0, "kvc_scan of [s05, s10)");
+	is_int(kvc_scan(txn, "s05", 3, "s10", 3, kt_count_fn, &n), 0, "kvc_scan of [s05, s10)");
 	is_int(n, 5, "kvc_scan of [s05, s10) sees s05..s09");
 	kvc_txn_abort(txn);
-	is_int(kt_check(a), 0, "kvc_check finds nothing on the sync source");
-	is_int(kt_check(b), 0, "kvc_check finds nothing on the sync target");
-	kvc_close(a);
-	kvc_close(b);
+	kt_check_close(a, "kvc_check finds nothing on the sync source");
+	kt_check_close(b, "kvc_check finds nothing on the sync target");
 }
 
 int main(void)

@@ -218,30 +218,11 @@ static void test_map_growth(const struct kt_dir *d)
 	kvc_close(s);
 }
 
-struct batch_arg {
-	unsigned n;
-	const char *prefix;
-};
-
-static int batch_fn(kvc_txn *txn, void *arg)
-{
-	struct batch_arg *a = arg;
-	for (unsigned i = 0; i < a->n; i++) {
-		char key[32];
-		int n = snprintf(key, sizeof(key), "%s%05u", a->prefix, i);
-		struct kvc_write w = {.set = KVC_SET_VALUE, .value = key, .value_len = (size_t)n};
-		int rc = kvc_write(txn, key, (size_t)n, &w);
-		if (rc)
-			return rc;
-	}
-	return 0;
-}
-
 static void test_batch(kvc_store *s)
 {
 	uint64_t head = kt_head(s);
-	struct batch_arg a = {10000, "batch:"};
-	is_int(kvc_write_txn(s, batch_fn, &a, NULL, 0), 0, "10,000 puts in one kvc_write_txn");
+	struct kt_batch a = {"batch:", 10000};
+	is_int(kvc_write_txn(s, kt_batch_fn, &a, NULL, 0), 0, "10,000 puts in one kvc_write_txn");
 	is_int((long long)kt_head(s), (long long)head + 10000, "the feed head moved by 10,000");
 	unsigned bad = 0;
 	for (unsigned i = 0; i < 10000; i++) {
@@ -270,8 +251,8 @@ static void test_sync_modes(const struct kt_dir *d)
 		       "sync %s: the store opens", modes[i].name);
 		if (!s)
 			continue;
-		struct batch_arg a = {100, "s:"};
-		is_int(kvc_write_txn(s, batch_fn, &a, NULL, 0), 0, "sync %s: 100 keys in one transaction", modes[i].name);
+		struct kt_batch a = {"s:", 100};
+		is_int(kvc_write_txn(s, kt_batch_fn, &a, NULL, 0), 0, "sync %s: 100 keys in one transaction", modes[i].name);
 		is_int(kt_puts(s, "single", modes[i].name), 0, "sync %s: one more write", modes[i].name);
 		is_int(kvc_store_sync(s), 0, "sync %s: kvc_store_sync", modes[i].name);
 		kvc_close(s);

@@ -60,6 +60,19 @@ kvsync() {
 	t "$KVSYNC" "$@"
 }
 
+# put_values STORE PREFIX N: keys PREFIX1..PREFIXN holding "value 1".."value N".
+put_values() {
+	local i
+	for i in $(seq 1 "$3"); do kvctl "$1" put "$2$i" "value $i" 2>/dev/null; done
+}
+
+# synced_pair STORE PEER PREFIX N: put_values STORE PREFIX N, then one
+# sync of STORE to PEER: two stores that agree, for a test to set apart.
+synced_pair() {
+	put_values "$1" "$3" "$4"
+	kvsync "$1" "$2" 2>/dev/null
+}
+
 # check_exit DESC WANT CMD...: CMD must exit with status WANT; its stderr
 # is kept in $WORK/last.err.
 check_exit() {

@@ -10,7 +10,7 @@
 . "$(dirname "$0")/lib.sh"
 
 A=$WORK/a B=$WORK/b
-for i in $(seq 1 20); do kvctl "$A" put "key:$i" "value $i" 2>/dev/null; done
+put_values "$A" key: 20
 kvctl "$A" put gone soon
 kvctl "$A" delete gone
 

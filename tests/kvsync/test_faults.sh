@@ -9,8 +9,7 @@
 : "${FAIL_TXN:?FAIL_TXN must name the fail_txn shim}"
 
 SRC=$WORK/src DST=$WORK/dst
-for i in $(seq 1 30); do kvctl "$SRC" put "f:$i" "value $i" 2>/dev/null; done
-kvsync "$SRC" "$DST" 2>/dev/null
+synced_pair "$SRC" "$DST" f: 30
 kvctl "$SRC" delete f:1
 kvctl "$SRC" put f:2 changed
 kvctl "$DST" put only:dst here

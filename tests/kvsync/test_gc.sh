@@ -9,8 +9,7 @@
 : "${GC_TOMBSTONES:?GC_TOMBSTONES must name the gc_tombstones helper}"
 
 A=$WORK/a B=$WORK/b
-for i in $(seq 1 50); do kvctl "$A" put "g:$i" "value $i" 2>/dev/null; done
-kvsync "$A" "$B" 2>/dev/null
+synced_pair "$A" "$B" g: 50
 kvctl "$A" delete g:1
 kvctl "$A" delete g:2
 kvctl "$A" put g:51 "after the split"

@@ -9,7 +9,7 @@
 
 RSH=$SYNC_DIR/fake-rsh.sh
 A=$WORK/a
-for i in $(seq 1 30); do kvctl "$A" put "r:$i" "value $i" 2>/dev/null; done
+put_values "$A" r: 30
 kvctl "$A" put r:meta m --metadata '{"x":1}'
 
 check_exit "push through the remote shell succeeds" 0 \

@@ -11,7 +11,7 @@
 . "$(dirname "$0")/lib.sh"
 
 A=$WORK/a SRV=$WORK/srv
-for i in $(seq 1 40); do kvctl "$A" put "s:$i" "value $i" 2>/dev/null; done
+put_values "$A" s: 40
 printf 'correct horse battery staple\n' >"$WORK/token"
 printf 'wrong horse\n' >"$WORK/bad"
 chmod 600 "$WORK/token" "$WORK/bad"
