@@ -388,7 +388,9 @@ int main(void)
 	is_int(rc, 0, "all %zu keys written in random order", s.n);
 
 	size_t bad;
-	ok(values_right(st, &s, &bad), "every key reads back its own value (%zu wrong)", bad);
+	bool right;
+	right = values_right(st, &s, &bad);
+	ok(right, "every key reads back its own value (%zu wrong)", bad);
 	check_listings(st, &s, "after writing");
 	check_seeks(st, &s);
 
@@ -420,7 +422,8 @@ int main(void)
 		changed++;
 	}
 	is_int(rc, 0, "overwrote %zu keys one at a time", changed);
-	ok(values_right(st, &s, &bad), "overwritten keys read new values, others old (%zu wrong)",
+	right = values_right(st, &s, &bad);
+	ok(right, "overwritten keys read new values, others old (%zu wrong)",
 	   bad);
 
 	/* Delete every other key (in sorted order, so whole buckets thin out). */
@@ -434,7 +437,8 @@ int main(void)
 	}
 	is_int(rc, 0, "deleted %zu keys one at a time", deleted);
 	is_int((long long)kt_head(st), (long long)(head + deleted), "each delete moved the feed head by one");
-	ok(values_right(st, &s, &bad), "deleted keys are absent, the rest intact (%zu wrong)", bad);
+	right = values_right(st, &s, &bad);
+	ok(right, "deleted keys are absent, the rest intact (%zu wrong)", bad);
 	size_t tomb_ok = 0;
 	for (size_t i = 1; i < s.n; i += 2) {
 		struct kt_rec r;
@@ -469,7 +473,8 @@ int main(void)
 		s.k[i].state = 0;
 	}
 	is_int(rc, 0, "re-wrote some deleted keys");
-	ok(values_right(st, &s, &bad), "re-written keys are back, the rest unchanged (%zu wrong)", bad);
+	right = values_right(st, &s, &bad);
+	ok(right, "re-written keys are back, the rest unchanged (%zu wrong)", bad);
 	check_listings(st, &s, "after re-writes");
 
 	size_t live = 0;
