@@ -403,6 +403,15 @@ int kvc_write_set_expiry(struct kvc_write *w, bool has_expiration, int64_t expir
 			 size_t msg_size);
 
 /**
+ * Check the length of a value before it is all in hand (a server refusing
+ * an upload from its announced length, or as soon as it grows past the
+ * limit), with the message kvc_write would give.
+ * @param[out] msg on failure, Workers KV's message (NULL: none)
+ * @return 0, -EFBIG (over KVC_VALUE_MAX)
+ */
+int kvc_value_len_check(uint64_t value_len, char *msg, size_t msg_size);
+
+/**
  * Delete a key, leaving a tombstone for replication.
  * @return 0, -ENOENT (it was not live; nothing written), -EINVAL,
  *         -ENAMETOOLONG, -EBADF, -ENOSPC, -EIO

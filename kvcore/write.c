@@ -31,12 +31,21 @@ int kvc_write_start(kvc_txn *txn)
 	return 0;
 }
 
+int kvc_value_len_check(uint64_t value_len, char *msg, size_t msg_size)
+{
+	if (value_len <= KVC_VALUE_MAX)
+		return 0;
+	if (msg && msg_size)
+		snprintf(msg, msg_size, "Value length of %" PRIu64 " exceeds limit of %u.",
+			 value_len, KVC_VALUE_MAX);
+	return -EFBIG;
+}
+
 int kvc_value_check(kvc_txn *txn, size_t value_len)
 {
-	if (value_len > KVC_VALUE_MAX)
-		return kvc_set_errmsg(txn, -EFBIG, "Value length of %zu exceeds limit of %u.",
-				      value_len, KVC_VALUE_MAX);
-	return 0;
+	char msg[sizeof(txn->errmsg)];
+	int rc = kvc_value_len_check(value_len, msg, sizeof(msg));
+	return rc ? kvc_set_errmsg(txn, rc, "%s", msg) : 0;
 }
 
 int kvc_mode_check(kvc_txn *txn, uint32_t mode)

@@ -5,7 +5,8 @@ set -euo pipefail
 pkgs=(
   build-essential meson ninja-build pkg-config clang libclang-rt-14-dev
   liblmdb-dev lmdb-utils libjansson-dev libfuse3-dev fuse3
-  attr libsodium-dev
+  attr libsodium-dev libmicrohttpd-dev libsystemd-dev
+  curl jq wrk
   rsync iproute2 util-linux procps psmisc coreutils findutils
 )
 missing=()

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# test_auth: with --token-file a request needs "Authorization: Bearer
+# TOKEN"; without it only loopback clients are served, and a client from
+# another address (a network namespace joined by a veth pair) is refused
+# with a 403 envelope.
+. "$(dirname "$0")/lib.sh"
+
+printf 's3cret-token\n' >"$WORK/token"
+start_kvapi "$WORK/root" --token-file "$WORK/token"
+api "$BASE" >/dev/null
+check_error "no Authorization header" 403 10000
+api -H 'Authorization: Bearer wrong' "$BASE" >/dev/null
+check_error "a wrong token" 403 10000
+api -H 'Authorization: Bearer s3cret-token-longer' "$BASE" >/dev/null
+check_error "a token with the right prefix" 403 10000
+api -H 'Authorization: Bearer s3cret-token' "$BASE" >/dev/null
+check_json "the right token" '.success == true and .result == []'
+# Signalled directly (not through its timeout wrapper) to see its status.
+pkid=$(pgrep -P "$KVAPI_PID" -x kvapi)
+kill -TERM "$pkid"
+st=0
+wait "$KVAPI_PID" || st=$?
+check_eq "SIGTERM stops it cleanly (exit 0)" "$st" 0
+check "and it said so" grep -q 'kvapi: stopped' "$WORK/kvapi.log"
+
+printf '\n' >"$WORK/empty"
+st=0
+t "$KVAPI" --token-file "$WORK/empty" "$WORK/root" 2>"$WORK/err" || st=$?
+check_eq "an empty token file is refused (exit 1)" "$st" 1
+check "with a message" grep -q 'no token on its first line' "$WORK/err"
+check_eq "a usage error exits 2" "$(t "$KVAPI" 2>/dev/null; echo $?)" 2
+check_eq "--listen without a port exits 2" "$(t "$KVAPI" --listen 127.0.0.1 "$WORK/root" 2>/dev/null; echo $?)" 2
+check "-h" sh -c "'$KVAPI' -h | grep -q 'Usage: kvapi'"
+check "--version" sh -c "'$KVAPI' --version | grep -q '^kvapi '"
+
+# Loopback only, seen from another address.
+NS_A="kvapi-a$$"
+NS_B="kvapi-b$$"
+if ! ip netns add "$NS_A" 2>"$WORK/netns.err"; then
+	echo "# ip netns is not permitted here: $(cat "$WORK/netns.err")"
+	[ "${KVFS_ALLOW_SKIP:-0}" = 1 ] && exit 77
+	exit 1
+fi
+NETNS+=("$NS_A")
+t ip netns add "$NS_B"
+NETNS+=("$NS_B")
+t ip link add "kva$$" type veth peer name "kvb$$"
+t ip link set "kva$$" netns "$NS_A"
+t ip link set "kvb$$" netns "$NS_B"
+t ip netns exec "$NS_A" ip addr add 10.77.0.1/24 dev "kva$$"
+t ip netns exec "$NS_B" ip addr add 10.77.0.2/24 dev "kvb$$"
+for n in "$NS_A" "$NS_B"; do
+	t ip netns exec "$n" ip link set lo up
+done
+t ip netns exec "$NS_A" ip link set "kva$$" up
+t ip netns exec "$NS_B" ip link set "kvb$$" up
+: >"$WORK/open.log"
+timeout --foreground 600 ip netns exec "$NS_A" "$KVAPI" --listen 0.0.0.0:8787 "$WORK/root" 2>>"$WORK/open.log" &
+PIDS+=("$!")
+within 10000 grep -q serving "$WORK/open.log" || true
+URL="http://10.77.0.1:8787/client/v4/accounts/$ACCOUNT/storage/kv/namespaces"
+sleep 0.1
+t ip netns exec "$NS_B" curl -sS --retry 20 --retry-connrefused --retry-delay 0 -o "$WORK/body" -w '%{http_code}' "$URL" >"$WORK/status" || true
+check_error "a client from another address, no token" 403 10000
+check_json "the refusal says why" '.errors[0].message | test("loopback")'
+t ip netns exec "$NS_A" curl -sS -o "$WORK/body" -w '%{http_code}' "http://127.0.0.1:8787/client/v4/accounts/x/storage/kv/namespaces" >"$WORK/status"
+check_json "a loopback client is served" '.success == true'
+finish

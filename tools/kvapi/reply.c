@@ -1,0 +1,128 @@
+/*
+ * reply: every reply kvapi sends.  JSON replies are Cloudflare's envelope
+ *   {"success":B,"errors":[{"code":N,"message":S}],"messages":[],
+ *    "result":R[,"result_info":I]}
+ * and a kvcore failure becomes the HTTP status and code that fit its
+ * errno, with kvcore's own message, so kvctl and kvapi word it the same.
+ */
+#include "kvapi.h"
+
+#include "common/json.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int ka_json_open(struct ka_json *j)
+{
+	j->p = NULL;
+	j->len = 0;
+	j->f = open_memstream(&j->p, &j->len);
+	return j->f ? 0 : -ENOMEM;
+}
+
+int ka_json_close(struct ka_json *j)
+{
+	int bad = ferror(j->f);
+	int rc = fclose(j->f);
+	j->f = NULL;
+	return bad || rc ? -ENOMEM : 0;
+}
+
+void ka_json_release(struct ka_json *j)
+{
+	if (j->f)
+		fclose(j->f);
+	j->f = NULL;
+	free(j->p);
+	j->p = NULL;
+}
+
+/* Set the reply to @len bytes of @data, taken over (free()d by MHD). */
+static void set_reply(struct ka_req *r, unsigned status, char *data, size_t len,
+		      const char *content_type)
+{
+	if (r->resp)
+		MHD_destroy_response(r->resp);
+	r->resp = MHD_create_response_from_buffer_with_free_callback(len, data, free);
+	if (!r->resp) {
+		free(data);
+		r->status = 0; /* server.c closes the connection */
+		return;
+	}
+	MHD_add_response_header(r->resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+	r->status = status;
+}
+
+static void envelope(struct ka_req *r, unsigned status, bool ok, int code, const char *message,
+		     const char *result, const char *result_info)
+{
+	struct ka_json j;
+	if (ka_json_open(&j)) {
+		r->status = 0;
+		return;
+	}
+	fprintf(j.f, "{\"success\":%s,\"errors\":[", ok ? "true" : "false");
+	if (!ok) {
+		fprintf(j.f, "{\"code\":%d,\"message\":", code);
+		kt_json_string(j.f, message, strlen(message));
+		fputc('}', j.f);
+	}
+	fprintf(j.f, "],\"messages\":[],\"result\":%s", result ? result : "null");
+	if (result_info)
+		fprintf(j.f, ",\"result_info\":%s", result_info);
+	fputs("}\n", j.f);
+	if (ka_json_close(&j)) {
+		ka_json_release(&j);
+		r->status = 0;
+		return;
+	}
+	set_reply(r, status, j.p, j.len, "application/json");
+}
+
+void ka_reply_ok(struct ka_req *r, const char *result, const char *result_info)
+{
+	envelope(r, MHD_HTTP_OK, true, 0, NULL, result, result_info);
+}
+
+void ka_reply_error(struct ka_req *r, unsigned status, int code, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	envelope(r, status, false, code, msg, NULL, NULL);
+}
+
+void ka_reply_kvc(struct ka_req *r, int rc, const char *msg)
+{
+	if (!msg || !*msg)
+		msg = strerror(-rc);
+	switch (rc) {
+	case -ENOENT:
+		ka_reply_error(r, MHD_HTTP_NOT_FOUND, KA_E_KEY_NOT_FOUND, "%s", msg);
+		break;
+	case -ENAMETOOLONG: /* a key over 512 bytes: 414 as Workers KV */
+		ka_reply_error(r, MHD_HTTP_URI_TOO_LONG, KA_E_KEY, "%s", msg);
+		break;
+	case -EFBIG: /* value */
+	case -E2BIG: /* metadata, bulk file */
+		ka_reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, KA_E_TOO_LARGE, "%s", msg);
+		break;
+	case -EINVAL:
+		ka_reply_error(r, MHD_HTTP_BAD_REQUEST, KA_E_VALUE, "%s", msg);
+		break;
+	case -ENOSPC:
+		ka_reply_error(r, MHD_HTTP_INSUFFICIENT_STORAGE, KA_E_INTERNAL, "%s", msg);
+		break;
+	default:
+		ka_reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, KA_E_INTERNAL, "%s", msg);
+		break;
+	}
+}
+
+void ka_reply_bytes(struct ka_req *r, void *data, size_t len, const char *content_type)
+{
+	set_reply(r, MHD_HTTP_OK, data, len, content_type);
+}

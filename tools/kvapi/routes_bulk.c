@@ -1,0 +1,262 @@
+/*
+ * routes_bulk: the bulk routes of one namespace.
+ *   PUT    .../{id}/bulk           [{key,value,base64?,expiration?,
+ *                                    expiration_ttl?,metadata?},...]
+ *   POST   .../{id}/bulk/delete    ["k",...] (and the other key-list shapes)
+ *   DELETE .../{id}/bulk           the same, the older route
+ *   POST   .../{id}/bulk/get       {"keys":[...],"type":"text"|"json",
+ *                                   "withMetadata":B}
+ * Bodies are read by common/bulk.c, as kvctl reads bulk files; put and
+ * delete apply every entry in one write transaction or none, get answers
+ * from one snapshot.
+ */
+#include "kvapi.h"
+
+#include "common/bulk.h"
+#include "common/json.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct bulk_ctx {
+	const struct kt_bulk *b;
+	uint32_t min_ttl;
+	char msg[768];
+};
+
+/* The message of entry @i failing with @why. */
+static int bulk_fail(struct bulk_ctx *c, size_t i, const char *why, int rc)
+{
+	char shown[100];
+	const struct kt_bulk_entry *e = &c->b->entries[i];
+	kt_bulk_show_key(e->key, e->key_len, shown, sizeof(shown));
+	snprintf(c->msg, sizeof(c->msg), "entry %zu (key '%s'): %s", i, shown,
+		 *why ? why : strerror(-rc));
+	return rc;
+}
+
+static int put_fn(kvc_txn *txn, void *arg)
+{
+	struct bulk_ctx *c = arg;
+	c->msg[0] = 0;
+	for (size_t i = 0; i < c->b->count; i++) {
+		const struct kt_bulk_entry *e = &c->b->entries[i];
+		struct kvc_write w = {
+			.set = KVC_SET_VALUE | KVC_SET_METADATA,
+			.value = e->value ? (const void *)e->value : "",
+			.value_len = e->value_len,
+			.metadata = e->metadata,
+			.metadata_len = e->metadata_len,
+		};
+		char why[256];
+		int rc = kvc_write_set_expiry(&w, e->has_expiration, e->expiration, e->has_ttl,
+					      e->ttl, c->min_ttl, why, sizeof(why));
+		if (rc)
+			return bulk_fail(c, i, why, rc);
+		rc = kvc_write(txn, e->key, e->key_len, &w);
+		if (rc)
+			return bulk_fail(c, i, kvc_txn_errmsg(txn), rc);
+	}
+	return 0;
+}
+
+static int delete_fn(kvc_txn *txn, void *arg)
+{
+	struct bulk_ctx *c = arg;
+	c->msg[0] = 0;
+	for (size_t i = 0; i < c->b->count; i++) {
+		const struct kt_bulk_entry *e = &c->b->entries[i];
+		int rc = kvc_delete(txn, e->key, e->key_len);
+		if (rc && rc != -ENOENT)
+			return bulk_fail(c, i, kvc_txn_errmsg(txn), rc);
+	}
+	return 0;
+}
+
+/* Parse the body as @fmt; false when the reply says why it cannot be. */
+static bool parse_body(struct ka_req *r, enum kt_bulk_format fmt, struct kt_bulk *b)
+{
+	char msg[KT_BULK_ERRMSG_MAX];
+	int rc = kt_bulk_parse(r->body.p ? (const void *)r->body.p : "", r->body.len, fmt, b, msg,
+			       sizeof(msg));
+	if (rc == -E2BIG)
+		ka_reply_error(r, 413, KA_E_TOO_LARGE, "%s", msg);
+	else if (rc == -ENOMEM)
+		ka_reply_error(r, 500, KA_E_INTERNAL, "out of memory");
+	else if (rc)
+		ka_reply_error(r, 400, KA_E_VALUE, "could not parse request body: %s", msg);
+	return rc == 0;
+}
+
+static void bulk_write(struct ka_req *r, bool put)
+{
+	struct kt_bulk b = {0};
+	if (!parse_body(r, put ? KT_BULK_PUT : KT_BULK_KEYS, &b))
+		return;
+	kvc_store *s = ka_ns_store(r->ns);
+	struct bulk_ctx c = {.b = &b, .min_ttl = kvc_store_min_ttl(s)};
+	char msg[512] = "";
+	int rc = kvc_write_txn(s, put ? put_fn : delete_fn, &c, msg, sizeof(msg));
+	if (rc) {
+		ka_reply_kvc(r, rc, c.msg[0] ? c.msg : msg);
+	} else {
+		char result[96];
+		snprintf(result, sizeof(result),
+			 "{\"successful_key_count\":%zu,\"unsuccessful_keys\":[]}", b.count);
+		ka_reply_ok(r, result, NULL);
+	}
+	kt_bulk_release(&b);
+}
+
+/* bulk/get's options; false when the reply says what is wrong. */
+static bool get_options(struct ka_req *r, bool *ret_json, bool *ret_meta)
+{
+	json_error_t jerr;
+	json_t *doc = json_loadb(r->body.p ? (const char *)r->body.p : "", r->body.len, 0, &jerr);
+	json_t *type = json_object_get(doc, "type");
+	json_t *meta = json_object_get(doc, "withMetadata");
+	bool ok = true;
+	*ret_json = false;
+	*ret_meta = false;
+	if (type && !json_is_null(type)) {
+		const char *t = json_string_value(type);
+		if (t && !strcmp(t, "json"))
+			*ret_json = true;
+		else if (!t || strcmp(t, "text"))
+			ok = false;
+	}
+	if (meta && !json_is_null(meta)) {
+		if (!json_is_boolean(meta))
+			ok = false;
+		else
+			*ret_meta = json_is_true(meta);
+	}
+	json_decref(doc);
+	if (!ok)
+		ka_reply_error(r, 400, KA_E_VALUE,
+			       "could not parse request body: type is \"text\" or \"json\", "
+			       "withMetadata true or false");
+	return ok;
+}
+
+static int cmp_entry(const void *x, const void *y)
+{
+	const struct kt_bulk_entry *a = *(const struct kt_bulk_entry *const *)x;
+	const struct kt_bulk_entry *b = *(const struct kt_bulk_entry *const *)y;
+	int c = kvc_key_cmp(a->key, a->key_len, b->key, b->key_len);
+	return c ? c : (a < b ? -1 : a > b);
+}
+
+/*
+ * One key of bulk/get into the "values" object.  @return 0, or -EINVAL
+ * with @why set (a value that is not the JSON type "json" asked for).
+ */
+static int get_one(kvc_txn *txn, FILE *f, const struct kt_bulk_entry *e, bool as_json,
+		   bool with_meta, char *why, size_t why_size)
+{
+	kt_json_string(f, e->key, e->key_len);
+	fputc(':', f);
+	struct kvc_record rec;
+	int rc = kvc_get(txn, e->key, e->key_len, 0, &rec);
+	if (rc == -ENOENT || rc == -EINVAL || rc == -ENAMETOOLONG) {
+		fputs("null", f); /* as Workers KV: a key that is not there */
+		return 0;
+	}
+	if (rc) {
+		snprintf(why, why_size, "%s", kvc_txn_errmsg(txn));
+		return rc;
+	}
+	if (with_meta)
+		fputs("{\"value\":", f);
+	if (as_json) {
+		json_error_t jerr;
+		json_t *v = json_loadb(rec.value, rec.value_len, JSON_DECODE_ANY, &jerr);
+		if (!v) {
+			char shown[100];
+			snprintf(why, why_size, "value of key '%s' is not JSON: %s",
+				 kt_bulk_show_key(e->key, e->key_len, shown, sizeof(shown)),
+				 jerr.text);
+			return -EINVAL;
+		}
+		json_dumpf(v, f, JSON_COMPACT | JSON_ENCODE_ANY);
+		json_decref(v);
+	} else {
+		kt_json_string(f, rec.value, rec.value_len);
+	}
+	if (with_meta) {
+		fputs(",\"metadata\":", f);
+		if (rec.metadata)
+			fwrite(rec.metadata, 1, rec.metadata_len, f);
+		else
+			fputs("null", f);
+		if (rec.expiration)
+			fprintf(f, ",\"expiration\":%" PRId64, rec.expiration);
+		fputc('}', f);
+	}
+	return 0;
+}
+
+static void bulk_get(struct ka_req *r)
+{
+	bool as_json, with_meta;
+	if (!get_options(r, &as_json, &with_meta))
+		return;
+	struct kt_bulk b = {0};
+	if (!parse_body(r, KT_BULK_KEYS, &b))
+		return;
+	/* Each key once, as a JSON object names a member once: in the
+	 * order of first appearance. */
+	const struct kt_bulk_entry **order = malloc((b.count ? b.count : 1) * sizeof(*order));
+	bool *repeat = calloc(b.count ? b.count : 1, sizeof(*repeat));
+	kvc_txn *txn = NULL;
+	struct ka_json j = {0};
+	int rc = order && repeat ? 0 : -ENOMEM;
+	if (!rc) {
+		for (size_t i = 0; i < b.count; i++)
+			order[i] = &b.entries[i];
+		qsort(order, b.count, sizeof(*order), cmp_entry);
+		for (size_t i = 1; i < b.count; i++)
+			if (!kvc_key_cmp(order[i]->key, order[i]->key_len, order[i - 1]->key,
+					 order[i - 1]->key_len))
+				repeat[order[i] - b.entries] = true;
+		rc = kvc_txn_begin(ka_ns_store(r->ns), KVC_TXN_READ, &txn);
+	}
+	if (!rc)
+		rc = ka_json_open(&j);
+	char why[512] = "";
+	if (!rc) {
+		fputs("{\"values\":{", j.f);
+		bool first = true;
+		for (size_t i = 0; i < b.count && !rc; i++) {
+			if (repeat[i])
+				continue;
+			if (!first)
+				fputc(',', j.f);
+			first = false;
+			rc = get_one(txn, j.f, &b.entries[i], as_json, with_meta, why, sizeof(why));
+		}
+		fputs("}}", j.f);
+		if (!rc)
+			rc = ka_json_close(&j);
+	}
+	if (rc)
+		ka_reply_kvc(r, rc, why);
+	else
+		ka_reply_ok(r, j.p, NULL);
+	ka_json_release(&j);
+	kvc_txn_abort(txn);
+	free(order);
+	free(repeat);
+	kt_bulk_release(&b);
+}
+
+void ka_route_bulk(struct ka_req *r)
+{
+	if (r->route == KA_R_BULK_GET)
+		bulk_get(r);
+	else
+		bulk_write(r, r->route == KA_R_BULK && !strcmp(r->method, "PUT"));
+}

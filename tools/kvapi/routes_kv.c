@@ -1,0 +1,334 @@
+/*
+ * routes_kv: the routes of keys in one namespace.
+ *   GET    .../{id}/keys?prefix=&limit=&cursor=
+ *   GET    .../{id}/values/{key}      the raw bytes; "expiration" header
+ *   PUT    .../{id}/values/{key}?expiration=&expiration_ttl=
+ *          raw body, or multipart/form-data with "value" and "metadata"
+ *   DELETE .../{id}/values/{key}      a missing key is not an error
+ *   GET    .../{id}/metadata/{key}    the metadata as the result (or null)
+ * Every rule of the data model is kvcore's, and so is every message
+ * about it (kvc_txn_errmsg, kvc_write_set_expiry's).
+ */
+#include "kvapi.h"
+
+#include "common/json.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ keys */
+
+struct list_ctx {
+	struct ka_json *j;
+	size_t count;
+};
+
+static int list_one(void *arg, const void *key, size_t key_len, const struct kvc_record *rec)
+{
+	struct list_ctx *c = arg;
+	struct ka_json *j = c->j;
+	if (c->count++)
+		fputc(',', j->f);
+	fputs("{\"name\":", j->f);
+	kt_json_string(j->f, key, key_len);
+	if (rec->expiration)
+		fprintf(j->f, ",\"expiration\":%" PRId64, rec->expiration);
+	if (rec->metadata) {
+		fputs(",\"metadata\":", j->f);
+		fwrite(rec->metadata, 1, rec->metadata_len, j->f);
+	}
+	fputc('}', j->f);
+	return ferror(j->f) ? -ENOMEM : 0;
+}
+
+void ka_route_keys(struct ka_req *r)
+{
+	char *prefix = NULL, *cursor = NULL, *limit_s = NULL;
+	size_t prefix_len = 0, n;
+	int64_t limit = 0;
+	ka_query(r, "prefix", &prefix, &prefix_len);
+	ka_query(r, "cursor", &cursor, &n);
+	if (ka_query(r, "limit", &limit_s, &n) == 0 && *limit_s &&
+	    (ka_parse_int(limit_s, &limit) || limit < 0 || limit > UINT_MAX)) {
+		ka_reply_error(r, 400, KA_E_LIMIT, "invalid limit argument '%s'", limit_s);
+		goto out;
+	}
+	kvc_txn *txn;
+	int rc = kvc_txn_begin(ka_ns_store(r->ns), KVC_TXN_READ, &txn);
+	if (rc) {
+		ka_reply_kvc(r, rc, NULL);
+		goto out;
+	}
+	struct ka_json j;
+	char next[KVC_CURSOR_MAX];
+	if (ka_json_open(&j)) {
+		kvc_txn_abort(txn);
+		goto out;
+	}
+	fputc('[', j.f);
+	struct list_ctx lc = {&j, 0};
+	rc = kvc_list(txn, prefix ? prefix : "", prefix_len, cursor, (unsigned)limit, list_one, &lc,
+		      next);
+	if (rc) {
+		if (rc == -EINVAL && limit > KVC_LIST_LIMIT_MAX)
+			ka_reply_error(r, 400, KA_E_LIMIT, "%s", kvc_txn_errmsg(txn));
+		else
+			ka_reply_kvc(r, rc, kvc_txn_errmsg(txn));
+		kvc_txn_abort(txn);
+		ka_json_release(&j);
+		goto out;
+	}
+	kvc_txn_abort(txn);
+	fputc(']', j.f);
+	if (ka_json_close(&j) == 0) {
+		size_t count = lc.count;
+		struct ka_json info;
+		if (ka_json_open(&info) == 0) {
+			fprintf(info.f, "{\"count\":%zu,\"cursor\":", count);
+			kt_json_string(info.f, next, strlen(next));
+			fputc('}', info.f);
+			if (ka_json_close(&info) == 0)
+				ka_reply_ok(r, j.p, info.p);
+			ka_json_release(&info);
+		}
+	}
+	ka_json_release(&j);
+out:
+	free(prefix);
+	free(cursor);
+	free(limit_s);
+}
+
+/* ---------------------------------------------------------------- values */
+
+static void get_value(struct ka_req *r, bool metadata_only)
+{
+	kvc_txn *txn;
+	int rc = kvc_txn_begin(ka_ns_store(r->ns), KVC_TXN_READ, &txn);
+	if (rc) {
+		ka_reply_kvc(r, rc, NULL);
+		return;
+	}
+	struct kvc_record rec;
+	rc = kvc_get(txn, r->key, r->key_len, KVC_GET_NO_VALUE, &rec);
+	if (rc == -ENOENT) {
+		kvc_txn_abort(txn);
+		ka_reply_error(r, 404, KA_E_KEY_NOT_FOUND, "key not found");
+		return;
+	}
+	if (rc) {
+		ka_reply_kvc(r, rc, kvc_txn_errmsg(txn));
+		kvc_txn_abort(txn);
+		return;
+	}
+	if (metadata_only) {
+		char *meta = NULL;
+		if (rec.metadata && !(meta = strndup(rec.metadata, rec.metadata_len))) {
+			kvc_txn_abort(txn);
+			ka_reply_error(r, 500, KA_E_INTERNAL, "out of memory");
+			return;
+		}
+		kvc_txn_abort(txn);
+		ka_reply_ok(r, meta, NULL);
+		free(meta);
+		return;
+	}
+	/* The value is copied out so that no transaction outlives the
+	 * handler: a slow reader must not hold the store's map back. */
+	size_t len = rec.value_len, got = 0;
+	char *buf = malloc(len ? len : 1);
+	if (!buf) {
+		kvc_txn_abort(txn);
+		ka_reply_error(r, 500, KA_E_INTERNAL, "out of memory");
+		return;
+	}
+	rc = len ? kvc_get_range(txn, r->key, r->key_len, 0, buf, len, &got, NULL) : 0;
+	int64_t expiration = rec.expiration;
+	if (rc || got != len) {
+		ka_reply_kvc(r, rc ? rc : -EIO, kvc_txn_errmsg(txn));
+		kvc_txn_abort(txn);
+		free(buf);
+		return;
+	}
+	kvc_txn_abort(txn);
+	ka_reply_bytes(r, buf, len, "application/octet-stream");
+	if (r->resp && expiration) {
+		char hv[32];
+		snprintf(hv, sizeof(hv), "%" PRId64, expiration);
+		MHD_add_response_header(r->resp, "expiration", hv);
+	}
+}
+
+/* The parts of a multipart value PUT. */
+struct parts {
+	struct kt_buf value, metadata;
+	bool has_metadata;
+	bool too_big;
+	uint64_t value_seen;
+};
+
+static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *key,
+			       const char *filename, const char *content_type,
+			       const char *transfer_encoding, const char *data, uint64_t off,
+			       size_t size)
+{
+	(void)kind;
+	(void)filename;
+	(void)content_type;
+	(void)transfer_encoding;
+	(void)off;
+	struct parts *p = cls;
+	if (!strcmp(key, "value")) {
+		p->value_seen += size;
+		if (p->value_seen > KVC_VALUE_MAX) {
+			p->too_big = true;
+			return MHD_NO;
+		}
+		return size && kt_buf_add(&p->value, data, size) ? MHD_NO : MHD_YES;
+	}
+	if (!strcmp(key, "metadata")) {
+		p->has_metadata = true;
+		if (p->metadata.len + size > KA_MULTIPART_SLACK) {
+			p->too_big = true;
+			return MHD_NO;
+		}
+		return size && kt_buf_add(&p->metadata, data, size) ? MHD_NO : MHD_YES;
+	}
+	return MHD_YES; /* other fields are ignored */
+}
+
+/* Split the multipart body; false when the reply says why it cannot be. */
+static bool read_parts(struct ka_req *r, struct parts *p)
+{
+	struct MHD_PostProcessor *pp = MHD_create_post_processor(r->conn, 64 * 1024, on_part, p);
+	if (!pp) {
+		ka_reply_error(r, 400, KA_E_VALUE,
+			       "could not parse request body: multipart/form-data without a "
+			       "boundary");
+		return false;
+	}
+	enum MHD_Result ok = MHD_post_process(pp, (const char *)r->body.p, r->body.len);
+	enum MHD_Result done = MHD_destroy_post_processor(pp);
+	if (p->too_big) {
+		char msg[256];
+		if (kvc_value_len_check(p->value_seen, msg, sizeof(msg)))
+			ka_reply_error(r, 413, KA_E_TOO_LARGE, "%s", msg);
+		else
+			ka_reply_error(r, 413, KA_E_TOO_LARGE,
+				       "the metadata part is over %u bytes", KA_MULTIPART_SLACK);
+		return false;
+	}
+	if (ok != MHD_YES || done != MHD_YES) {
+		ka_reply_error(r, 400, KA_E_VALUE,
+			       "could not parse request body: malformed multipart/form-data");
+		return false;
+	}
+	return true;
+}
+
+struct put_ctx {
+	const char *key;
+	size_t key_len;
+	struct kvc_write w;
+};
+
+static int put_fn(kvc_txn *txn, void *arg)
+{
+	struct put_ctx *c = arg;
+	return kvc_write(txn, c->key, c->key_len, &c->w);
+}
+
+/*
+ * The expiry query arguments into @w, or a reply saying what is wrong.
+ * @return 0, or -EINVAL (replied)
+ */
+static int put_expiry(struct ka_req *r, struct kvc_write *w)
+{
+	static const char *const names[2] = {"expiration", "expiration_ttl"};
+	bool has[2] = {false, false};
+	int64_t v[2] = {0, 0};
+	for (int i = 0; i < 2; i++) {
+		char *s;
+		size_t n;
+		if (ka_query(r, names[i], &s, &n))
+			continue;
+		if (*s && ka_parse_int(s, &v[i])) {
+			ka_reply_error(r, 400, KA_E_VALUE, "Invalid %s of '%s': not an integer.",
+				       names[i], s);
+			free(s);
+			return -EINVAL;
+		}
+		has[i] = *s != 0;
+		free(s);
+	}
+	char msg[256];
+	if (kvc_write_set_expiry(w, has[0], v[0], has[1], v[1], kvc_store_min_ttl(ka_ns_store(r->ns)),
+				 msg, sizeof(msg))) {
+		ka_reply_error(r, 400, KA_E_VALUE, "%s", msg);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void put_value(struct ka_req *r)
+{
+	struct put_ctx c = {.key = r->key, .key_len = r->key_len};
+	c.w.set = KVC_SET_VALUE | KVC_SET_METADATA;
+	if (put_expiry(r, &c.w))
+		return;
+	struct parts p = {KT_BUF_INIT, KT_BUF_INIT, false, false, 0};
+	if (r->multipart) {
+		if (!read_parts(r, &p))
+			goto out;
+		c.w.value = p.value.p ? (const void *)p.value.p : "";
+		c.w.value_len = p.value.len;
+		if (p.has_metadata) {
+			c.w.metadata = p.metadata.p ? (const char *)p.metadata.p : "";
+			c.w.metadata_len = p.metadata.len;
+		}
+	} else {
+		c.w.value = r->body.p ? (const void *)r->body.p : "";
+		c.w.value_len = r->body.len;
+	}
+	char msg[512] = "";
+	int rc = kvc_write_txn(ka_ns_store(r->ns), put_fn, &c, msg, sizeof(msg));
+	if (rc)
+		ka_reply_kvc(r, rc, msg);
+	else
+		ka_reply_ok(r, "{}", NULL);
+out:
+	kt_buf_release(&p.value);
+	kt_buf_release(&p.metadata);
+}
+
+static int delete_fn(kvc_txn *txn, void *arg)
+{
+	struct put_ctx *c = arg;
+	int rc = kvc_delete(txn, c->key, c->key_len);
+	return rc == -ENOENT ? 0 : rc; /* as in Workers KV */
+}
+
+void ka_route_values(struct ka_req *r)
+{
+	if (!strcmp(r->method, "PUT")) {
+		put_value(r);
+	} else if (!strcmp(r->method, "DELETE")) {
+		struct put_ctx c = {.key = r->key, .key_len = r->key_len};
+		char msg[512] = "";
+		int rc = kvc_write_txn(ka_ns_store(r->ns), delete_fn, &c, msg, sizeof(msg));
+		if (rc)
+			ka_reply_kvc(r, rc, msg);
+		else
+			ka_reply_ok(r, "{}", NULL);
+	} else {
+		get_value(r, false);
+	}
+}
+
+void ka_route_metadata(struct ka_req *r)
+{
+	get_value(r, true);
+}
