@@ -62,6 +62,7 @@ await check('namespaces.create returns a 32-hex id and the title', async () => {
   assert.equal(ns.title, 'sdk namespace');
 });
 const namespace_id = ns.id;
+console.log(`# namespace ${namespace_id}`);
 await check('the namespace is a store at ROOT/<id>', () => {
   assert.ok(fs.statSync(`${root}/${namespace_id}`).isDirectory());
 });
@@ -149,6 +150,49 @@ await check('values.delete, then the key is gone', async () => {
   assert.equal(e.status, 404);
 });
 
+await check('values.update with an absolute expiration, shown in the expiration header', async () => {
+  const at = now() + 7200;
+  await client.kv.namespaces.values.update('at', { ...ids, value: 'timed', expiration: at });
+  const resp = await client.kv.namespaces.values.get('at', ids);
+  assert.equal(resp.headers.get('expiration'), String(at));
+  assert.equal((await bytes(resp)).toString(), 'timed');
+});
+await check('an empty value puts and reads back empty', async () => {
+  await client.kv.namespaces.values.update('empty', { ...ids, value: '' });
+  assert.equal((await bytes(await client.kv.namespaces.values.get('empty', ids))).length, 0);
+});
+
+// The largest value Workers KV takes (25 MiB) goes through whole; one byte
+// more is refused with its message and stores nothing.
+const MAX = 25 * 1024 * 1024;
+const big = crypto.randomBytes(MAX);
+await check('a 25 MiB value (the limit) puts and reads back byte for byte', async () => {
+  await client.kv.namespaces.values.update('big', { ...ids, value: new File([big], 'value') });
+  const got = await bytes(await client.kv.namespaces.values.get('big', ids));
+  assert.equal(got.length, MAX);
+  assert.ok(got.equals(big), 'the bytes differ');
+});
+await check('a value of 25 MiB + 1 byte: 413 with Workers KV\'s message, the old value kept', async () => {
+  const e = await rejects(client.kv.namespaces.values.update('big', {
+    ...ids, value: new File([big, Buffer.from('x')], 'value'),
+  }));
+  assert.equal(e.status, 413);
+  assert.equal(e.errors[0]?.message, `Value length of ${MAX + 1} exceeds limit of ${MAX}.`);
+  const got = await bytes(await client.kv.namespaces.values.get('big', ids));
+  assert.ok(got.equals(big), 'the stored value changed');
+  await client.kv.namespaces.values.delete('big', ids);
+});
+
+// Requests at the same time: 40 writers and their readers, each value
+// distinct, all answered and none mixed up.
+await check('40 concurrent values.update then 40 concurrent values.get', async () => {
+  const vals = Array.from({ length: 40 }, (_, i) => crypto.randomBytes(1000 + i * 997));
+  await Promise.all(vals.map((v, i) => client.kv.namespaces.values.update(`conc:${i}`, { ...ids, value: new File([v], 'value') })));
+  const got = await Promise.all(vals.map(async (_, i) => bytes(await client.kv.namespaces.values.get(`conc:${i}`, ids))));
+  for (const [i, v] of vals.entries()) assert.ok(got[i].equals(v), `conc:${i} differs`);
+  await client.kv.namespaces.keys.bulkDelete(namespace_id, { account_id, body: vals.map((_, i) => `conc:${i}`) });
+});
+
 // --- bulk and paged listing --------------------------------------------------
 const N = 2500;
 const key = (i) => `page:${String(i).padStart(5, '0')}`;
@@ -221,6 +265,39 @@ await check(`keys.bulkDelete of ${N} keys (and a missing one), then none is list
   const ps = await pages();
   assert.deepEqual(ps.flatMap((p) => p.names), []);
   assert.equal(ps.at(-1).info.cursor, '');
+});
+
+// --- more namespaces: pages, rename, delete --------------------------------
+await check('namespaces.list pages by page number (per_page 5) over 12 namespaces: each once, by title', async () => {
+  for (let i = 1; i <= 11; i++) {
+    await client.kv.namespaces.create({ account_id, title: `ns ${String(i).padStart(2, '0')}` });
+  }
+  const first = await client.kv.namespaces.list({ account_id, per_page: 5, order: 'title', direction: 'asc' });
+  const titles = [];
+  let pagesSeen = 0;
+  // The SDK asks for pages until one is empty (so does wrangler).
+  for await (const page of first.iterPages()) {
+    if (page.result.length) pagesSeen++;
+    titles.push(...page.result.map((x) => x.title));
+    assert.equal(page.result_info.total_count, 12);
+  }
+  assert.deepEqual(titles, [...Array.from({ length: 11 }, (_, i) => `ns ${String(i + 1).padStart(2, '0')}`), 'sdk namespace']);
+  assert.equal(pagesSeen, 3);
+});
+await check('namespaces.update renames; the store keeps its keys', async () => {
+  await client.kv.namespaces.update(namespace_id, { account_id, title: 'renamed' });
+  assert.equal((await client.kv.namespaces.get(namespace_id, { account_id })).title, 'renamed');
+  assert.equal((await bytes(await client.kv.namespaces.values.get('bin/ary key?', ids))).toString(), 'replaced');
+});
+await check('namespaces.delete removes a namespace: then 404 with code 10013', async () => {
+  const victim = await client.kv.namespaces.create({ account_id, title: 'to delete' });
+  await client.kv.namespaces.values.update('k', { account_id, namespace_id: victim.id, value: 'v' });
+  await client.kv.namespaces.delete(victim.id, { account_id });
+  const e = await rejects(client.kv.namespaces.get(victim.id, { account_id }));
+  assert.equal(e.status, 404);
+  assert.equal(e.errors[0]?.code, 10013);
+  const e2 = await rejects(client.kv.namespaces.values.get('k', { account_id, namespace_id: victim.id }));
+  assert.equal(e2.status, 404);
 });
 
 // --- auth ---------------------------------------------------------------------
