@@ -19,6 +19,8 @@ if [ "$status" -eq 0 ] && grep -q '^1\.\.' "$WORK/sdk.out"; then
 	ok "the cloudflare SDK: $(grep -c '^ok ' "$WORK/sdk.out") checks passed"
 else
 	not_ok "the cloudflare SDK (exit $status): $(grep -m1 '^not ok' "$WORK/sdk.out" || tail -n 1 "$WORK/sdk.out")"
+	echo "Bail out! the SDK did not finish: what it left is not checked"
+	exit 1
 fi
 
 # The namespace the SDK made first is an ordinary store: kvctl reads what

@@ -70,7 +70,11 @@ wr_ok "namespace create prints the new namespace's id" ns1 kv namespace create k
 ID=$(grep -oE '\b[0-9a-f]{32}\b' "$WORK/ns1" | head -n 1 || true)
 check_eq "the new namespace's id is 32 lower-case hex digits" \
 	"$(grep -cE '^[0-9a-f]{32}$' <<<"$ID")" "1"
-check "the namespace is a store at ROOT/<id>" test -d "$ROOT/$ID"
+check "the namespace is a store at ROOT/<id>" test -d "$ROOT/${ID:-no-id}"
+if [ -z "$ID" ]; then
+	echo "Bail out! no namespace id: nothing else can be checked"
+	exit 1
+fi
 wr_ok "a second namespace create" ns2 kv namespace create "second title"
 ID2=$(grep -oE '\b[0-9a-f]{32}\b' "$WORK/ns2" | head -n 1 || true)
 wr_ok "namespace list" nslist kv namespace list
