@@ -128,8 +128,9 @@ struct ka_req {
 	bool refused;           /* a reply was queued before the body ended */
 	bool overflow;          /* the body went past body_max: refused at its end */
 	uint64_t dropped;       /* bytes of such a body */
+	unsigned body_copies;   /* 2 when the handler copies the body, else 1 */
 	uint64_t held;          /* bytes of the budget the request holds for
-				   its body and its handler's copies */
+				   its body and its handler's copy of it */
 	struct MHD_Response *resp;
 	unsigned status;
 	int64_t start_ns;

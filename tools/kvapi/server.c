@@ -13,10 +13,12 @@
  *
  * All requests together are bounded by the memory budget (memory.c): an
  * announced body reserves its whole length before any of it is read, a
- * chunked one reserves as its buffer grows, and a handler that copies
- * the body (multipart, bulk) reserves the copy before it runs.  When the
- * budget has no room within its wait, the request is refused with 503,
- * the body unread (announced) or dropped (chunked), as for 413.
+ * chunked one reserves as its buffer grows; a route whose handler copies
+ * the body (multipart, bulk) reserves twice that, so that a request never
+ * holds part of what it needs while it waits for the rest (two such
+ * requests would wait on each other).  When the budget has no room within
+ * its wait, the request is refused with 503, the body unread (announced)
+ * or dropped (chunked), as for 413.
  *
  * libmicrohttpd is given an unescape callback that does nothing: the path
  * and the query arrive as sent and url.c decodes each exactly once.
@@ -247,6 +249,9 @@ static bool body_fits(struct ka_req *r)
 		r->multipart = ct && !strncasecmp(ct, "multipart/form-data", 19);
 		r->body_max = KVC_VALUE_MAX + (r->multipart ? KA_MULTIPART_SLACK : 0);
 	}
+	/* The parts of a multipart value and the entries of a bulk body are
+	 * copies as big as the body, made by the handler. */
+	r->body_copies = bulk || r->multipart ? 2 : 1;
 	const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
 						     MHD_HTTP_HEADER_CONTENT_LENGTH);
 	int64_t len;
@@ -256,7 +261,7 @@ static bool body_fits(struct ka_req *r)
 		/* The whole announced length is reserved and allocated now
 		 * (pages are touched only as the body arrives), so a body
 		 * that cannot be held is refused before it is read. */
-		if (ka_req_hold(r, (uint64_t)len)) {
+		if (ka_req_hold(r, (uint64_t)r->body_copies * (uint64_t)len)) {
 			ka_reply_busy(r);
 			return false;
 		}
@@ -332,7 +337,7 @@ static void drop_body(struct ka_req *r)
 /*
  * Room in the body for @n more bytes (len + n <= body_max): the buffer
  * doubles, but never past the route's limit, and each growth is reserved
- * before it is allocated.  @return 0, -EAGAIN (no room in the budget),
+ * (with its copy) before it is allocated.  @return 0, -EAGAIN (no room in the budget),
  * -ENOMEM
  */
 static int body_room(struct ka_req *r, size_t n)
@@ -346,7 +351,7 @@ static int body_room(struct ka_req *r, size_t n)
 		cap = want;
 	if (cap > r->body_max)
 		cap = r->body_max;
-	uint64_t more = cap - b->cap;
+	uint64_t more = (uint64_t)r->body_copies * (cap - b->cap);
 	if (ka_req_hold(r, more))
 		return -EAGAIN;
 	unsigned char *p = realloc(b->p, cap);
@@ -359,21 +364,8 @@ static int body_room(struct ka_req *r, size_t n)
 	return 0;
 }
 
-/* Whether the route's handler makes a copy of the body as big as it: the
- * parts of a multipart value, the entries of a bulk body. */
-static bool copies_body(const struct ka_req *r)
-{
-	return r->multipart || r->route == KA_R_BULK || r->route == KA_R_BULK_DELETE ||
-	       r->route == KA_R_BULK_GET;
-}
-
 static void dispatch(struct ka_req *r)
 {
-	uint64_t copy = copies_body(r) ? r->body.len : 0;
-	if (ka_req_hold(r, copy)) {
-		ka_reply_busy(r);
-		return;
-	}
 	switch (r->route) {
 	case KA_R_NAMESPACES: ka_route_namespaces(r); break;
 	case KA_R_NAMESPACE: ka_route_namespace(r); break;
@@ -382,7 +374,6 @@ static void dispatch(struct ka_req *r)
 	case KA_R_METADATA: ka_route_metadata(r); break;
 	default: ka_route_bulk(r); break;
 	}
-	ka_req_unhold(r, copy);
 }
 
 static enum MHD_Result send_reply(struct ka_req *r)
