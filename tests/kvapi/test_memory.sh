@@ -7,7 +7,8 @@
 # read; chunked: once they outgrow the budget); once the uploads end the
 # whole budget is there again (nothing leaked).  A value that changes
 # while it is streamed cuts its reply short: the client gets a prefix of
-# the old value, never a mix of two.
+# the old value, never a mix of two.  A bulk get whose JSON would not fit
+# is refused.
 . "$(dirname "$0")/lib.sh"
 
 # The budget, and the overhead allowed on top of it.  Besides the bytes the
@@ -183,5 +184,22 @@ check "it gets fewer bytes than announced" test "$GOT" -lt 26214400
 check "and they are the old value's first bytes" cmp -n "$GOT" "$WORK/rbody0" "$WORK/value"
 t curl -sS -o "$WORK/got2" "$BASE/$NS/values/v"
 check "a new GET reads the new value whole" cmp "$WORK/got2" "$WORK/value2"
+
+# bulk/get: its reply is counted as it is written.  A 25 MiB value of
+# control characters is 150 MiB of JSON ("\u0001" a byte): one fits in the
+# budget, two do not.
+head -c 26214400 /dev/zero | tr '\0' '\1' >"$WORK/ctl"
+api -X PUT --data-binary @"$WORK/ctl" "$BASE/$NS/values/c1" >/dev/null
+api -X PUT --data-binary @"$WORK/ctl" "$BASE/$NS/values/c2" >/dev/null
+rm -f "$WORK/ctl"
+api -X POST -H 'Content-Type: application/json' -d '{"keys":["c1","c2"]}' \
+	"$BASE/$NS/bulk/get" >/dev/null
+check_error "a bulk get of 300 MiB of JSON" 503 10001
+t curl -sS -o "$WORK/bulk1" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+	-d '{"keys":["c1"]}' "$BASE/$NS/bulk/get" >"$WORK/status"
+check_eq "a bulk get of 150 MiB of JSON" "$(status)" 200
+check "is whole" test "$(stat -c %s "$WORK/bulk1")" -gt $((6 * 26214400))
+check "and starts with the envelope" sh -c "head -c 70 '$WORK/bulk1' | grep -q '^{\"success\":true,\"errors\":\[\],\"messages\":\[\],\"result\":{\"values\":{\"c1\":\"'"
+rm -f "$WORK/bulk1"
 check "kvapi is still running" kill -0 "$KVAPI_PID"
 finish

@@ -153,6 +153,13 @@ int ka_json_close(struct ka_json *j);
 void ka_json_release(struct ka_json *j);
 
 /**
+ * The success envelope around a result written straight into @f (no copy
+ * of a large result): open, the result, close.
+ */
+void ka_envelope_open_ok(FILE *f);
+void ka_envelope_close(FILE *f);
+
+/**
  * Reply success with @result (JSON text, NULL for null) and, when
  * non-NULL, @result_info (JSON text of an object).
  */

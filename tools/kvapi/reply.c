@@ -83,7 +83,7 @@ static void set_reply(struct ka_req *r, unsigned status, char *data, size_t len,
 static void envelope(struct ka_req *r, unsigned status, bool ok, int code, const char *message,
 		     const char *result, const char *result_info)
 {
-	/* A large result (keys, bulk get) is copied into the envelope: the
+	/* A large result (a keys listing) is copied into the envelope: the
 	 * copy is counted, a small one is not (see KA_SMALL_REPLY_MAX). */
 	uint64_t held = (result ? strlen(result) : 0) + (result_info ? strlen(result_info) : 0);
 	if (held < KA_SMALL_REPLY_MAX) {
@@ -101,16 +101,17 @@ static void envelope(struct ka_req *r, unsigned status, bool ok, int code, const
 		r->status = 0;
 		return;
 	}
-	fprintf(j.f, "{\"success\":%s,\"errors\":[", ok ? "true" : "false");
-	if (!ok) {
-		fprintf(j.f, "{\"code\":%d,\"message\":", code);
+	if (ok) {
+		ka_envelope_open_ok(j.f);
+	} else {
+		fprintf(j.f, "{\"success\":false,\"errors\":[{\"code\":%d,\"message\":", code);
 		kt_json_string(j.f, message, strlen(message));
-		fputc('}', j.f);
+		fputs("}],\"messages\":[],\"result\":", j.f);
 	}
-	fprintf(j.f, "],\"messages\":[],\"result\":%s", result ? result : "null");
+	fputs(result ? result : "null", j.f);
 	if (result_info)
 		fprintf(j.f, ",\"result_info\":%s", result_info);
-	fputs("}\n", j.f);
+	ka_envelope_close(j.f);
 	if (ka_json_close(&j)) {
 		ka_json_release(&j);
 		ka_budget_give(&r->srv->mem, held);
@@ -118,6 +119,16 @@ static void envelope(struct ka_req *r, unsigned status, bool ok, int code, const
 		return;
 	}
 	set_reply(r, status, j.p, j.len, "application/json", held);
+}
+
+void ka_envelope_open_ok(FILE *f)
+{
+	fputs("{\"success\":true,\"errors\":[],\"messages\":[],\"result\":", f);
+}
+
+void ka_envelope_close(FILE *f)
+{
+	fputs("}\n", f);
 }
 
 void ka_reply_ok(struct ka_req *r, const char *result, const char *result_info)

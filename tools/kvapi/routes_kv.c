@@ -49,11 +49,22 @@ void ka_route_keys(struct ka_req *r)
 	char *prefix = NULL, *cursor = NULL, *limit_s = NULL;
 	size_t prefix_len = 0, n;
 	int64_t limit = 0;
+	uint64_t held = 0;
 	ka_query(r, "prefix", &prefix, &prefix_len);
 	ka_query(r, "cursor", &cursor, &n);
 	if (ka_query(r, "limit", &limit_s, &n) == 0 && *limit_s &&
 	    (ka_parse_int(limit_s, &limit) || limit < 0 || limit > UINT_MAX)) {
 		ka_reply_error(r, 400, KA_E_LIMIT, "invalid limit argument '%s'", limit_s);
+		goto out;
+	}
+	/* The listing's JSON text is reserved at its largest before the
+	 * transaction starts: every key escaped at 6 bytes a byte, every
+	 * metadata at its limit. */
+	unsigned n_max = limit > 0 && limit < KVC_LIST_LIMIT_MAX ? (unsigned)limit : KVC_LIST_LIMIT_MAX;
+	held = (uint64_t)n_max * (6u * KVC_KEY_MAX + KVC_METADATA_MAX + 64u);
+	if (ka_budget_take(&r->srv->mem, held, true)) {
+		held = 0;
+		ka_reply_busy(r);
 		goto out;
 	}
 	kvc_txn *txn;
@@ -97,6 +108,7 @@ void ka_route_keys(struct ka_req *r)
 	}
 	ka_json_release(&j);
 out:
+	ka_budget_give(&r->srv->mem, held);
 	free(prefix);
 	free(cursor);
 	free(limit_s);
