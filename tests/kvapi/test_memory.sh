@@ -25,6 +25,13 @@ READERS=24
 
 # The RSS high-water mark of the kvapi under the `timeout` of start_kvapi.
 hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$(pgrep -P "$KVAPI_PID" -x kvapi)/status"; }
+# stop_kvapi: stop it; once every request is gone its budget is whole.
+stop_kvapi() {
+	kill -TERM "$KVAPI_PID"
+	t tail --pid="$KVAPI_PID" -f /dev/null
+	check "kvapi stopped with its whole budget given back" \
+		sh -c "grep -q 'kvapi: stopped' '$WORK/kvapi.log' && ! grep -q 'not given back' '$WORK/kvapi.log'"
+}
 count() { local n=0 f; for f in "$@"; do [ -s "$f" ] && n=$((n + 1)); done; echo "$n"; }
 # wait_for FILE: poll for it (bounded; what the test then checks says why).
 wait_for() { local i; for i in $(seq 1200); do [ -e "$1" ] && return 0; sleep 0.1; done; return 1; }
@@ -116,8 +123,7 @@ api -X PUT -H 'Content-Type: application/json' --data-binary @"$WORK/bulk.json" 
 check_eq "then a 100 MB bulk body (2/3 of the budget) is taken at once" "$(status)" 200
 check "kvapi is still running" kill -0 "$KVAPI_PID"
 rm -f "$WORK/bulk.json"
-kill -TERM "$KVAPI_PID"
-t tail --pid="$KVAPI_PID" -f /dev/null
+stop_kvapi
 
 # --- readers that do not read -------------------------------------------
 start_kvapi "$WORK/root2" --memory-max "${BUDGET_MIB}M"
@@ -202,4 +208,5 @@ check "is whole" test "$(stat -c %s "$WORK/bulk1")" -gt $((6 * 26214400))
 check "and starts with the envelope" sh -c "head -c 70 '$WORK/bulk1' | grep -q '^{\"success\":true,\"errors\":\[\],\"messages\":\[\],\"result\":{\"values\":{\"c1\":\"'"
 rm -f "$WORK/bulk1"
 check "kvapi is still running" kill -0 "$KVAPI_PID"
+stop_kvapi
 finish

@@ -204,6 +204,11 @@ int main(int argc, char **argv)
 	sd_notify(0, "STOPPING=1");
 	ka_log(&srv, "%s: stopping", strsignal(sig));
 	MHD_stop_daemon(d);
+	/* Every request and reply is gone: the whole budget must be back. */
+	uint64_t left = ka_budget_used(&srv.mem);
+	if (left)
+		ka_log(&srv, "bug: %llu bytes of the memory budget were not given back",
+		       (unsigned long long)left);
 	ka_registry_close(srv.reg);
 	free(token);
 	ka_log(&srv, "stopped");
