@@ -85,7 +85,9 @@ for i in $(seq "$UPLOADS"); do
 done
 # Each upload reserves twice its announced length (the body and its parsed
 # copy): one fits in the budget, the others wait and are refused.
-refused_all() { [ "$(count "$WORK"/up*.code)" -ge $((UPLOADS - 1)) ] && ls "$WORK"/sent* >/dev/null 2>&1; }
+refused_all() {
+	[ "$(count "$WORK"/up*.code)" -ge $((UPLOADS - 1)) ] && ls "$WORK"/sent* >/dev/null 2>&1
+}
 check "$((UPLOADS - 1)) uploads end while one stalls" within 120000 refused_all
 n503=0 n10001=0 nretry=0
 for i in $(seq "$UPLOADS"); do
@@ -205,7 +207,9 @@ t curl -sS -o "$WORK/bulk1" -w '%{http_code}' -X POST -H 'Content-Type: applicat
 	-d '{"keys":["c1"]}' "$BASE/$NS/bulk/get" >"$WORK/status"
 check_eq "a bulk get of 150 MiB of JSON" "$(status)" 200
 check "is whole" test "$(stat -c %s "$WORK/bulk1")" -gt $((6 * 26214400))
-check "and starts with the envelope" sh -c "head -c 70 '$WORK/bulk1' | grep -q '^{\"success\":true,\"errors\":\[\],\"messages\":\[\],\"result\":{\"values\":{\"c1\":\"'"
+check_eq "and is the envelope around the values" "$(head -c 74 "$WORK/bulk1")" \
+	'{"success":true,"errors":[],"messages":[],"result":{"values":{"c1":"\u0001'
+check_eq "to its end" "$(tail -c 11 "$WORK/bulk1")" '\u0001"}}}'
 rm -f "$WORK/bulk1"
 check "kvapi is still running" kill -0 "$KVAPI_PID"
 stop_kvapi

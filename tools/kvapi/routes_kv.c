@@ -60,8 +60,9 @@ void ka_route_keys(struct ka_req *r)
 	/* The listing's JSON text is reserved at its largest before the
 	 * transaction starts: every key escaped at 6 bytes a byte, every
 	 * metadata at its limit. */
-	unsigned n_max = limit > 0 && limit < KVC_LIST_LIMIT_MAX ? (unsigned)limit : KVC_LIST_LIMIT_MAX;
-	held = (uint64_t)n_max * (6u * KVC_KEY_MAX + KVC_METADATA_MAX + 64u);
+	uint64_t n_max = limit > 0 && limit < KVC_LIST_LIMIT_MAX ? (uint64_t)limit
+								: KVC_LIST_LIMIT_MAX;
+	held = n_max * (6u * KVC_KEY_MAX + KVC_METADATA_MAX + 64u);
 	if (ka_budget_take(&r->srv->mem, held, true)) {
 		held = 0;
 		ka_reply_busy(r);

@@ -337,8 +337,8 @@ static void drop_body(struct ka_req *r)
 /*
  * Room in the body for @n more bytes (len + n <= body_max): the buffer
  * doubles, but never past the route's limit, and each growth is reserved
- * (with its copy) before it is allocated.  @return 0, -EAGAIN (no room in the budget),
- * -ENOMEM
+ * (with its copy) before it is allocated.
+ * @return 0, -EAGAIN (no room in the budget), -ENOMEM
  */
 static int body_room(struct ka_req *r, size_t n)
 {
