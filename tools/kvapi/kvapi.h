@@ -5,6 +5,7 @@
  *   main.c         the command line, signals, readiness, the log
  *   server.c       the HTTP side (libmicrohttpd): one struct ka_req per
  *                  request, auth, bounded bodies, routing to a handler
+ *   memory.c       the memory budget: bytes held for bodies and replies
  *   reply.c        the envelope {"success","errors","messages","result"},
  *                  Cloudflare's error codes, kvcore errors as replies
  *   url.c          percent-decoding and query numbers (pure; fuzzed)
@@ -31,12 +32,29 @@
 
 #include "kvcore.h"
 #include "common/buf.h"
+#include "common/bulk.h"
 
 #define KA_ID_LEN 32          /* hex digits of a namespace id */
 #define KA_TITLE_MAX 512u     /* bytes of a namespace title */
 #define KA_SMALL_BODY_MAX (64u * 1024u) /* namespace and bulk/get bodies */
 /* A multipart value PUT carries the value, the metadata and the framing. */
 #define KA_MULTIPART_SLACK (64u * 1024u)
+
+/*
+ * The memory budget (memory.c): every request body, every copy a handler
+ * makes of one, every value reply and every large JSON reply is counted
+ * against one global limit before it is allocated.  The largest single
+ * request is a bulk body of KT_BULK_BYTES_MAX and its parsed copy, so the
+ * budget is at least twice that.
+ */
+#define KA_MEMORY_DEFAULT (1024ull * 1024u * 1024u)
+#define KA_MEMORY_MIN (2ull * KT_BULK_BYTES_MAX)
+#define KA_MEMORY_WAIT_MS 5000u           /* wait for room, then 503 */
+#define KA_SMALL_REPLY_MAX (64u * 1024u)  /* JSON replies below: not counted */
+/* Value GETs of at least this many bytes are streamed from the store in
+ * pieces of KA_STREAM_PIECE (a buffer per connection, not counted). */
+#define KA_STREAM_MIN (1024u * 1024u)
+#define KA_STREAM_PIECE (256u * 1024u)
 
 /* Cloudflare's error codes (docs/kvapi.md lists where each comes from). */
 enum ka_code {
@@ -60,9 +78,20 @@ enum ka_code {
 struct ka_ns;
 struct ka_registry;
 
-/* The daemon's state, shared by every request (read-only once serving). */
+/* The byte budget of memory.c; its fields are memory.c's. */
+struct ka_budget {
+	pthread_mutex_t lock;
+	pthread_cond_t room;    /* broadcast when bytes are given back */
+	uint64_t max;           /* --memory-max */
+	uint64_t used;          /* bytes reserved now */
+	unsigned wait_ms;       /* how long a reservation waits for room */
+};
+
+/* The daemon's state, shared by every request (read-only once serving,
+ * but for the budget, which has its own lock). */
 struct ka_server {
 	struct ka_registry *reg;
+	struct ka_budget mem;
 	const char *token;      /* NULL: no token, loopback clients only */
 	size_t token_len;
 	int verbose;            /* -v: a line per request */
@@ -99,6 +128,9 @@ struct ka_req {
 	bool refused;           /* a reply was queued before the body ended */
 	bool overflow;          /* the body went past body_max: refused at its end */
 	uint64_t dropped;       /* bytes of such a body */
+	unsigned body_copies;   /* 2 when the handler copies the body, else 1 */
+	uint64_t held;          /* bytes of the budget the request holds for
+				   its body and its handler's copy of it */
 	struct MHD_Response *resp;
 	unsigned status;
 	int64_t start_ns;
@@ -121,6 +153,13 @@ int ka_json_close(struct ka_json *j);
 void ka_json_release(struct ka_json *j);
 
 /**
+ * The success envelope around a result written straight into @f (no copy
+ * of a large result): open, the result, close.
+ */
+void ka_envelope_open_ok(FILE *f);
+void ka_envelope_close(FILE *f);
+
+/**
  * Reply success with @result (JSON text, NULL for null) and, when
  * non-NULL, @result_info (JSON text of an object).
  */
@@ -137,8 +176,53 @@ void ka_reply_error(struct ka_req *r, unsigned status, int code, const char *fmt
  */
 void ka_reply_kvc(struct ka_req *r, int rc, const char *msg);
 
-/** Reply 200 with raw bytes the reply owns from now on (free()d). */
-void ka_reply_bytes(struct ka_req *r, void *data, size_t len, const char *content_type);
+/**
+ * Reply 200 with raw bytes the reply owns from now on (free()d), and
+ * @held bytes of the budget given back when it frees them (even when
+ * this fails).
+ */
+void ka_reply_bytes(struct ka_req *r, void *data, size_t len, const char *content_type,
+		    uint64_t held);
+
+/**
+ * Reply 503 (code 10001, Retry-After: 1): kvapi is at its memory limit.
+ */
+void ka_reply_busy(struct ka_req *r);
+
+/* ------------------------------------------------------------ memory.c */
+
+/** Set up the budget of @max bytes.  @return 0 or -errno */
+int ka_budget_init(struct ka_budget *b, uint64_t max, unsigned wait_ms);
+void ka_budget_destroy(struct ka_budget *b);
+
+/**
+ * Reserve @n bytes, waiting up to b->wait_ms for room when @wait.
+ * @return 0, or -EAGAIN (no room: nothing reserved)
+ */
+int ka_budget_take(struct ka_budget *b, uint64_t n, bool wait);
+/** Give back @n reserved bytes; waiting reservations are woken. */
+void ka_budget_give(struct ka_budget *b, uint64_t n);
+/** Bytes reserved now (for the log and tests). */
+uint64_t ka_budget_used(struct ka_budget *b);
+
+/**
+ * @n more bytes held by request @r (r->held, given back when it ends or
+ * by ka_req_unhold), waiting for room.  @return 0, or -EAGAIN
+ */
+int ka_req_hold(struct ka_req *r, uint64_t n);
+void ka_req_unhold(struct ka_req *r, uint64_t n);
+
+/**
+ * @n bytes as "1 GiB", "150 MiB", "64 KiB" or "N bytes".
+ * @return @buf
+ */
+const char *ka_size_show(uint64_t n, char *buf, size_t size);
+
+/**
+ * Parse a size: decimal digits and an optional K, M or G (powers of 1024,
+ * either case, "KiB"/"MiB"/"GiB" too).  @return 0, or -EINVAL
+ */
+int ka_size_parse(const char *s, uint64_t *ret);
 
 /* -------------------------------------------------------------- url.c */
 

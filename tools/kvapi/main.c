@@ -1,7 +1,7 @@
 /*
  * kvapi: the Workers KV part of the Cloudflare API v4 over local stores.
  *
- *   kvapi [--listen HOST:PORT] [--token-file F] [-v] ROOT
+ *   kvapi [--listen HOST:PORT] [--token-file F] [--memory-max SIZE] [-v] ROOT
  *
  * This file reads the command line, opens ROOT's namespaces, starts the
  * server, says READY=1 to systemd (Type=notify) once the socket listens,
@@ -28,7 +28,7 @@
 #define TOKEN_MAX 4096
 
 static const char usage_text[] =
-	"Usage: kvapi [--listen HOST:PORT] [--token-file F] [-v] ROOT\n"
+	"Usage: kvapi [--listen HOST:PORT] [--token-file F] [--memory-max SIZE] [-v] ROOT\n"
 	"\n"
 	"Serve the Workers KV part of the Cloudflare API v4 over the stores under ROOT,\n"
 	"one per namespace (ROOT/<namespace id>), at\n"
@@ -40,6 +40,9 @@ static const char usage_text[] =
 	"  --token-file F      require 'Authorization: Bearer TOKEN', TOKEN being the\n"
 	"                      first line of F; without it only loopback clients are\n"
 	"                      served\n"
+	"  --memory-max SIZE   bytes held at once for request bodies and replies, all\n"
+	"                      requests together (K, M, G: powers of 1024; default\n"
+	"                      1G, at least 200M); past it requests get 503\n"
 	"  -v, --verbose       log one line per request\n"
 	"  -h, --help          show this help\n"
 	"  --version           show the version\n";
@@ -102,22 +105,24 @@ static int read_token(const char *path, char **ret)
 
 int main(int argc, char **argv)
 {
-	enum { O_VERSION = 256, O_LISTEN, O_TOKEN };
+	enum { O_VERSION = 256, O_LISTEN, O_TOKEN, O_MEMORY };
 	static const struct option opts[] = {
 		{"listen", required_argument, NULL, O_LISTEN},
 		{"token-file", required_argument, NULL, O_TOKEN},
+		{"memory-max", required_argument, NULL, O_MEMORY},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, O_VERSION},
 		{NULL, 0, NULL, 0},
 	};
-	const char *listen = DEFAULT_LISTEN, *token_file = NULL;
+	const char *listen = DEFAULT_LISTEN, *token_file = NULL, *memory_max = NULL;
 	struct ka_server srv = {0};
 	int c;
 	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
 		switch (c) {
 		case O_LISTEN: listen = optarg; break;
 		case O_TOKEN: token_file = optarg; break;
+		case O_MEMORY: memory_max = optarg; break;
 		case 'v': srv.verbose++; break;
 		case 'h': fputs(usage_text, stdout); return 0;
 		case O_VERSION: printf("kvapi %s\n", KVAPI_VERSION); return 0;
@@ -131,6 +136,15 @@ int main(int argc, char **argv)
 	uint16_t port;
 	if (parse_listen(listen, host, sizeof(host), &port))
 		return usage_error("--listen takes HOST:PORT, not '%s'", listen);
+	uint64_t mem_max = KA_MEMORY_DEFAULT;
+	char shown[32];
+	if (memory_max && ka_size_parse(memory_max, &mem_max))
+		return usage_error("--memory-max takes a size such as 512M or 2G, not '%s'",
+				   memory_max);
+	if (mem_max < KA_MEMORY_MIN)
+		return usage_error("--memory-max must be at least %s: a bulk body of the "
+				   "largest size and its parsed copy",
+				   ka_size_show(KA_MEMORY_MIN, shown, sizeof(shown)));
 	if (sodium_init() < 0) {
 		fprintf(stderr, "kvapi: cannot initialize libsodium\n");
 		return 1;
@@ -147,7 +161,13 @@ int main(int argc, char **argv)
 		srv.token_len = strlen(token);
 	}
 	pthread_mutex_init(&srv.log_lock, NULL);
-	int rc = ka_registry_open(root, &srv.reg);
+	int rc = ka_budget_init(&srv.mem, mem_max, KA_MEMORY_WAIT_MS);
+	if (rc) {
+		fprintf(stderr, "kvapi: cannot set up the memory budget: %s\n", strerror(-rc));
+		free(token);
+		return 1;
+	}
+	rc = ka_registry_open(root, &srv.reg);
 	if (rc) {
 		fprintf(stderr, "kvapi: cannot serve %s: %s\n", root,
 			rc == -EBADMSG ? "namespaces.json is not a JSON object" : strerror(-rc));
@@ -173,8 +193,9 @@ int main(int argc, char **argv)
 		free(token);
 		return 1;
 	}
-	ka_log(&srv, "serving %s on %s (%s)", root, bound,
-	       token ? "token required" : "loopback clients only");
+	ka_log(&srv, "serving %s on %s (%s; memory for bodies and replies: %s)", root, bound,
+	       token ? "token required" : "loopback clients only",
+	       ka_size_show(mem_max, shown, sizeof(shown)));
 	sd_notify(0, "READY=1");
 
 	int sig = 0;
@@ -183,9 +204,15 @@ int main(int argc, char **argv)
 	sd_notify(0, "STOPPING=1");
 	ka_log(&srv, "%s: stopping", strsignal(sig));
 	MHD_stop_daemon(d);
+	/* Every request and reply is gone: the whole budget must be back. */
+	uint64_t left = ka_budget_used(&srv.mem);
+	if (left)
+		ka_log(&srv, "bug: %llu bytes of the memory budget were not given back",
+		       (unsigned long long)left);
 	ka_registry_close(srv.reg);
 	free(token);
 	ka_log(&srv, "stopped");
+	ka_budget_destroy(&srv.mem);
 	pthread_mutex_destroy(&srv.log_lock);
 	return 0;
 }

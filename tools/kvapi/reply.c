@@ -38,15 +38,41 @@ void ka_json_release(struct ka_json *j)
 	j->p = NULL;
 }
 
-/* Set the reply to @len bytes of @data, taken over (free()d by MHD). */
+/* A reply's bytes and the budget they hold, freed together by MHD. */
+struct held_bytes {
+	struct ka_budget *mem;
+	void *data;
+	uint64_t held;
+};
+
+static void free_held(void *cls)
+{
+	struct held_bytes *h = cls;
+	free(h->data);
+	ka_budget_give(h->mem, h->held);
+	free(h);
+}
+
+/*
+ * Set the reply to @len bytes of @data, taken over (free()d by MHD), and
+ * @held bytes of the budget, given back when MHD frees @data.
+ */
 static void set_reply(struct ka_req *r, unsigned status, char *data, size_t len,
-		      const char *content_type)
+		      const char *content_type, uint64_t held)
 {
 	if (r->resp)
 		MHD_destroy_response(r->resp);
-	r->resp = MHD_create_response_from_buffer_with_free_callback(len, data, free);
+	r->resp = NULL;
+	struct held_bytes *h = malloc(sizeof(*h));
+	if (h) {
+		*h = (struct held_bytes){&r->srv->mem, data, held};
+		r->resp = MHD_create_response_from_buffer_with_free_callback_cls(len, data,
+										  free_held, h);
+	}
 	if (!r->resp) {
+		free(h);
 		free(data);
+		ka_budget_give(&r->srv->mem, held);
 		r->status = 0; /* server.c closes the connection */
 		return;
 	}
@@ -57,27 +83,52 @@ static void set_reply(struct ka_req *r, unsigned status, char *data, size_t len,
 static void envelope(struct ka_req *r, unsigned status, bool ok, int code, const char *message,
 		     const char *result, const char *result_info)
 {
+	/* A large result (a keys listing) is copied into the envelope: the
+	 * copy is counted, a small one is not (see KA_SMALL_REPLY_MAX). */
+	uint64_t held = (result ? strlen(result) : 0) + (result_info ? strlen(result_info) : 0);
+	if (held < KA_SMALL_REPLY_MAX) {
+		held = 0;
+	} else {
+		held += 256 + strlen(message ? message : "");
+		if (ka_budget_take(&r->srv->mem, held, true)) {
+			ka_reply_busy(r);
+			return;
+		}
+	}
 	struct ka_json j;
 	if (ka_json_open(&j)) {
+		ka_budget_give(&r->srv->mem, held);
 		r->status = 0;
 		return;
 	}
-	fprintf(j.f, "{\"success\":%s,\"errors\":[", ok ? "true" : "false");
-	if (!ok) {
-		fprintf(j.f, "{\"code\":%d,\"message\":", code);
+	if (ok) {
+		ka_envelope_open_ok(j.f);
+	} else {
+		fprintf(j.f, "{\"success\":false,\"errors\":[{\"code\":%d,\"message\":", code);
 		kt_json_string(j.f, message, strlen(message));
-		fputc('}', j.f);
+		fputs("}],\"messages\":[],\"result\":", j.f);
 	}
-	fprintf(j.f, "],\"messages\":[],\"result\":%s", result ? result : "null");
+	fputs(result ? result : "null", j.f);
 	if (result_info)
 		fprintf(j.f, ",\"result_info\":%s", result_info);
-	fputs("}\n", j.f);
+	ka_envelope_close(j.f);
 	if (ka_json_close(&j)) {
 		ka_json_release(&j);
+		ka_budget_give(&r->srv->mem, held);
 		r->status = 0;
 		return;
 	}
-	set_reply(r, status, j.p, j.len, "application/json");
+	set_reply(r, status, j.p, j.len, "application/json", held);
+}
+
+void ka_envelope_open_ok(FILE *f)
+{
+	fputs("{\"success\":true,\"errors\":[],\"messages\":[],\"result\":", f);
+}
+
+void ka_envelope_close(FILE *f)
+{
+	fputs("}\n", f);
 }
 
 void ka_reply_ok(struct ka_req *r, const char *result, const char *result_info)
@@ -122,7 +173,18 @@ void ka_reply_kvc(struct ka_req *r, int rc, const char *msg)
 	}
 }
 
-void ka_reply_bytes(struct ka_req *r, void *data, size_t len, const char *content_type)
+void ka_reply_bytes(struct ka_req *r, void *data, size_t len, const char *content_type,
+		    uint64_t held)
 {
-	set_reply(r, MHD_HTTP_OK, data, len, content_type);
+	set_reply(r, MHD_HTTP_OK, data, len, content_type, held);
+}
+
+void ka_reply_busy(struct ka_req *r)
+{
+	char shown[32];
+	ka_reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, KA_E_INTERNAL,
+		       "kvapi is at its memory limit (--memory-max %s): retry later",
+		       ka_size_show(r->srv->mem.max, shown, sizeof(shown)));
+	if (r->resp)
+		MHD_add_response_header(r->resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
 }

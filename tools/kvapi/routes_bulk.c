@@ -199,6 +199,29 @@ static int get_one(kvc_txn *txn, FILE *f, const struct kt_bulk_entry *e, bool as
 	return 0;
 }
 
+/*
+ * Before key @e is read and written: reserve its value (kvcore reads a
+ * large one whole into the transaction's memory, until it ends) and the
+ * most JSON text it can make (6 bytes a byte: "\u0001"), without waiting
+ * (a transaction is open: it must not wait on other requests).
+ * @param[out] ret_json the JSON text reserved, trued up by the caller
+ * @return 0, or -EAGAIN (no room)
+ */
+static int reserve_one(struct ka_req *r, kvc_txn *txn, const struct kt_bulk_entry *e,
+		       uint64_t *held_txn, uint64_t *ret_json)
+{
+	struct kvc_record rec;
+	int rc = kvc_get(txn, e->key, e->key_len, KVC_GET_NO_VALUE, &rec);
+	uint64_t value = rc ? 0 : rec.value_len;
+	uint64_t meta = rc ? 0 : rec.metadata_len;
+	uint64_t json = 6u * (value + e->key_len) + meta + 128u;
+	if (ka_budget_take(&r->srv->mem, value + json, false))
+		return -EAGAIN;
+	*held_txn += value;
+	*ret_json = json;
+	return 0;
+}
+
 static void bulk_get(struct ka_req *r)
 {
 	bool as_json, with_meta;
@@ -227,7 +250,13 @@ static void bulk_get(struct ka_req *r)
 	if (!rc)
 		rc = ka_json_open(&j);
 	char why[512] = "";
+	/* Budget held: each value kvcore reads whole into the transaction's
+	 * memory (until it ends), and the JSON text written. */
+	uint64_t held_txn = 0, held_json = 0;
 	if (!rc) {
+		/* The envelope is written around the values, not copied
+		 * around them: a bulk get's reply can be large. */
+		ka_envelope_open_ok(j.f);
 		fputs("{\"values\":{", j.f);
 		bool first = true;
 		for (size_t i = 0; i < b.count && !rc; i++) {
@@ -236,18 +265,39 @@ static void bulk_get(struct ka_req *r)
 			if (!first)
 				fputc(',', j.f);
 			first = false;
+			uint64_t worst;
+			rc = reserve_one(r, txn, &b.entries[i], &held_txn, &worst);
+			if (rc)
+				break;
+			long before = ftell(j.f);
 			rc = get_one(txn, j.f, &b.entries[i], as_json, with_meta, why, sizeof(why));
+			long after = ftell(j.f);
+			uint64_t wrote = before >= 0 && after >= before ? (uint64_t)(after - before) : worst;
+			if (wrote > worst)
+				wrote = worst;
+			ka_budget_give(&r->srv->mem, worst - wrote);
+			held_json += wrote;
 		}
 		fputs("}}", j.f);
+		ka_envelope_close(j.f);
 		if (!rc)
 			rc = ka_json_close(&j);
 	}
-	if (rc)
-		ka_reply_kvc(r, rc, why);
-	else
-		ka_reply_ok(r, j.p, NULL);
-	ka_json_release(&j);
 	kvc_txn_abort(txn);
+	txn = NULL;
+	ka_budget_give(&r->srv->mem, held_txn);
+	if (rc == -EAGAIN)
+		ka_reply_busy(r);
+	else if (rc)
+		ka_reply_kvc(r, rc, why);
+	if (rc) {
+		ka_json_release(&j);
+		ka_budget_give(&r->srv->mem, held_json);
+	} else {
+		/* The text and what it holds of the budget are the reply's now. */
+		ka_reply_bytes(r, j.p, j.len, "application/json", held_json);
+		j.p = NULL;
+	}
 	free(order);
 	free(repeat);
 	kt_bulk_release(&b);

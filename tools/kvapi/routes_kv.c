@@ -49,11 +49,23 @@ void ka_route_keys(struct ka_req *r)
 	char *prefix = NULL, *cursor = NULL, *limit_s = NULL;
 	size_t prefix_len = 0, n;
 	int64_t limit = 0;
+	uint64_t held = 0;
 	ka_query(r, "prefix", &prefix, &prefix_len);
 	ka_query(r, "cursor", &cursor, &n);
 	if (ka_query(r, "limit", &limit_s, &n) == 0 && *limit_s &&
 	    (ka_parse_int(limit_s, &limit) || limit < 0 || limit > UINT_MAX)) {
 		ka_reply_error(r, 400, KA_E_LIMIT, "invalid limit argument '%s'", limit_s);
+		goto out;
+	}
+	/* The listing's JSON text is reserved at its largest before the
+	 * transaction starts: every key escaped at 6 bytes a byte, every
+	 * metadata at its limit. */
+	uint64_t n_max = limit > 0 && limit < KVC_LIST_LIMIT_MAX ? (uint64_t)limit
+								: KVC_LIST_LIMIT_MAX;
+	held = n_max * (6u * KVC_KEY_MAX + KVC_METADATA_MAX + 64u);
+	if (ka_budget_take(&r->srv->mem, held, true)) {
+		held = 0;
+		ka_reply_busy(r);
 		goto out;
 	}
 	kvc_txn *txn;
@@ -97,6 +109,7 @@ void ka_route_keys(struct ka_req *r)
 	}
 	ka_json_release(&j);
 out:
+	ka_budget_give(&r->srv->mem, held);
 	free(prefix);
 	free(cursor);
 	free(limit_s);
@@ -104,25 +117,99 @@ out:
 
 /* ---------------------------------------------------------------- values */
 
+/*
+ * A large value streamed from the store: each piece is read in a
+ * transaction of its own (none waits on the client, so none holds the
+ * store's pages back), and each checks that the record is still the one
+ * the reply started with.  When it changed (written, deleted, expired)
+ * the connection is cut: the client sees a body shorter than announced,
+ * which is what a changed object looks like, never a mix of two values.
+ */
+struct stream {
+	struct ka_registry *reg;
+	struct ka_ns *ns;       /* held until the reply is freed */
+	char *key;
+	size_t key_len;
+	uint64_t len;
+	uint64_t seq;
+};
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct stream *s = cls;
+	if (pos >= s->len)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	size_t want = s->len - pos < max ? (size_t)(s->len - pos) : max;
+	kvc_txn *txn;
+	if (kvc_txn_begin(ka_ns_store(s->ns), KVC_TXN_READ, &txn))
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	struct kvc_record rec;
+	size_t got = 0;
+	int rc = kvc_get_range(txn, s->key, s->key_len, (size_t)pos, buf, want, &got, &rec);
+	kvc_txn_abort(txn);
+	if (rc || rec.seq != s->seq || rec.value_len != s->len || got != want)
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	return (ssize_t)got;
+}
+
+static void stream_free(void *cls)
+{
+	struct stream *s = cls;
+	ka_ns_put(s->reg, s->ns);
+	free(s->key);
+	free(s);
+}
+
+/* Reply with a stream of @rec's value; the request's namespace goes with it. */
+static void reply_stream(struct ka_req *r, const struct kvc_record *rec)
+{
+	struct stream *s = calloc(1, sizeof(*s));
+	char *key = malloc(r->key_len ? r->key_len : 1);
+	if (!s || !key) {
+		free(s);
+		free(key);
+		ka_reply_error(r, 500, KA_E_INTERNAL, "out of memory");
+		return;
+	}
+	memcpy(key, r->key, r->key_len);
+	*s = (struct stream){r->srv->reg, r->ns, key, r->key_len, rec->value_len, rec->seq};
+	struct MHD_Response *resp = MHD_create_response_from_callback(
+		rec->value_len, KA_STREAM_PIECE, stream_read, s, stream_free);
+	if (!resp) {
+		free(key);
+		free(s);
+		ka_reply_error(r, 500, KA_E_INTERNAL, "out of memory");
+		return;
+	}
+	r->ns = NULL; /* the stream's now */
+	if (r->resp)
+		MHD_destroy_response(r->resp);
+	r->resp = resp;
+	r->status = MHD_HTTP_OK;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
+}
+
 static void get_value(struct ka_req *r, bool metadata_only)
 {
+	uint64_t held = 0; /* budget reserved for the copy of the value */
+again:;
 	kvc_txn *txn;
 	int rc = kvc_txn_begin(ka_ns_store(r->ns), KVC_TXN_READ, &txn);
 	if (rc) {
 		ka_reply_kvc(r, rc, NULL);
-		return;
+		goto out;
 	}
 	struct kvc_record rec;
 	rc = kvc_get(txn, r->key, r->key_len, KVC_GET_NO_VALUE, &rec);
 	if (rc == -ENOENT) {
 		kvc_txn_abort(txn);
 		ka_reply_error(r, 404, KA_E_KEY_NOT_FOUND, "key not found");
-		return;
+		goto out;
 	}
 	if (rc) {
 		ka_reply_kvc(r, rc, kvc_txn_errmsg(txn));
 		kvc_txn_abort(txn);
-		return;
+		goto out;
 	}
 	if (metadata_only) {
 		char *meta = NULL;
@@ -136,30 +223,52 @@ static void get_value(struct ka_req *r, bool metadata_only)
 		free(meta);
 		return;
 	}
-	/* The value is copied out so that no transaction outlives the
-	 * handler: a slow reader must not hold the store's map back. */
 	size_t len = rec.value_len, got = 0;
+	int64_t expiration = rec.expiration;
+	if (len >= KA_STREAM_MIN) {
+		kvc_txn_abort(txn);
+		reply_stream(r, &rec);
+		goto header;
+	}
+	/* A smaller value is copied out so that no transaction outlives the
+	 * handler: a slow reader must not hold the store's map back.  The
+	 * copy is reserved first; waiting for room is done outside the
+	 * transaction, and the value looked up again after it. */
+	if (len > held && ka_budget_take(&r->srv->mem, len - held, false)) {
+		kvc_txn_abort(txn);
+		if (ka_budget_take(&r->srv->mem, len - held, true)) {
+			ka_reply_busy(r);
+			goto out;
+		}
+		held = len;
+		goto again;
+	}
+	if (len > held)
+		held = len;
 	char *buf = malloc(len ? len : 1);
 	if (!buf) {
 		kvc_txn_abort(txn);
 		ka_reply_error(r, 500, KA_E_INTERNAL, "out of memory");
-		return;
+		goto out;
 	}
 	rc = len ? kvc_get_range(txn, r->key, r->key_len, 0, buf, len, &got, NULL) : 0;
-	int64_t expiration = rec.expiration;
 	if (rc || got != len) {
 		ka_reply_kvc(r, rc ? rc : -EIO, kvc_txn_errmsg(txn));
 		kvc_txn_abort(txn);
 		free(buf);
-		return;
+		goto out;
 	}
 	kvc_txn_abort(txn);
-	ka_reply_bytes(r, buf, len, "application/octet-stream");
-	if (r->resp && expiration) {
+	ka_reply_bytes(r, buf, len, "application/octet-stream", held);
+	held = 0; /* the reply's now */
+header:
+	if (r->resp && r->status == MHD_HTTP_OK && expiration) {
 		char hv[32];
 		snprintf(hv, sizeof(hv), "%" PRId64, expiration);
 		MHD_add_response_header(r->resp, "expiration", hv);
 	}
+out:
+	ka_budget_give(&r->srv->mem, held);
 }
 
 /* The parts of a multipart value PUT. */

@@ -11,6 +11,15 @@
  * request is refused (413), so no client makes kvapi hold more than a
  * route allows.  Then one handler makes the reply.
  *
+ * All requests together are bounded by the memory budget (memory.c): an
+ * announced body reserves its whole length before any of it is read, a
+ * chunked one reserves as its buffer grows; a route whose handler copies
+ * the body (multipart, bulk) reserves twice that, so that a request never
+ * holds part of what it needs while it waits for the rest (two such
+ * requests would wait on each other).  When the budget has no room within
+ * its wait, the request is refused with 503, the body unread (announced)
+ * or dropped (chunked), as for 413.
+ *
  * libmicrohttpd is given an unescape callback that does nothing: the path
  * and the query arrive as sent and url.c decodes each exactly once.
  */
@@ -240,11 +249,30 @@ static bool body_fits(struct ka_req *r)
 		r->multipart = ct && !strncasecmp(ct, "multipart/form-data", 19);
 		r->body_max = KVC_VALUE_MAX + (r->multipart ? KA_MULTIPART_SLACK : 0);
 	}
+	/* The parts of a multipart value and the entries of a bulk body are
+	 * copies as big as the body, made by the handler. */
+	r->body_copies = bulk || r->multipart ? 2 : 1;
 	const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
 						     MHD_HTTP_HEADER_CONTENT_LENGTH);
 	int64_t len;
-	if (!cl || ka_parse_int(cl, &len) || len < 0 || (uint64_t)len <= r->body_max)
+	if (!cl || ka_parse_int(cl, &len) || len <= 0)
 		return true;
+	if ((uint64_t)len <= r->body_max) {
+		/* The whole announced length is reserved and allocated now
+		 * (pages are touched only as the body arrives), so a body
+		 * that cannot be held is refused before it is read. */
+		if (ka_req_hold(r, (uint64_t)r->body_copies * (uint64_t)len)) {
+			ka_reply_busy(r);
+			return false;
+		}
+		r->body.p = malloc((size_t)len);
+		if (!r->body.p) {
+			ka_reply_error(r, 500, KA_E_INTERNAL, "out of memory");
+			return false;
+		}
+		r->body.cap = (size_t)len;
+		return true;
+	}
 	char msg[256];
 	if (r->route == KA_R_VALUES && !r->multipart && kvc_value_len_check((uint64_t)len, msg, sizeof(msg)))
 		ka_reply_error(r, 413, KA_E_TOO_LARGE, "%s", msg);
@@ -297,6 +325,43 @@ static bool admit(struct ka_req *r)
 		}
 	}
 	return body_fits(r);
+}
+
+/* Free the body and give back what the request holds for it. */
+static void drop_body(struct ka_req *r)
+{
+	ka_req_unhold(r, r->held);
+	kt_buf_release(&r->body);
+}
+
+/*
+ * Room in the body for @n more bytes (len + n <= body_max): the buffer
+ * doubles, but never past the route's limit, and each growth is reserved
+ * (with its copy) before it is allocated.
+ * @return 0, -EAGAIN (no room in the budget), -ENOMEM
+ */
+static int body_room(struct ka_req *r, size_t n)
+{
+	struct kt_buf *b = &r->body;
+	if (n <= b->cap - b->len)
+		return 0;
+	size_t want = b->len + n;
+	size_t cap = b->cap ? 2 * b->cap : 64u * 1024u;
+	if (cap < want)
+		cap = want;
+	if (cap > r->body_max)
+		cap = r->body_max;
+	uint64_t more = (uint64_t)r->body_copies * (cap - b->cap);
+	if (ka_req_hold(r, more))
+		return -EAGAIN;
+	unsigned char *p = realloc(b->p, cap);
+	if (!p) {
+		ka_req_unhold(r, more);
+		return -ENOMEM;
+	}
+	b->p = p;
+	b->cap = cap;
+	return 0;
 }
 
 static void dispatch(struct ka_req *r)
@@ -370,11 +435,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 					       r->body_max);
 			r->overflow = true;
 			r->dropped = r->body.len + n;
-			kt_buf_release(&r->body);
+			drop_body(r);
 			return MHD_YES;
 		}
-		if (kt_buf_add(&r->body, upload_data, n))
+		int rc = body_room(r, n);
+		if (rc == -EAGAIN) {
+			ka_reply_busy(r);
+			r->overflow = true;
+			r->dropped = r->body.len + n;
+			drop_body(r);
+			return MHD_YES;
+		}
+		if (rc)
 			return MHD_NO;
+		memcpy(r->body.p + r->body.len, upload_data, n);
+		r->body.len += n;
 		return MHD_YES;
 	}
 	dispatch(r);
@@ -406,7 +481,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		ka_ns_put(srv->reg, r->ns);
 	if (r->resp)
 		MHD_destroy_response(r->resp);
-	kt_buf_release(&r->body);
+	drop_body(r);
 	free(r->key);
 	free(r->method);
 	free(r->url);
