@@ -397,6 +397,13 @@ int kvc_write(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_wr
  * @param[in,out] w        the write; changed only on success
  * @param[out]    msg      on failure, Workers KV's message (NULL: none)
  * @return 0, -EINVAL (ttl below 1 or above UINT32_MAX, expiration below 1)
+ *
+ * kvc_write's messages for an expiry are Workers KV's too: an expiration
+ * not after now is "Invalid expiration of T. Please specify integer
+ * greater than the current number of seconds since the UNIX epoch.", one
+ * within min_ttl of now "... Expiration times must be at least 60 seconds
+ * in the future.", a ttl below min_ttl "... Expiration TTL must be at
+ * least 60."
  */
 int kvc_write_set_expiry(struct kvc_write *w, bool has_expiration, int64_t expiration,
 			 bool has_ttl, int64_t ttl, uint32_t min_ttl, char *msg,
@@ -438,6 +445,17 @@ int kvc_rename_prefix(kvc_txn *txn, const void *from, size_t from_len, const voi
 int kvc_key_check(const void *key, size_t key_len);
 
 /**
+ * kvc_key_check, with the message a write of the key would leave in
+ * kvc_txn_errmsg ("Key name cannot be empty.", "\".\" is not allowed as a
+ * key name.", "UTF-8 encoded length of 513 exceeds key length limit of
+ * 512."): for a client that refuses a key before any transaction.
+ * @param[out] msg on failure, the message (at most @msg_size bytes,
+ *                 NUL-terminated); may be NULL
+ * @return 0, -EINVAL, -ENAMETOOLONG
+ */
+int kvc_key_check_msg(const void *key, size_t key_len, char *msg, size_t msg_size);
+
+/**
  * The store's key order, which lists, cursors and scans follow (and
  * kvsync's key ranges): bytewise with bytes unsigned, and on a common
  * prefix the shorter key first.
@@ -476,6 +494,17 @@ int kvc_cursor_seek(kvc_cursor *cur, const void *key, size_t key_len,
 /** Advance to the next live key.  @return 0, -ENOENT (end), -EIO */
 int kvc_cursor_next(kvc_cursor *cur, const void **ret_key, size_t *ret_key_len,
 		    struct kvc_record *ret_rec);
+
+/**
+ * Turn the list limit a client gave into kvc_list's @limit, with Workers
+ * KV's rules: 0 (the default, 1000) up to 1000 as given.
+ * @param[out] ret_limit the limit for kvc_list, written only on success
+ * @param[out] msg       on failure, Workers KV's message ("Invalid
+ *                       key_count_limit of 1001. Please specify an integer
+ *                       less than 1000."); may be NULL
+ * @return 0, -EINVAL (below 0 or over 1000)
+ */
+int kvc_list_limit(int64_t limit, unsigned *ret_limit, char *msg, size_t msg_size);
 
 /**
  * One page of a Workers KV list: live keys starting with @prefix, in

@@ -65,7 +65,7 @@ check_refused "bulk get of a non-key is refused" 1 \
 	"kvctl: bulk entry 1: must be a key string or an object with \"key\"" \
 	sh -c 'echo "[\"a\", 5]" | "$1" "$2" bulk get -' sh "$KVCTL" "$S"
 check_refused "bulk get of an invalid key is refused" 1 \
-	"kvctl: bulk entry 1 (key '..'): invalid key" \
+	"kvctl: bulk entry 1 (key '..'): \"..\" is not allowed as a key name." \
 	sh -c 'echo "[\"a\", \"..\"]" | "$1" "$2" bulk get -' sh "$KVCTL" "$S"
 
 # --- refused files change nothing -------------------------------------------------------
@@ -113,7 +113,7 @@ refuse "bad base64 in the middle" "kvctl: bulk entry 1 (key 'b'): \"value\" is n
 refuse "base64 without padding" "kvctl: bulk entry 0 (key 'a'): \"value\" is not valid base64" \
 	'[{"key":"a","value":"eA","base64":true}]'
 refuse "an invalid key in the middle" \
-	"kvctl: bulk entry 2 (key '..'): Illegal key name \"..\". Key names must not be empty, \".\" or \"..\"." \
+	"kvctl: bulk entry 2 (key '..'): \"..\" is not allowed as a key name." \
 	'[{"key":"a","value":"1"},{"key":"b","value":"2"},{"key":"..","value":"3"},{"key":"d","value":"4"}]'
 refuse "a 513-byte key in the middle" \
 	"kvctl: bulk entry 1 (key '$(repeat_char k 80)...'): UTF-8 encoded length of 513 exceeds key length limit of 512." \
@@ -122,7 +122,7 @@ refuse "a ttl under the minimum in the middle" \
 	"kvctl: bulk entry 1 (key 'b'): Invalid expiration_ttl of 30. Expiration TTL must be at least 60." \
 	'[{"key":"a","value":"1"},{"key":"b","value":"2","expiration_ttl":30},{"key":"c","value":"3"}]'
 refuse "a past expiration in the middle" \
-	"kvctl: bulk entry 1 (key 'b'): Invalid expiration of 1000. Expiration times must be at least 60 seconds in the future." \
+	"kvctl: bulk entry 1 (key 'b'): Invalid expiration of 1000. Please specify integer greater than the current number of seconds since the UNIX epoch." \
 	'[{"key":"a","value":"1"},{"key":"b","value":"2","expiration":1000},{"key":"c","value":"3"}]'
 refuse "metadata over 1024 bytes in the middle" \
 	"kvctl: bulk entry 1 (key 'b'): Metadata length of 1025 exceeds limit of 1024." \
@@ -138,7 +138,7 @@ check_refused "an over-limit value in the middle: refused" 1 \
 check_eq "an over-limit value in the middle: the store is unchanged" "$(state "$S")" "$before"
 rm -f "$WORK/bigvalue.json"
 check_refused "bulk delete with an invalid key in the middle: refused" 1 \
-	"kvctl: bulk entry 1 (key ''): Illegal key name \"\". Key names must not be empty, \".\" or \"..\"." \
+	"kvctl: bulk entry 1 (key ''): Key name cannot be empty." \
 	sh -c 'echo "[\"a\", \"\", \"b\"]" | "$1" "$2" bulk delete -' sh "$KVCTL" "$S"
 check_eq "bulk delete with an invalid key in the middle: the store is unchanged" \
 	"$(state "$S")" "$before"

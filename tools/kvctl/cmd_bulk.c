@@ -159,15 +159,11 @@ static int bulk_get(kvc_store *store, const struct kt_bulk *b, bool with_metadat
 {
 	for (size_t i = 0; i < b->count; i++) {
 		const struct kt_bulk_entry *e = &b->entries[i];
-		int rc = kvc_key_check(e->key, e->key_len);
-		if (rc) {
+		char why[MSG_MAX];
+		if (kvc_key_check_msg(e->key, e->key_len, why, sizeof(why))) {
 			char shown[100];
 			kt_bulk_show_key(e->key, e->key_len, shown, sizeof(shown));
-			if (rc == -ENAMETOOLONG)
-				return failure("bulk entry %zu (key '%s'): UTF-8 encoded length of "
-					       "%zu exceeds key length limit of %u.",
-					       i, shown, e->key_len, KVC_KEY_MAX);
-			return failure("bulk entry %zu (key '%s'): invalid key", i, shown);
+			return failure("bulk entry %zu (key '%s'): %s", i, shown, why);
 		}
 	}
 	bool *repeat = find_repeats(b);
