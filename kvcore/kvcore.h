@@ -560,6 +560,44 @@ int kvc_feed_head(kvc_txn *txn, uint64_t *ret_seq);
 int kvc_feed_next(kvc_txn *txn, uint64_t after, unsigned flags, const void **ret_key,
 		  size_t *ret_key_len, struct kvc_record *ret_rec);
 
+/*
+ * Following the feed.  A follower (the mount's watcher, kvctl watch) keeps
+ * the last sequence it took and, every KVC_FEED_POLL_MS, reads the changes
+ * after it with kvc_feed_read: a read transaction costs a few microseconds
+ * and no writer waits for it, so polling the head is the wake-up, with
+ * nothing for writers in other processes to signal.
+ */
+#define KVC_FEED_POLL_MS 200
+
+/**
+ * Read the changes after *@after, in sequence order, from one read
+ * transaction (ended before returning): @fn gets each change's key and
+ * record as kvc_feed_next gives them (live, expired or tombstone; the
+ * pointers valid during the call only).  One entry per key: a key changed
+ * several times since *@after comes once, in its latest state.
+ * Tombstones collected by kvc_gc_tombstones are no longer in the feed
+ * (kvc_gc_horizon says up to where).  A feed that fails to move forward
+ * (kvc_check reports it) ends the read at the head, so a follower never
+ * loops on it.
+ * @param[in,out] after the last sequence the caller has taken; moved to
+ *                      the last change @fn took, or to the head when every
+ *                      change up to it was read
+ * @param[in] max       at most this many changes (0 = no bound)
+ * @param[in] flags     0 or KVC_GET_NO_VALUE
+ * @param[in] fn        returns 0 to go on, 1 to stop after this change, or
+ *                      -errno to stop before it (the change is not taken:
+ *                      *@after stays before it)
+ * @param[out] ret_head (may be NULL) the feed head that transaction saw;
+ *                      written on success and with -ESTALE
+ * @return the number of changes @fn took, -ESTALE (*@after is past the
+ *         head: not a sequence of this store, or the store was replaced;
+ *         nothing read), -EINVAL, -EDEADLK, -EAGAIN, -EIO, or @fn's -errno
+ */
+int kvc_feed_read(kvc_store *store, uint64_t *after, unsigned max, unsigned flags,
+		  int (*fn)(void *arg, const void *key, size_t key_len,
+			    const struct kvc_record *rec),
+		  void *arg, uint64_t *ret_head);
+
 /**
  * The last-writer-wins order of two versions of a key: by hybrid logical
  * clock, then by origin node id.  kvc_apply applies a peer's record only

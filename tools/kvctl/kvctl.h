@@ -8,6 +8,7 @@
  *   cmd_key.c   get, put, delete, list: one key or one listing
  *   cmd_bulk.c  bulk put, get and delete: a file of keys in one transaction
  *   cmd_store.c export, reap, stats, check: the whole store
+ *   cmd_watch.c watch: the change feed as it grows
  *
  * Every rule of the data model is kvcore's; a command turns arguments into
  * kvcore calls and prints kvcore's messages.  A command returns kvctl's
@@ -37,6 +38,8 @@ enum opt_bit {
 	OPT_PREFIX = 1u << 5,
 	OPT_LIMIT = 1u << 6,
 	OPT_CURSOR = 1u << 7,
+	OPT_SINCE = 1u << 8,         /* watch --since SEQ */
+	OPT_VALUES = 1u << 9,        /* watch --values */
 };
 
 #define POS_MAX 8
@@ -58,9 +61,11 @@ struct args {
 	const char *prefix;
 	const char *limit;
 	const char *cursor;
+	const char *since;
 	int64_t ttl_s;        /* --ttl, parsed */
 	int64_t expiration_s; /* --expiration, parsed */
 	int64_t limit_n;      /* --limit, parsed */
+	int64_t since_n;      /* --since, parsed */
 };
 
 /* ------------------------------------------------------------ output.c */
@@ -119,5 +124,9 @@ int cmd_export(kvc_store *store, const struct args *a);
 int cmd_reap(kvc_store *store, const struct args *a);
 int cmd_stats(kvc_store *store, const struct args *a);
 int cmd_check(kvc_store *store, const struct args *a);
+
+/* --------------------------------------------------------- cmd_watch.c */
+
+int cmd_watch(kvc_store *store, const struct args *a);
 
 #endif

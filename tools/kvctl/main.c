@@ -51,6 +51,9 @@ static const char usage_text[] =
 	"  reap                           remove expired keys now\n"
 	"  stats                          print figures about the store as JSON\n"
 	"  check                          verify the store's indexes against its records\n"
+	"  watch [--prefix P] [--since SEQ] [--values]\n"
+	"                                 print each change as it commits, one JSON\n"
+	"                                 line each; --since SEQ resumes after SEQ\n"
 	"\n"
 	"Options:\n"
 	"  --min-ttl S    smallest ttl accepted by this run (default: the store's, 60)\n"
@@ -120,6 +123,7 @@ static const struct command_shape shapes[] = {
 	{"reap", 0, 0, 0, "reap"},
 	{"stats", 0, 0, 0, "stats"},
 	{"check", 0, 0, 0, "check"},
+	{"watch", 0, 0, OPT_PREFIX | OPT_SINCE | OPT_VALUES, "watch [--prefix P] [--since SEQ] [--values]"},
 };
 
 /* Check the command line against the command's shape before anything is opened. */
@@ -162,6 +166,8 @@ static int parse_numbers(struct args *a)
 				   a->expiration);
 	if (a->limit && parse_i64(a->limit, &a->limit_n))
 		return usage_error("invalid --limit '%s': expected a number", a->limit);
+	if (a->since && (parse_i64(a->since, &a->since_n) || a->since_n < 0))
+		return usage_error("invalid --since '%s': expected a seq, 0 or more", a->since);
 	return 0;
 }
 
@@ -170,7 +176,7 @@ enum {
 	LONG_VERSION = 0x100,
 	LONG_MIN_TTL,
 	LONG_METADATA,
-	LONG_VALUED = 0x200, /* | an enum opt_bit: an option that takes a value */
+	LONG_VALUED = 0x10000, /* | an enum opt_bit: an option that takes a value */
 };
 
 static const struct option long_options[] = {
@@ -185,6 +191,8 @@ static const struct option long_options[] = {
 	{"prefix", required_argument, NULL, LONG_VALUED | OPT_PREFIX},
 	{"limit", required_argument, NULL, LONG_VALUED | OPT_LIMIT},
 	{"cursor", required_argument, NULL, LONG_VALUED | OPT_CURSOR},
+	{"since", required_argument, NULL, LONG_VALUED | OPT_SINCE},
+	{"values", no_argument, NULL, LONG_VALUED | OPT_VALUES},
 	{NULL, 0, NULL, 0},
 };
 
@@ -208,6 +216,8 @@ static int set_valued(struct args *a, unsigned bit, const char *name, const char
 	case OPT_PREFIX: a->prefix = value; break;
 	case OPT_LIMIT: a->limit = value; break;
 	case OPT_CURSOR: a->cursor = value; break;
+	case OPT_SINCE: a->since = value; break;
+	case OPT_VALUES: break;
 	default: a->metadata = value; break;
 	}
 	return 0;
@@ -342,6 +352,7 @@ int main(int argc, char **argv)
 		{"get", cmd_get},       {"put", cmd_put},     {"delete", cmd_delete},
 		{"list", cmd_list},     {"bulk", cmd_bulk},   {"export", cmd_export},
 		{"reap", cmd_reap},     {"stats", cmd_stats}, {"check", cmd_check},
+		{"watch", cmd_watch},
 	};
 	struct args a;
 	int rc = parse_args(argc, argv, &a);
