@@ -12,9 +12,12 @@
  * sequence of its latest change.  A watcher that falls behind (or resumes
  * with --since) sees each changed key once, in its latest state, never
  * the writes in between; nothing after SEQ is lost and nothing printed
- * comes again when it resumes with the last seq it printed.  An expired
- * key shows as a delete when it is reaped (kvfs's reaper, `kvctl reap`),
- * a put whose expiration has passed until then.  Tombstones older than
+ * comes again when it resumes with the last seq it printed.  Expiring
+ * changes no sequence (every replica expires a key by itself; reaping
+ * keeps the sequence): a watcher that read a put before its expiration
+ * has the expiration in that line and prints nothing more when it
+ * passes; one that reads the key's entry after shows it as a delete, at
+ * the same seq.  Tombstones older than
  * the grace period are collected: resuming from before the collection
  * horizon may miss deletes, which the watcher is told on stderr.
  *
@@ -29,6 +32,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
@@ -46,6 +50,7 @@ struct watch_ctx {
 	bool values;
 	FILE *out;      /* the batch's lines, in memory */
 	uint64_t bytes; /* written to @out so far */
+	int64_t now_ns; /* when the batch is read */
 };
 
 /* One change as one line in the batch.  @return 0, or 1 when the batch is full */
@@ -54,7 +59,9 @@ static int watch_line(void *arg, const void *key, size_t key_len, const struct k
 	struct watch_ctx *c = arg;
 	if (key_len < c->prefix_len || memcmp(key, c->prefix, c->prefix_len))
 		return 0; /* taken, not shown */
-	bool put = !(rec->flags & KVC_REC_TOMBSTONE);
+	/* Expiring is no change in the feed (the key keeps the sequence of
+	 * its put, reaped or not): an expired key is shown as it is now. */
+	bool put = !(rec->flags & KVC_REC_TOMBSTONE) && !kvc_record_expired(rec, c->now_ns);
 	FILE *f = c->out;
 	fprintf(f, "{\"seq\":%" PRIu64 ",\"key\":", rec->seq);
 	kt_json_string(f, key, key_len);
@@ -102,7 +109,9 @@ static int write_out(int sig_fd, const char *data, size_t len)
 			return 1;
 		if (!p[1].revents)
 			continue;
-		ssize_t n = write(STDOUT_FILENO, data, len);
+		/* POLLOUT on a pipe promises room for PIPE_BUF bytes: a
+		 * larger write could block past a signal. */
+		ssize_t n = write(STDOUT_FILENO, data, len < PIPE_BUF ? len : PIPE_BUF);
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (n < 0)
@@ -181,6 +190,7 @@ int cmd_watch(kvc_store *store, const struct args *a)
 			break;
 		}
 		c.bytes = 0;
+		c.now_ns = kvc_now_ns();
 		int n = kvc_feed_read(store, &after, WATCH_BATCH, c.values ? 0 : KVC_GET_NO_VALUE,
 				      watch_line, &c, NULL);
 		bool failed = fclose(c.out) != 0;
