@@ -42,7 +42,16 @@ start_watch() {
 		>"${OUT:-$WORK/$name.out}" 2>"$WORK/$name.err" &
 	WPID=$!
 	WATCHERS+=("$WPID")
-	within 10000 grep -q '^since: ' "$WORK/$name.err" || echo "# $name did not start" >&2
+	if ! within 10000 started "$WORK/$name.err" || ! grep -q '^since: ' "$WORK/$name.err"; then
+		not_ok "kvctl watch $* starts (said: $(head -c 300 "$WORK/$name.err"))"
+		finish || true
+		exit 1
+	fi
+}
+
+# started ERRFILE: the watcher said where it starts, or is gone.
+started() {
+	grep -q '^since: ' "$1" || ! kill -0 "$WPID" 2>/dev/null
 }
 
 # stop_watch PID SIGNAL: send SIGNAL; STATUS is the watcher's exit status.
