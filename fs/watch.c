@@ -36,7 +36,7 @@
 #include <syslog.h>
 #include <time.h>
 
-#define WATCH_PERIOD_MS 200
+#define WATCH_PERIOD_MS KVC_FEED_POLL_MS
 #define FEED_BATCH 256
 #define SEEN_SLOTS 4096 /* per batch: invalidations already sent */
 /* Memory of this many forgotten inodes is worth handing back. */
@@ -184,57 +184,49 @@ static void invalidate(struct kfs *fs, struct seen *s, const struct change *c)
 	}
 }
 
+struct batch {
+	struct change *out;
+	int n;
+	int64_t now_ns;
+};
+
+/* Copy one change out of the feed's transaction. */
+static int take_change(void *arg, const void *key, size_t key_len, const struct kvc_record *rec)
+{
+	struct batch *b = arg;
+	struct change *c = &b->out[b->n];
+
+	c->key = malloc(key_len ? key_len : 1);
+	if (!c->key)
+		return -ENOMEM;
+	memcpy(c->key, key, key_len);
+	c->len = key_len;
+	c->live = !(rec->flags & KVC_REC_TOMBSTONE) && !kvc_record_expired(rec, b->now_ns);
+	b->n++;
+	return 0;
+}
+
 /* Read up to FEED_BATCH changes after fs->feed_seen.
  * @return how many, or -errno */
 static int read_changes(struct kfs *fs, struct change *out)
 {
-	kvc_txn *txn;
+	struct batch b = {.out = out, .now_ns = kvc_now_ns()};
 	uint64_t head, after = fs->feed_seen;
-	int n = 0;
-	int rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
+	int rc = kvc_feed_read(fs->store, &after, FEED_BATCH, KVC_GET_NO_VALUE, take_change, &b,
+			       &head);
 
-	if (rc < 0)
-		return rc;
-	rc = kvc_feed_head(txn, &head);
-	if (rc == 0 && head < fs->feed_seen)
-		fs->feed_seen = after = head; /* the store was replaced */
-	while (rc == 0 && after < head && n < FEED_BATCH) {
-		const void *k;
-		size_t klen;
-		struct kvc_record rec;
-
-		rc = kvc_feed_next(txn, after, KVC_GET_NO_VALUE, &k, &klen, &rec);
-		if (rc == -ENOENT) {
-			rc = 0;
-			after = head;
-			break;
-		}
-		if (rc < 0)
-			break;
-		if (rec.seq <= after) {
-			after = head; /* never loop on an inconsistent feed */
-			break;
-		}
-		after = rec.seq;
-		out[n].key = malloc(klen ? klen : 1);
-		if (!out[n].key) {
-			rc = -ENOMEM;
-			break;
-		}
-		memcpy(out[n].key, k, klen);
-		out[n].len = klen;
-		out[n].live = !(rec.flags & KVC_REC_TOMBSTONE) &&
-			      !kvc_record_expired(&rec, kvc_now_ns());
-		n++;
+	if (rc == -ESTALE) {
+		fs->feed_seen = head; /* the store was replaced */
+		return 0;
 	}
-	kvc_txn_abort(txn);
 	if (rc < 0) {
-		while (n > 0)
-			free(out[--n].key);
+		/* Read them all again next time. */
+		while (b.n > 0)
+			free(out[--b.n].key);
 		return rc;
 	}
 	fs->feed_seen = after;
-	return n;
+	return b.n;
 }
 
 /* The feed position the watcher reached at a moment. */

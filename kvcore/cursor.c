@@ -7,6 +7,7 @@
  * last key returned).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -268,6 +269,29 @@ static int cursor_decode(const char *s, unsigned char *out, size_t *ret_len)
 	return 0;
 }
 
+int kvc_list_limit(int64_t limit, unsigned *ret_limit, char *msg, size_t msg_size)
+{
+	if (!msg)
+		msg_size = 0;
+	/* Workers KV's words; its name for the limit is key_count_limit. */
+	if (limit < 0) {
+		if (msg_size)
+			snprintf(msg, msg_size,
+				 "Invalid key_count_limit of %lld. Please specify an integer greater than 0.",
+				 (long long)limit);
+		return -EINVAL;
+	}
+	if (limit > KVC_LIST_LIMIT_MAX) {
+		if (msg_size)
+			snprintf(msg, msg_size,
+				 "Invalid key_count_limit of %lld. Please specify an integer less than %u.",
+				 (long long)limit, KVC_LIST_LIMIT_MAX);
+		return -EINVAL;
+	}
+	*ret_limit = (unsigned)limit;
+	return 0;
+}
+
 int kvc_list(kvc_txn *txn, const void *prefix, size_t prefix_len, const char *cursor,
 	     unsigned limit,
 	     int (*fn)(void *arg, const void *key, size_t key_len, const struct kvc_record *rec),
@@ -275,7 +299,7 @@ int kvc_list(kvc_txn *txn, const void *prefix, size_t prefix_len, const char *cu
 {
 	if (limit > KVC_LIST_LIMIT_MAX)
 		return kvc_set_errmsg(txn, -EINVAL,
-				      "Invalid limit of %u. Please specify an integer between 1 and %u.",
+				      "Invalid key_count_limit of %u. Please specify an integer less than %u.",
 				      limit, KVC_LIST_LIMIT_MAX);
 	if (limit == 0)
 		limit = KVC_LIST_LIMIT_MAX;

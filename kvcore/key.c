@@ -6,6 +6,7 @@
  * compare keys as the store does.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -57,25 +58,55 @@ bool kvc_utf8_valid(const void *str, size_t n)
 	return true;
 }
 
+/* Why @key is not a key, worded as Workers KV words it, into @msg (NULL:
+ * no message).  @return 0 or -errno */
+static int key_refuse(const void *key, size_t key_len, char *msg, size_t msg_size)
+{
+	const char *why = NULL;
+	int rc = 0;
+
+	if (!msg)
+		msg_size = 0;
+	if (key_len > KVC_KEY_MAX) {
+		if (msg_size)
+			snprintf(msg, msg_size,
+				 "UTF-8 encoded length of %zu exceeds key length limit of %u.", key_len,
+				 KVC_KEY_MAX);
+		return -ENAMETOOLONG;
+	}
+	/* The Workers runtime's words (workerd's validateKeyName). */
+	if (key_len == 0) {
+		why = "Key name cannot be empty.";
+		rc = -EINVAL;
+	} else if ((key_len == 1 && memcmp(key, ".", 1) == 0) ||
+		   (key_len == 2 && memcmp(key, "..", 2) == 0)) {
+		if (msg_size)
+			snprintf(msg, msg_size, "\"%.*s\" is not allowed as a key name.",
+				 (int)key_len, (const char *)key);
+		return -EINVAL;
+	} else if (!kvc_utf8_valid(key, key_len)) {
+		why = "Key is not valid UTF-8.";
+		rc = -EINVAL;
+	}
+	if (why && msg_size)
+		snprintf(msg, msg_size, "%s", why);
+	return rc;
+}
+
 int kvc_key_check_txn(kvc_txn *txn, const void *key, size_t key_len)
 {
-	if (key_len > KVC_KEY_MAX)
-		return kvc_set_errmsg(txn, -ENAMETOOLONG,
-				      "UTF-8 encoded length of %zu exceeds key length limit of %u.",
-				      key_len, KVC_KEY_MAX);
-	if (key_len == 0 || (key_len == 1 && memcmp(key, ".", 1) == 0) ||
-	    (key_len == 2 && memcmp(key, "..", 2) == 0))
-		return kvc_set_errmsg(txn, -EINVAL,
-				      "Illegal key name \"%.*s\". Key names must not be empty, \".\" or \"..\".",
-				      (int)key_len, (const char *)key);
-	if (!kvc_utf8_valid(key, key_len))
-		return kvc_set_errmsg(txn, -EINVAL, "Key is not valid UTF-8.");
-	return 0;
+	return txn ? key_refuse(key, key_len, txn->errmsg, sizeof(txn->errmsg))
+		   : key_refuse(key, key_len, NULL, 0);
 }
 
 int kvc_key_check(const void *key, size_t key_len)
 {
-	return kvc_key_check_txn(NULL, key, key_len);
+	return key_refuse(key, key_len, NULL, 0);
+}
+
+int kvc_key_check_msg(const void *key, size_t key_len, char *msg, size_t msg_size)
+{
+	return key_refuse(key, key_len, msg, msg_size);
 }
 
 int kvc_key_cmp(const void *a, size_t an, const void *b, size_t bn)

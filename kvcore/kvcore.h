@@ -397,6 +397,13 @@ int kvc_write(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_wr
  * @param[in,out] w        the write; changed only on success
  * @param[out]    msg      on failure, Workers KV's message (NULL: none)
  * @return 0, -EINVAL (ttl below 1 or above UINT32_MAX, expiration below 1)
+ *
+ * kvc_write's messages for an expiry are Workers KV's too: an expiration
+ * not after now is "Invalid expiration of T. Please specify integer
+ * greater than the current number of seconds since the UNIX epoch.", one
+ * within min_ttl of now "... Expiration times must be at least 60 seconds
+ * in the future.", a ttl below min_ttl "... Expiration TTL must be at
+ * least 60."
  */
 int kvc_write_set_expiry(struct kvc_write *w, bool has_expiration, int64_t expiration,
 			 bool has_ttl, int64_t ttl, uint32_t min_ttl, char *msg,
@@ -447,6 +454,17 @@ int kvc_rename_prefix(kvc_txn *txn, const void *from, size_t from_len, const voi
 int kvc_key_check(const void *key, size_t key_len);
 
 /**
+ * kvc_key_check, with the message a write of the key would leave in
+ * kvc_txn_errmsg ("Key name cannot be empty.", "\".\" is not allowed as a
+ * key name.", "UTF-8 encoded length of 513 exceeds key length limit of
+ * 512."): for a client that refuses a key before any transaction.
+ * @param[out] msg on failure, the message (at most @msg_size bytes,
+ *                 NUL-terminated); may be NULL
+ * @return 0, -EINVAL, -ENAMETOOLONG
+ */
+int kvc_key_check_msg(const void *key, size_t key_len, char *msg, size_t msg_size);
+
+/**
  * The store's key order, which lists, cursors and scans follow (and
  * kvsync's key ranges): bytewise with bytes unsigned, and on a common
  * prefix the shorter key first.
@@ -485,6 +503,17 @@ int kvc_cursor_seek(kvc_cursor *cur, const void *key, size_t key_len,
 /** Advance to the next live key.  @return 0, -ENOENT (end), -EIO */
 int kvc_cursor_next(kvc_cursor *cur, const void **ret_key, size_t *ret_key_len,
 		    struct kvc_record *ret_rec);
+
+/**
+ * Turn the list limit a client gave into kvc_list's @limit, with Workers
+ * KV's rules: 0 (the default, 1000) up to 1000 as given.
+ * @param[out] ret_limit the limit for kvc_list, written only on success
+ * @param[out] msg       on failure, Workers KV's message ("Invalid
+ *                       key_count_limit of 1001. Please specify an integer
+ *                       less than 1000."); may be NULL
+ * @return 0, -EINVAL (below 0 or over 1000)
+ */
+int kvc_list_limit(int64_t limit, unsigned *ret_limit, char *msg, size_t msg_size);
 
 /**
  * One page of a Workers KV list: live keys starting with @prefix, in
@@ -539,6 +568,44 @@ int kvc_feed_head(kvc_txn *txn, uint64_t *ret_seq);
  */
 int kvc_feed_next(kvc_txn *txn, uint64_t after, unsigned flags, const void **ret_key,
 		  size_t *ret_key_len, struct kvc_record *ret_rec);
+
+/*
+ * Following the feed.  A follower (the mount's watcher, kvctl watch) keeps
+ * the last sequence it took and, every KVC_FEED_POLL_MS, reads the changes
+ * after it with kvc_feed_read: a read transaction costs a few microseconds
+ * and no writer waits for it, so polling the head is the wake-up, with
+ * nothing for writers in other processes to signal.
+ */
+#define KVC_FEED_POLL_MS 200
+
+/**
+ * Read the changes after *@after, in sequence order, from one read
+ * transaction (ended before returning): @fn gets each change's key and
+ * record as kvc_feed_next gives them (live, expired or tombstone; the
+ * pointers valid during the call only).  One entry per key: a key changed
+ * several times since *@after comes once, in its latest state.
+ * Tombstones collected by kvc_gc_tombstones are no longer in the feed
+ * (kvc_gc_horizon says up to where).  A feed that fails to move forward
+ * (kvc_check reports it) ends the read at the head, so a follower never
+ * loops on it.
+ * @param[in,out] after the last sequence the caller has taken; moved to
+ *                      the last change @fn took, or to the head when every
+ *                      change up to it was read
+ * @param[in] max       at most this many changes (0 = no bound)
+ * @param[in] flags     0 or KVC_GET_NO_VALUE
+ * @param[in] fn        returns 0 to go on, 1 to stop after this change, or
+ *                      -errno to stop before it (the change is not taken:
+ *                      *@after stays before it)
+ * @param[out] ret_head (may be NULL) the feed head that transaction saw;
+ *                      written on success and with -ESTALE
+ * @return the number of changes @fn took, -ESTALE (*@after is past the
+ *         head: not a sequence of this store, or the store was replaced;
+ *         nothing read), -EINVAL, -EDEADLK, -EAGAIN, -EIO, or @fn's -errno
+ */
+int kvc_feed_read(kvc_store *store, uint64_t *after, unsigned max, unsigned flags,
+		  int (*fn)(void *arg, const void *key, size_t key_len,
+			    const struct kvc_record *rec),
+		  void *arg, uint64_t *ret_head);
 
 /**
  * The last-writer-wins order of two versions of a key: by hybrid logical

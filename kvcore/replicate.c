@@ -6,6 +6,7 @@
  * applied, and the gc horizon below which tombstones may be gone.
  */
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 
 #include "internal.h"
@@ -53,6 +54,68 @@ int kvc_feed_next(kvc_txn *txn, uint64_t after, unsigned flags, const void **ret
 	*ret_key_len = d.mv_size;
 	*ret_rec = r;
 	return 0;
+}
+
+int kvc_feed_read(kvc_store *store, uint64_t *after, unsigned max, unsigned flags,
+		  int (*fn)(void *arg, const void *key, size_t key_len,
+			    const struct kvc_record *rec),
+		  void *arg, uint64_t *ret_head)
+{
+	if (!store || !after || !fn || (flags & ~(unsigned)KVC_GET_NO_VALUE))
+		return -EINVAL;
+	if (max == 0 || max > INT_MAX)
+		max = INT_MAX;
+	kvc_txn *txn;
+	int rc = kvc_txn_begin(store, KVC_TXN_READ, &txn);
+	if (rc)
+		return rc;
+	uint64_t head, at = *after;
+	rc = kvc_feed_head(txn, &head);
+	if (rc)
+		goto out_abort_txn;
+	if (at > head) {
+		rc = -ESTALE;
+		goto out_head;
+	}
+	unsigned n = 0;
+	while (at < head && n < max) {
+		const void *key;
+		size_t key_len;
+		struct kvc_record rec;
+		rc = kvc_feed_next(txn, at, flags, &key, &key_len, &rec);
+		if (rc == -ENOENT) {
+			/* The last changes were collected tombstones. */
+			rc = 0;
+			at = head;
+			break;
+		}
+		if (rc)
+			break; /* what fn took stays taken */
+		if (rec.seq <= at || rec.seq > head) {
+			/* Never loop on a feed that does not move forward
+			 * (kvc_check reports it): go on from the head. */
+			at = head;
+			break;
+		}
+		rc = fn(arg, key, key_len, &rec);
+		if (rc < 0)
+			break;
+		at = rec.seq;
+		n++;
+		if (rc > 0) {
+			rc = 0;
+			break;
+		}
+	}
+	*after = at;
+	if (rc == 0)
+		rc = (int)n;
+out_head:
+	if (ret_head && (rc >= 0 || rc == -ESTALE))
+		*ret_head = head;
+out_abort_txn:
+	kvc_txn_abort(txn);
+	return rc;
 }
 
 int kvc_version_cmp(uint64_t hlc_a, uint64_t origin_a, uint64_t hlc_b, uint64_t origin_b)

@@ -89,8 +89,13 @@ static int validate_write(kvc_txn *txn, const struct kvc_write *w, char *meta_bu
 		return kvc_set_errmsg(txn, -EINVAL,
 				      "Invalid expiration_ttl of %u. Expiration TTL must be at least %u.",
 				      w->ttl, min_ttl);
+	int64_t now_s = txn->now_ns / 1000000000;
+	if ((w->set & KVC_SET_EXPIRATION) && w->expiration && w->expiration <= now_s)
+		return kvc_set_errmsg(txn, -EINVAL,
+				      "Invalid expiration of %lld. Please specify integer greater than the current number of seconds since the UNIX epoch.",
+				      (long long)w->expiration);
 	if ((w->set & KVC_SET_EXPIRATION) && w->expiration &&
-	    w->expiration < txn->now_ns / 1000000000 + (int64_t)min_ttl)
+	    w->expiration < now_s + (int64_t)min_ttl)
 		return kvc_set_errmsg(txn, -EINVAL,
 				      "Invalid expiration of %lld. Expiration times must be at least %u seconds in the future.",
 				      (long long)w->expiration, min_ttl);
@@ -119,8 +124,8 @@ int kvc_write_set_expiry(struct kvc_write *w, bool has_expiration, int64_t expir
 	if (has_ttl && ttl < 1)
 		return expiry_refuse(msg, msg_size,
 				     "Invalid expiration_ttl of %" PRId64
-				     ". Expiration TTL must be at least %" PRIu32 ".",
-				     ttl, min_ttl);
+				     ". Please specify integer greater than 0.",
+				     ttl);
 	if (has_ttl && ttl > UINT32_MAX)
 		return expiry_refuse(msg, msg_size,
 				     "Invalid expiration_ttl of %" PRId64
@@ -129,9 +134,9 @@ int kvc_write_set_expiry(struct kvc_write *w, bool has_expiration, int64_t expir
 	if (!has_ttl && has_expiration && expiration < 1)
 		return expiry_refuse(msg, msg_size,
 				     "Invalid expiration of %" PRId64
-				     ". Expiration times must be at least %" PRIu32
-				     " seconds in the future.",
-				     expiration, min_ttl);
+				     ". Please specify integer greater than the current number of"
+				     " seconds since the UNIX epoch.",
+				     expiration);
 	/* Always KVC_SET_EXPIRATION: a put without either clears the expiry
 	 * the key had. */
 	w->set |= KVC_SET_EXPIRATION;

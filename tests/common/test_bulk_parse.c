@@ -138,6 +138,14 @@ static void test_keys_formats(void)
 		   b.entries[0].value == NULL,
 	   "and are read in order, without values");
 	kt_bulk_release(&b);
+	/* What wrangler's bulk get and delete read, and what a list prints. */
+	is_int(parse("[{\"name\":\"n1\",\"expiration\":5,\"metadata\":{\"name\":1}},"
+		     "{\"metadata\":null,\"name\":\"n\\u00e92\"}]",
+		     KT_BULK_KEYS, &b, msg),
+	       0, "keys may be objects with name, other members passed over");
+	ok(b.count == 2 && !strcmp(b.entries[0].key, "n1") && !strcmp(b.entries[1].key, "n\xc3\xa9" "2"),
+	   "and name the keys, in order");
+	kt_bulk_release(&b);
 	is_int(parse("{\"type\":\"text\",\"keys\":[\"x\",\"y\"]}", KT_BULK_KEYS, &b, msg), 0,
 	       "{\"keys\": [...]} is accepted");
 	is_int((long long)b.count, 2, "with its keys");
@@ -159,6 +167,13 @@ static void expect_error(const char *text, enum kt_bulk_format fmt, const char *
 
 static void test_errors(void)
 {
+	expect_error("[{\"key\":\"a\",\"name\":\"b\"}]", KT_BULK_KEYS,
+		     "bulk entry 0 (key 'a'): the key is given twice (\"key\" or \"name\")",
+		     "key and name in one object");
+	expect_error("[{\"name\":5}]", KT_BULK_KEYS, "bulk entry 0: \"name\" must be a string",
+		     "a name that is not a string");
+	expect_error("[{\"value\":\"x\"}]", KT_BULK_KEYS,
+		     "bulk entry 0: \"key\" or \"name\" is missing", "an object without key or name");
 	expect_error("[{\"key\":\"a\",\"value\":\"x\"},{\"key\":\"b\",\"value\":5}]", KT_BULK_PUT,
 		     "bulk entry 1 (key 'b'): \"value\" must be a string", "a number for a value");
 	expect_error("[{\"key\":\"a\",\"value\":\"x\"},{\"key\":\"b\",\"va", KT_BULK_PUT,
@@ -193,7 +208,7 @@ static void test_errors(void)
 	expect_error("[{\"key\":\"a\",\"value\":\"eA=\",\"base64\":true}]", KT_BULK_PUT,
 		     "bulk entry 0 (key 'a'): \"value\" is not valid base64", "bad base64");
 	expect_error("[\"a\",]", KT_BULK_KEYS,
-		     "bulk entry 1: must be a key string or an object with \"key\"",
+		     "bulk entry 1: must be a key string or an object with \"key\" or \"name\"",
 		     "a trailing comma");
 	expect_error("[\"a\"] x", KT_BULK_KEYS,
 		     "bulk file: invalid JSON: unexpected data after the JSON value at line 1, "

@@ -7,7 +7,11 @@
  * (a key written three times appears once, at its latest sequence), and
  * tombstones are in it.  kvc_gc_tombstones keeps young tombstones under the
  * default grace, collects them with grace 0, drops their feed entries and
- * raises kvc_gc_horizon to the highest sequence dropped.  Prints TAP.
+ * raises kvc_gc_horizon to the highest sequence dropped.  kvc_feed_read,
+ * the follower of the feed, takes the changes after a sequence in order,
+ * at most max of them, stops where its callback says (a refused change is
+ * not taken), moves the caller's position to the last change taken or to
+ * the head, and refuses a position past the head with -ESTALE.  Prints TAP.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -252,6 +256,66 @@ static void test_tombstones(kvc_store *s)
 	ok(kt_has(s, "t2", 2, "again", 5), "... and reads back");
 }
 
+struct taken {
+	char keys[16][16];
+	uint64_t seqs[16];
+	int n;
+	int stop_at;  /* return 1 when this many are taken */
+	int refuse_at; /* return -EPERM for the change at this index */
+};
+
+static int take_fn(void *arg, const void *key, size_t key_len, const struct kvc_record *rec)
+{
+	struct taken *t = arg;
+	if (t->n == t->refuse_at)
+		return -EPERM;
+	snprintf(t->keys[t->n], sizeof(t->keys[0]), "%.*s", (int)key_len, (const char *)key);
+	t->seqs[t->n] = rec->seq;
+	t->n++;
+	return t->n == t->stop_at ? 1 : 0;
+}
+
+static void test_feed_read(struct kt_dir *d)
+{
+	char path[128];
+	kvc_store *s = kt_open(kt_dir_sub(d, "follow", path, sizeof(path)), NULL);
+	uint64_t after = 0, head = 77;
+	struct taken t = {.stop_at = -1, .refuse_at = -1};
+	is_int(kvc_feed_read(s, &after, 0, 0, take_fn, &t, &head), 0, "an empty feed: nothing taken");
+	ok(after == 0 && head == 0, "an empty feed: position and head 0");
+	for (int i = 0; i < 5; i++) {
+		char k[8];
+		snprintf(k, sizeof(k), "f%d", i);
+		kt_puts(s, k, "v");
+	}
+	kt_puts(s, "f1", "again"); /* f1 moves to seq 6 */
+	kt_delete(s, "f3", 2);     /* f3 moves to seq 7 */
+	is_int(kvc_feed_read(s, &after, 2, 0, take_fn, &t, &head), 2, "max 2: two taken");
+	ok(after == 3 && head == 7 && t.seqs[0] == 1 && t.seqs[1] == 3,
+	   "in seq order, one entry a key: f0@1, f2@3; position 3, head 7 (got %llu)",
+	   (unsigned long long)after);
+	t.stop_at = 3;
+	is_int(kvc_feed_read(s, &after, 0, KVC_GET_NO_VALUE, take_fn, &t, NULL), 1,
+	       "a callback returning 1 stops after that change");
+	ok(after == 5 && !strcmp(t.keys[2], "f4"), "f4@5 taken, position 5");
+	t.stop_at = -1;
+	t.refuse_at = 4;
+	is_int(kvc_feed_read(s, &after, 0, 0, take_fn, &t, NULL), -EPERM,
+	       "a callback's -errno is returned");
+	ok(after == 6 && !strcmp(t.keys[3], "f1"), "the changes before it stay taken: position 6");
+	t.refuse_at = -1;
+	is_int(kvc_feed_read(s, &after, 0, 0, take_fn, &t, &head), 1, "the refused change comes again");
+	ok(after == 7 && !strcmp(t.keys[4], "f3"), "f3's delete at 7: position 7");
+	is_int(kvc_feed_read(s, &after, 0, 0, take_fn, &t, &head), 0, "at the head: nothing");
+	uint64_t past = 8;
+	head = 0;
+	is_int(kvc_feed_read(s, &past, 0, 0, take_fn, &t, &head), -ESTALE,
+	       "a position past the head is -ESTALE");
+	ok(past == 8 && head == 7, "which leaves the position and gives the head");
+	is_int(kvc_feed_read(s, &after, 0, 0x100, take_fn, &t, NULL), -EINVAL, "an unknown flag");
+	kvc_close(s);
+}
+
 int main(void)
 {
 	struct kt_dir d;
@@ -260,6 +324,7 @@ int main(void)
 	kvc_store *s = kt_open(kt_dir_sub(&d, "store", path, sizeof(path)), NULL);
 	test_feed(s);
 	test_tombstones(s);
+	test_feed_read(&d);
 	uint64_t horizon = kt_stats(s).gc_horizon;
 	is_int(kt_check(s), 0, "kvc_check finds nothing on the feed store");
 	kvc_close(s);

@@ -150,16 +150,16 @@ struct expiry_case {
 };
 
 static const struct expiry_case expiry_cases[] = {
-	{false, 0, true, 0, 60, "Invalid expiration_ttl of 0. Expiration TTL must be at least 60.", "ttl 0"},
-	{false, 0, true, -5, 30, "Invalid expiration_ttl of -5. Expiration TTL must be at least 30.", "a negative ttl, min_ttl 30 named"},
-	{false, 0, true, INT64_MIN, 60, "Invalid expiration_ttl of -9223372036854775808. Expiration TTL must be at least 60.", "the least ttl an int64 holds"},
+	{false, 0, true, 0, 60, "Invalid expiration_ttl of 0. Please specify integer greater than 0.", "ttl 0"},
+	{false, 0, true, -5, 30, "Invalid expiration_ttl of -5. Please specify integer greater than 0.", "a negative ttl"},
+	{false, 0, true, INT64_MIN, 60, "Invalid expiration_ttl of -9223372036854775808. Please specify integer greater than 0.", "the least ttl an int64 holds"},
 	{false, 0, true, 4294967296, 60, "Invalid expiration_ttl of 4294967296. Expiration TTL must be at most 4294967295.", "a ttl of UINT32_MAX + 1"},
 	{false, 0, true, INT64_MAX, 60, "Invalid expiration_ttl of 9223372036854775807. Expiration TTL must be at most 4294967295.", "the largest ttl an int64 holds"},
-	{true, 0, false, 0, 60, "Invalid expiration of 0. Expiration times must be at least 60 seconds in the future.", "expiration 0"},
-	{true, -1, false, 0, 1, "Invalid expiration of -1. Expiration times must be at least 1 seconds in the future.", "a negative expiration, min_ttl 1 named"},
+	{true, 0, false, 0, 60, "Invalid expiration of 0. Please specify integer greater than the current number of seconds since the UNIX epoch.", "expiration 0"},
+	{true, -1, false, 0, 1, "Invalid expiration of -1. Please specify integer greater than the current number of seconds since the UNIX epoch.", "a negative expiration"},
 	/* The ttl wins: the expiration beside it is not looked at. */
 	{true, -1, true, 120, 60, NULL, "a good ttl beside a bad expiration"},
-	{true, 2000000000, true, 0, 60, "Invalid expiration_ttl of 0. Expiration TTL must be at least 60.", "a bad ttl beside a good expiration"},
+	{true, 2000000000, true, 0, 60, "Invalid expiration_ttl of 0. Please specify integer greater than 0.", "a bad ttl beside a good expiration"},
 	{false, 0, true, 1, 60, NULL, "ttl 1 (below min_ttl: kvc_write's to refuse)"},
 	{false, 0, true, 4294967295, 60, NULL, "ttl UINT32_MAX"},
 	{true, 1, false, 0, 60, NULL, "expiration 1 (in the past: kvc_write's to refuse)"},
@@ -239,6 +239,51 @@ static void test_expiry_stored(struct kt_dir *d)
 	kvc_close(s);
 }
 
+/* Keys and list limits refused before any transaction, with the words a
+ * write or a list would leave in kvc_txn_errmsg (a kvapi answers with them). */
+static void test_messages_without_txn(void)
+{
+	static const struct {
+		const char *key;
+		size_t len;
+		int rc;
+		const char *msg;
+	} keys[] = {
+		{"", 0, -EINVAL, "Key name cannot be empty."},
+		{".", 1, -EINVAL, "\".\" is not allowed as a key name."},
+		{"..", 2, -EINVAL, "\"..\" is not allowed as a key name."},
+		{"bad\377", 4, -EINVAL, "Key is not valid UTF-8."},
+		{"...", 3, 0, NULL},
+	};
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		char msg[128] = "unchanged";
+		is_int(kvc_key_check_msg(keys[i].key, keys[i].len, msg, sizeof(msg)), keys[i].rc,
+		       "key_check_msg: '%s'", keys[i].key);
+		is_str(msg, keys[i].msg ? keys[i].msg : "unchanged", "key_check_msg: '%s': the message",
+		       keys[i].key);
+	}
+	char big[KVC_KEY_MAX + 1], msg[128];
+	memset(big, 'k', sizeof(big));
+	is_int(kvc_key_check_msg(big, sizeof(big), msg, sizeof(msg)), -ENAMETOOLONG,
+	       "key_check_msg: 513 bytes");
+	is_str(msg, "UTF-8 encoded length of 513 exceeds key length limit of 512.",
+	       "key_check_msg: 513 bytes: the message");
+	is_int(kvc_key_check_msg("", 0, NULL, 0), -EINVAL, "key_check_msg: no buffer is fine");
+
+	unsigned limit = 77;
+	is_int(kvc_list_limit(1001, &limit, msg, sizeof(msg)), -EINVAL, "list_limit: 1001");
+	is_str(msg, "Invalid key_count_limit of 1001. Please specify an integer less than 1000.",
+	       "list_limit: 1001: the message");
+	is_int(kvc_list_limit(-1, &limit, msg, sizeof(msg)), -EINVAL, "list_limit: -1");
+	is_str(msg, "Invalid key_count_limit of -1. Please specify an integer greater than 0.",
+	       "list_limit: -1: the message");
+	ok(limit == 77, "list_limit: a refusal leaves the limit");
+	is_int(kvc_list_limit(0, &limit, NULL, 0), 0, "list_limit: 0 (the default)");
+	ok(limit == 0, "list_limit: 0 stays 0, which kvc_list reads as 1000");
+	is_int(kvc_list_limit(1000, &limit, NULL, 0), 0, "list_limit: 1000");
+	ok(limit == 1000, "list_limit: 1000 as given");
+}
+
 int main(void)
 {
 	struct kt_dir d;
@@ -248,6 +293,7 @@ int main(void)
 	test_store_order(&d);
 	test_expiry_rules();
 	test_expiry_stored(&d);
+	test_messages_without_txn();
 	kt_dir_remove(&d);
 	return done_testing();
 }

@@ -34,13 +34,13 @@ check_refused "a 513-byte key of 2- and 1-byte characters is refused" 1 \
 	"kvctl: UTF-8 encoded length of 513 exceeds key length limit of 512." \
 	"$KVCTL" "$S" put "${e512}x" v
 check_refused "the empty key is refused" 1 \
-	'kvctl: Illegal key name "". Key names must not be empty, "." or "..".' \
+	'kvctl: Key name cannot be empty.' \
 	"$KVCTL" "$S" put "" v
 check_refused "the key . is refused" 1 \
-	'kvctl: Illegal key name ".". Key names must not be empty, "." or "..".' \
+	'kvctl: "." is not allowed as a key name.' \
 	"$KVCTL" "$S" put . v
 check_refused "the key .. is refused" 1 \
-	'kvctl: Illegal key name "..". Key names must not be empty, "." or "..".' \
+	'kvctl: ".." is not allowed as a key name.' \
 	"$KVCTL" "$S" put .. v
 check_refused "a key that is not UTF-8 is refused" 1 "kvctl: Key is not valid UTF-8." \
 	"$KVCTL" "$S" put "$(printf 'bad\377')" v
@@ -122,7 +122,7 @@ check_refused "a ttl of 59 is refused" 1 \
 	"kvctl: Invalid expiration_ttl of 59. Expiration TTL must be at least 60." \
 	"$KVCTL" "$S" put t v --ttl 59
 check_refused "a ttl of 0 is refused" 1 \
-	"kvctl: Invalid expiration_ttl of 0. Expiration TTL must be at least 60." \
+	"kvctl: Invalid expiration_ttl of 0. Please specify integer greater than 0." \
 	"$KVCTL" "$S" put t v --ttl 0
 check_refused "a ttl of 1 is refused without --min-ttl" 1 \
 	"kvctl: Invalid expiration_ttl of 1. Expiration TTL must be at least 60." \
@@ -132,10 +132,10 @@ check_refused "an expiration 59 s ahead is refused" 1 \
 	"kvctl: Invalid expiration of $exp. Expiration times must be at least 60 seconds in the future." \
 	"$KVCTL" "$S" put t v --expiration "$exp"
 check_refused "an expiration in the past is refused" 1 \
-	"kvctl: Invalid expiration of 1000. Expiration times must be at least 60 seconds in the future." \
+	"kvctl: Invalid expiration of 1000. Please specify integer greater than the current number of seconds since the UNIX epoch." \
 	"$KVCTL" "$S" put t v --expiration 1000
 check_refused "--min-ttl 1 still refuses a ttl of 0" 1 \
-	"kvctl: Invalid expiration_ttl of 0. Expiration TTL must be at least 1." \
+	"kvctl: Invalid expiration_ttl of 0. Please specify integer greater than 0." \
 	"$KVCTL" --min-ttl 1 "$S" put t v --ttl 0
 check_eq "refused ttls and expirations changed nothing" "$(state "$S")" "$before"
 check "with --min-ttl 1 a ttl of 1 is accepted" "$KVCTL" --min-ttl 1 "$S" put t1 v --ttl 1

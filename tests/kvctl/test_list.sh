@@ -109,10 +109,10 @@ check_eq "the cursor leads to the last 5 keys" \
 check_eq "the last page prints no cursor" "$(cat "$WORK/err")" ""
 check_eq "--limit 1000 gives 1000" "$(kv "$S" list --limit 1000 2>/dev/null | names | wc -l)" 1000
 check_refused "--limit 1001 is refused" 1 \
-	"kvctl: Invalid limit of 1001. Please specify an integer between 1 and 1000." \
+	"kvctl: Invalid key_count_limit of 1001. Please specify an integer less than 1000." \
 	"$KVCTL" "$S" list --limit 1001
 check_refused "a negative limit is refused" 1 \
-	"kvctl: Invalid limit of -1. Please specify an integer between 1 and 1000." \
+	"kvctl: Invalid key_count_limit of -1. Please specify an integer greater than 0." \
 	"$KVCTL" "$S" list --limit -1
 check_refused "a limit that is not a number is a usage error" 2 \
 	"kvctl: invalid --limit 'many': expected a number" "$KVCTL" "$S" list --limit many

@@ -590,42 +590,66 @@ static int parse_put_entry(struct parser *p, struct kt_bulk_entry *e)
 	return 0;
 }
 
-/* An object member's name and its ':', as far as telling whether the name
- * is @want.  @return 0 or the parse failure */
-static int member_named(struct parser *p, const char *want, bool *ret_is)
+/* An object member's name and its ':', as far as telling which of
+ * @names (NULL-terminated) it is: *@ret_which is its index, or -1 for none.
+ * @return 0 or the parse failure */
+static int member_which(struct parser *p, const char *const *names, int *ret_which)
 {
 	char *name;
 	size_t name_len;
 	int rc = parse_string(p, &name, &name_len);
 	if (rc)
 		return rc;
-	*ret_is = name_len == strlen(want) && !memcmp(name, want, name_len);
+	*ret_which = -1;
+	for (int i = 0; names[i]; i++)
+		if (name_len == strlen(names[i]) && !memcmp(name, names[i], name_len))
+			*ret_which = i;
 	free(name);
 	if (!eat(p, ':'))
 		return syntax(p, "expected ':'");
 	return 0;
 }
 
+/* Whether the next member's name is @want (see member_which). */
+static int member_named(struct parser *p, const char *want, bool *ret_is)
+{
+	const char *names[] = {want, NULL};
+	int which;
+	int rc = member_which(p, names, &which);
+	if (!rc)
+		*ret_is = which == 0;
+	return rc;
+}
+
+/*
+ * One key of bulk get or delete: a string, or an object naming it by "key"
+ * (as a bulk put file does, so a put file lists its keys) or by "name" (as
+ * a list prints keys, which is what wrangler's bulk get and delete read).
+ * Other members are passed over.
+ */
 static int parse_key_entry(struct parser *p, struct kt_bulk_entry *e)
 {
 	int c = peek(p), rc;
 	if (c == '"')
 		return parse_string(p, &e->key, &e->key_len);
 	if (c != '{')
-		return fail(p, -EINVAL, "must be a key string or an object with \"key\"");
+		return fail(p, -EINVAL,
+			    "must be a key string or an object with \"key\" or \"name\"");
 	p->pos++;
 	if (!eat(p, '}')) {
 		do {
-			bool is_key;
-			rc = member_named(p, "key", &is_key);
+			static const char *const names[] = {"key", "name", NULL};
+			int which;
+			rc = member_which(p, names, &which);
 			if (rc)
 				return rc;
-			if (!is_key) {
+			const char *field = which == 0 ? "\"key\"" : "\"name\"";
+			if (which < 0) {
 				rc = skip_value(p, 1);
 			} else if (e->key) {
-				rc = fail(p, -EINVAL, "\"key\" is given twice");
+				rc = fail(p, -EINVAL, "the key is given twice (\"key\" or \"name\")");
 			} else if (peek(p) != '"') {
-				rc = fail(p, -EINVAL, "\"key\" must be a string");
+				rc = fail(p, -EINVAL, "%s must be a string", field);
 			} else {
 				rc = parse_string(p, &e->key, &e->key_len);
 				p->key = e->key;
@@ -638,7 +662,7 @@ static int parse_key_entry(struct parser *p, struct kt_bulk_entry *e)
 			return syntax(p, "expected ',' or '}'");
 	}
 	if (!e->key)
-		return fail(p, -EINVAL, "\"key\" is missing");
+		return fail(p, -EINVAL, "\"key\" or \"name\" is missing");
 	return 0;
 }
 

@@ -13,7 +13,8 @@
  *            "expiration_ttl":S?, "metadata":M?}, ...]
  *          null for base64, expiration or expiration_ttl means absent;
  *          unknown fields are ignored (so a file from another tool loads).
- *  - keys: ["k1", ...], or [{"key":"k1", ...}, ...], or {"keys":[...]}
+ *  - keys: ["k1", ...], [{"key":"k1", ...}, ...], [{"name":"k1", ...}, ...]
+ *          (what a list prints, and wrangler reads), or {"keys":[...]}
  *          (the inputs of bulk get and bulk delete).
  * Entries are numbered from 0, their index in the JSON array, in messages.
  *

@@ -151,23 +151,46 @@ static bool *find_repeats(const struct kt_bulk *b)
 }
 
 /*
- * {"values":{"k":"v","gone":null}} as Workers KV's bulk get answers; with
- * --metadata each value is {"value":..,"metadata":..}.  A value that is not
- * UTF-8 cannot be a JSON string: it is {"value":"<base64>","base64":true}.
+ * What wrangler 4's `kv bulk get` prints: the "values" object of Workers
+ * KV's answer, as JSON.stringify(values, null, 2) writes it: each key once
+ * (the first time it is named) with its value as a string, null when
+ * missing; with --metadata (the API's withMetadata) each value is
+ * {"value":..,"metadata":..}.  A value that is not UTF-8 cannot be a JSON
+ * string: it is {"value":"<base64>","base64":true} (wrangler would print
+ * it with U+FFFD for the bytes it cannot decode).  wrangler's "Success!"
+ * goes to stderr, so that stdout is JSON.
  */
+/* {"value":..,"metadata":..,"base64":true} of one key, indented as a
+ * member of the values object.  @return 0 or -ENOMEM */
+static int print_value_object(const struct kvc_record *rec, bool with_metadata)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (!f)
+		return -ENOMEM;
+	putc('{', f);
+	kt_json_value_members(f, rec->value, rec->value_len, with_metadata, rec->metadata,
+			      rec->metadata_len);
+	putc('}', f);
+	if (fclose(f)) {
+		free(buf);
+		return -ENOMEM;
+	}
+	kt_json_pretty(stdout, buf, len, 2);
+	free(buf);
+	return 0;
+}
+
 static int bulk_get(kvc_store *store, const struct kt_bulk *b, bool with_metadata)
 {
 	for (size_t i = 0; i < b->count; i++) {
 		const struct kt_bulk_entry *e = &b->entries[i];
-		int rc = kvc_key_check(e->key, e->key_len);
-		if (rc) {
+		char why[MSG_MAX];
+		if (kvc_key_check_msg(e->key, e->key_len, why, sizeof(why))) {
 			char shown[100];
 			kt_bulk_show_key(e->key, e->key_len, shown, sizeof(shown));
-			if (rc == -ENAMETOOLONG)
-				return failure("bulk entry %zu (key '%s'): UTF-8 encoded length of "
-					       "%zu exceeds key length limit of %u.",
-					       i, shown, e->key_len, KVC_KEY_MAX);
-			return failure("bulk entry %zu (key '%s'): invalid key", i, shown);
+			return failure("bulk entry %zu (key '%s'): %s", i, shown, why);
 		}
 	}
 	bool *repeat = find_repeats(b);
@@ -183,7 +206,7 @@ static int bulk_get(kvc_store *store, const struct kt_bulk *b, bool with_metadat
 	kt_progress_init(&progress, STDERR_FILENO, "bulk get", "keys", b->count);
 	progress.enabled = progress.enabled && !isatty(STDOUT_FILENO); /* data on the screen */
 	bool first = true;
-	fputs("{\"values\":{", stdout);
+	putchar('{');
 	for (size_t i = 0; i < b->count && !rc; i++) {
 		const struct kt_bulk_entry *e = &b->entries[i];
 		kt_progress_update(&progress, i + 1);
@@ -191,11 +214,10 @@ static int bulk_get(kvc_store *store, const struct kt_bulk *b, bool with_metadat
 			continue;
 		struct kvc_record rec;
 		rc = kvc_get(txn, e->key, e->key_len, 0, &rec);
-		if (!first)
-			putchar(',');
+		fputs(first ? "\n  " : ",\n  ", stdout);
 		first = false;
 		kt_json_string(stdout, e->key, e->key_len);
-		putchar(':');
+		fputs(": ", stdout);
 		if (rc == -ENOENT) {
 			rc = 0;
 			fputs("null", stdout);
@@ -208,18 +230,18 @@ static int bulk_get(kvc_store *store, const struct kt_bulk *b, bool with_metadat
 			kt_json_string(stdout, rec.value, rec.value_len);
 			continue;
 		}
-		putchar('{');
-		kt_json_value_members(stdout, rec.value, rec.value_len, with_metadata,
-				      rec.metadata, rec.metadata_len);
-		putchar('}');
+		rc = print_value_object(&rec, with_metadata);
 	}
 	kt_progress_end(&progress);
-	fputs("}}\n", stdout);
+	fputs(first ? "}\n" : "\n}\n", stdout);
 	free(repeat);
 	if (rc)
 		return txn_failure(txn, rc);
 	kvc_txn_abort(txn);
-	return finish_stdout(0);
+	rc = finish_stdout(0);
+	if (!rc)
+		fputs("Success!\n", stderr);
+	return rc;
 }
 
 int cmd_bulk(kvc_store *store, const struct args *a)

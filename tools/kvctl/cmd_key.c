@@ -143,12 +143,9 @@ int cmd_list(kvc_store *store, const struct args *a)
 	int rc;
 	unsigned limit = 0;
 	if (a->limit) {
-		int64_t v = a->limit_n;
-		if (v < 0 || v > UINT_MAX)
-			return failure("Invalid limit of %s. Please specify an integer between 1 "
-				       "and %u.",
-				       a->limit, KVC_LIST_LIMIT_MAX);
-		limit = (unsigned)v; /* kvcore judges the range */
+		char msg[MSG_MAX];
+		if (kvc_list_limit(a->limit_n, &limit, msg, sizeof(msg)))
+			return failure("%s", msg);
 	}
 	/* Like wrangler, a plain list shows everything; paging is asked for. */
 	bool one_page = a->limit || a->cursor;

@@ -10,6 +10,7 @@
  *   cmd_store.c export, reap, stats, check: the whole store
  *   cmd_miniflare.c import from and export to wrangler's local state
  *               (miniflare.c: its layout)
+ *   cmd_watch.c watch: the change feed as it grows
  *
  * Every rule of the data model is kvcore's; a command turns arguments into
  * kvcore calls and prints kvcore's messages.  A command returns kvctl's
@@ -39,9 +40,11 @@ enum opt_bit {
 	OPT_PREFIX = 1u << 5,
 	OPT_LIMIT = 1u << 6,
 	OPT_CURSOR = 1u << 7,
-	OPT_FROM_MINIFLARE = 1u << 16, /* import --from-miniflare DIR */
-	OPT_TO_MINIFLARE = 1u << 17,   /* export --to-miniflare DIR */
-	OPT_NAMESPACE = 1u << 18,      /* --namespace ID of a Miniflare state */
+	OPT_SINCE = 1u << 8,         /* watch --since SEQ */
+	OPT_VALUES = 1u << 9,        /* watch --values */
+	OPT_FROM_MINIFLARE = 1u << 10, /* import --from-miniflare DIR */
+	OPT_TO_MINIFLARE = 1u << 11,   /* export --to-miniflare DIR */
+	OPT_NAMESPACE = 1u << 12,      /* --namespace ID of a Miniflare state */
 };
 
 #define POS_MAX 8
@@ -64,9 +67,11 @@ struct args {
 	const char *limit;
 	const char *cursor;
 	const char *from_miniflare, *to_miniflare, *namespace; /* cmd_miniflare.c */
+	const char *since;
 	int64_t ttl_s;        /* --ttl, parsed */
 	int64_t expiration_s; /* --expiration, parsed */
 	int64_t limit_n;      /* --limit, parsed */
+	int64_t since_n;      /* --since, parsed */
 };
 
 /* ------------------------------------------------------------ output.c */
@@ -130,5 +135,8 @@ int cmd_check(kvc_store *store, const struct args *a);
 
 int cmd_import(kvc_store *store, const struct args *a);
 int cmd_export_miniflare(kvc_store *store, const struct args *a);
+/* --------------------------------------------------------- cmd_watch.c */
+
+int cmd_watch(kvc_store *store, const struct args *a);
 
 #endif

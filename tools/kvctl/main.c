@@ -55,6 +55,9 @@ static const char usage_text[] =
 	"  reap                           remove expired keys now\n"
 	"  stats                          print figures about the store as JSON\n"
 	"  check                          verify the store's indexes against its records\n"
+	"  watch [--prefix P] [--since SEQ] [--values]\n"
+	"                                 print each change as it commits, one JSON\n"
+	"                                 line each; --since SEQ resumes after SEQ\n"
 	"\n"
 	"Options:\n"
 	"  --min-ttl S    smallest ttl accepted by this run (default: the store's, 60)\n"
@@ -126,6 +129,7 @@ static const struct command_shape shapes[] = {
 	{"reap", 0, 0, 0, "reap"},
 	{"stats", 0, 0, 0, "stats"},
 	{"check", 0, 0, 0, "check"},
+	{"watch", 0, 0, OPT_PREFIX | OPT_SINCE | OPT_VALUES, "watch [--prefix P] [--since SEQ] [--values]"},
 };
 
 /* Check the command line against the command's shape before anything is opened. */
@@ -172,6 +176,8 @@ static int parse_numbers(struct args *a)
 				   a->expiration);
 	if (a->limit && parse_i64(a->limit, &a->limit_n))
 		return usage_error("invalid --limit '%s': expected a number", a->limit);
+	if (a->since && (parse_i64(a->since, &a->since_n) || a->since_n < 0))
+		return usage_error("invalid --since '%s': expected a seq, 0 or more", a->since);
 	return 0;
 }
 
@@ -180,7 +186,7 @@ enum {
 	LONG_VERSION = 0x100,
 	LONG_MIN_TTL,
 	LONG_METADATA,
-	LONG_VALUED = 0x200, /* | an enum opt_bit: an option that takes a value */
+	LONG_VALUED = 0x10000, /* | an enum opt_bit: an option that takes a value */
 };
 
 static const struct option long_options[] = {
@@ -198,6 +204,8 @@ static const struct option long_options[] = {
 	{"from-miniflare", required_argument, NULL, LONG_VALUED | OPT_FROM_MINIFLARE},
 	{"to-miniflare", required_argument, NULL, LONG_VALUED | OPT_TO_MINIFLARE},
 	{"namespace", required_argument, NULL, LONG_VALUED | OPT_NAMESPACE},
+	{"since", required_argument, NULL, LONG_VALUED | OPT_SINCE},
+	{"values", no_argument, NULL, LONG_VALUED | OPT_VALUES},
 	{NULL, 0, NULL, 0},
 };
 
@@ -224,6 +232,8 @@ static int set_valued(struct args *a, unsigned bit, const char *name, const char
 	case OPT_FROM_MINIFLARE: a->from_miniflare = value; break;
 	case OPT_TO_MINIFLARE: a->to_miniflare = value; break;
 	case OPT_NAMESPACE: a->namespace = value; break;
+	case OPT_SINCE: a->since = value; break;
+	case OPT_VALUES: break;
 	default: a->metadata = value; break;
 	}
 	return 0;
@@ -359,6 +369,7 @@ int main(int argc, char **argv)
 		{"list", cmd_list},     {"bulk", cmd_bulk},   {"export", cmd_export},
 		{"reap", cmd_reap},     {"stats", cmd_stats}, {"check", cmd_check},
 		{"import", cmd_import},
+		{"watch", cmd_watch},
 	};
 	struct args a;
 	int rc = parse_args(argc, argv, &a);

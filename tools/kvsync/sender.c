@@ -114,50 +114,42 @@ static int sender_drain(struct ks_sess *s)
 	}
 }
 
+/* Encode one change of the feed; stop the read transaction once enough is
+ * buffered to be worth a write. */
+static int encode_change(void *arg, const void *key, size_t key_len, const struct kvc_record *rec)
+{
+	struct ks_sess *s = arg;
+	sess_encode_record(s, key, key_len, rec);
+	return sess_batch_full(s) || ks_conn_should_flush(s->conn) ? 1 : 0;
+}
+
 /*
  * One batch of the feed after *after.  No read transaction is held while
  * writing to the peer: a peer that stops reading would otherwise pin the
  * transaction's snapshot (and the pages it keeps from reuse) until the
  * I/O timeout, or for ever without one.  So each time enough is buffered
- * to be worth a write, the transaction ends, the write happens, and a new
- * one resumes the feed after the last sequence encoded.  Records that
- * change in between come again later in the feed, as across batches.
+ * to be worth a write, the transaction ends (kvc_feed_read, stopped by
+ * encode_change), the write happens, and a new one resumes the feed after
+ * the last sequence encoded.  Records that change in between come again
+ * later in the feed, as across batches.
  * @return records sent, or -errno
  */
 int64_t sess_feed_batch(struct ks_sess *s, uint64_t *after)
 {
 	uint64_t last = *after;
 	int64_t n = 0;
-	bool more = true;
-	int rc = 0;
-	while (more && !sess_batch_full(s)) {
-		kvc_txn *txn;
-		rc = kvc_txn_begin(s->store, KVC_TXN_READ, &txn);
-		if (rc)
+	int rc;
+	while (!sess_batch_full(s)) {
+		uint64_t head;
+		rc = kvc_feed_read(s->store, &last, 0, 0, encode_change, s, &head);
+		if (rc < 0)
 			return sess_store_fail(s, rc, "cannot read the change feed");
-		while (!sess_batch_full(s) && !ks_conn_should_flush(s->conn)) {
-			const void *key;
-			size_t key_len;
-			struct kvc_record rec;
-			rc = kvc_feed_next(txn, last, 0, &key, &key_len, &rec);
-			if (rc == -ENOENT) {
-				rc = 0;
-				more = false;
-				break;
-			}
-			if (rc) {
-				rc = sess_store_fail(s, rc, "cannot read the change feed");
-				break;
-			}
-			sess_encode_record(s, key, key_len, &rec);
-			last = rec.seq;
-			n++;
-		}
-		kvc_txn_abort(txn);
-		if (!rc)
-			rc = sess_maybe_flush(s);
+		n += rc;
+		rc = sess_maybe_flush(s);
 		if (rc)
 			return rc;
+		if (last >= head)
+			break; /* the whole feed is read */
 	}
 	if (n) {
 		rc = sess_end_batch(s, true, last);
