@@ -221,3 +221,35 @@ int kvc_write_txn(kvc_store *store, int (*fn)(kvc_txn *txn, void *arg), void *ar
 		snprintf(errmsg, errmsg_size, "%s", strerror(-rc));
 	return rc;
 }
+
+struct one {
+	const void *key;
+	size_t key_len;
+	const struct kvc_write *w; /* NULL: a delete */
+};
+
+static int one_fn(kvc_txn *txn, void *arg)
+{
+	struct one *o = arg;
+
+	if (o->w)
+		return kvc_write(txn, o->key, o->key_len, o->w);
+	int rc = kvc_delete(txn, o->key, o->key_len);
+	return rc == -ENOENT ? 0 : rc;
+}
+
+int kvc_write_one(kvc_store *store, const void *key, size_t key_len, const struct kvc_write *w,
+		  char *errmsg, size_t errmsg_size)
+{
+	struct one o = {key, key_len, w};
+
+	return kvc_write_txn(store, one_fn, &o, errmsg, errmsg_size);
+}
+
+int kvc_delete_one(kvc_store *store, const void *key, size_t key_len, char *errmsg,
+		   size_t errmsg_size)
+{
+	struct one o = {key, key_len, NULL};
+
+	return kvc_write_txn(store, one_fn, &o, errmsg, errmsg_size);
+}

@@ -388,6 +388,22 @@ struct kvc_write {
 int kvc_write(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_write *w);
 
 /**
+ * kvc_write of @w to @key in a write transaction of its own, through
+ * kvc_write_txn (group commit, map growth, @errmsg as there).
+ * @return kvc_write's result, or the commit's -errno
+ */
+int kvc_write_one(kvc_store *store, const void *key, size_t key_len, const struct kvc_write *w,
+		  char *errmsg, size_t errmsg_size);
+
+/**
+ * kvc_delete of @key in a write transaction of its own, as kvc_write_one.
+ * Deleting a key that is not there succeeds, as in Workers KV.
+ * @return 0, or kvc_delete's or the commit's -errno
+ */
+int kvc_delete_one(kvc_store *store, const void *key, size_t key_len, char *errmsg,
+		   size_t errmsg_size);
+
+/**
  * Fill the expiry of a put (KVC_SET_EXPIRATION, and KVC_SET_TTL with a
  * ttl) from what a client was given, with Workers KV's rules: a ttl
  * (which wins over an expiration) of 1..UINT32_MAX seconds, an expiration

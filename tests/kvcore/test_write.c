@@ -317,6 +317,25 @@ static void test_readonly(const char *path)
 	kvc_close(s);
 }
 
+/* kvc_write_one and kvc_delete_one: one write, one transaction each. */
+static void test_one(kvc_store *s)
+{
+	struct kvc_write w = {.set = KVC_SET_VALUE, .value = "v1", .value_len = 2};
+	char msg[256] = "x";
+	uint64_t head = kt_head(s);
+
+	is_int(kvc_write_one(s, "one:a", 5, &w, msg, sizeof(msg)), 0, "kvc_write_one stores a key");
+	ok(kt_has(s, "one:a", 5, "v1", 2) && kt_head(s) == head + 1,
+	   "the key reads back, one commit later");
+	is_int(kvc_write_one(s, "..", 2, &w, msg, sizeof(msg)), -EINVAL,
+	       "kvc_write_one refuses a key kvcore refuses");
+	is_str(msg, "\"..\" is not allowed as a key name.", "with kvcore's message");
+	is_int(kvc_delete_one(s, "one:a", 5, NULL, 0), 0, "kvc_delete_one deletes it");
+	ok(kt_absent(s, "one:a", 5), "the key is gone");
+	is_int(kvc_delete_one(s, "one:never", 9, NULL, 0), 0,
+	       "kvc_delete_one of a key never written succeeds, as in Workers KV");
+}
+
 int main(void)
 {
 	struct kt_dir d;
@@ -326,6 +345,7 @@ int main(void)
 	test_rename(s);
 	test_batch(s);
 	test_inode_numbers(s);
+	test_one(s);
 	is_int(kt_check(s), 0, "kvc_check finds nothing on the rename/batch store");
 	kvc_close(s);
 	test_readonly(path);

@@ -12,6 +12,7 @@
  */
 #include "kvapi.h"
 
+#include "common/apply.h"
 #include "common/bulk.h"
 #include "common/json.h"
 
@@ -20,61 +21,6 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-
-struct bulk_ctx {
-	const struct kt_bulk *b;
-	uint32_t min_ttl;
-	char msg[768];
-};
-
-/* The message of entry @i failing with @why. */
-static int bulk_fail(struct bulk_ctx *c, size_t i, const char *why, int rc)
-{
-	char shown[100];
-	const struct kt_bulk_entry *e = &c->b->entries[i];
-	kt_bulk_show_key(e->key, e->key_len, shown, sizeof(shown));
-	snprintf(c->msg, sizeof(c->msg), "entry %zu (key '%s'): %s", i, shown,
-		 *why ? why : strerror(-rc));
-	return rc;
-}
-
-static int put_fn(kvc_txn *txn, void *arg)
-{
-	struct bulk_ctx *c = arg;
-	c->msg[0] = 0;
-	for (size_t i = 0; i < c->b->count; i++) {
-		const struct kt_bulk_entry *e = &c->b->entries[i];
-		struct kvc_write w = {
-			.set = KVC_SET_VALUE | KVC_SET_METADATA,
-			.value = e->value ? (const void *)e->value : "",
-			.value_len = e->value_len,
-			.metadata = e->metadata,
-			.metadata_len = e->metadata_len,
-		};
-		char why[256];
-		int rc = kvc_write_set_expiry(&w, e->has_expiration, e->expiration, e->has_ttl,
-					      e->ttl, c->min_ttl, why, sizeof(why));
-		if (rc)
-			return bulk_fail(c, i, why, rc);
-		rc = kvc_write(txn, e->key, e->key_len, &w);
-		if (rc)
-			return bulk_fail(c, i, kvc_txn_errmsg(txn), rc);
-	}
-	return 0;
-}
-
-static int delete_fn(kvc_txn *txn, void *arg)
-{
-	struct bulk_ctx *c = arg;
-	c->msg[0] = 0;
-	for (size_t i = 0; i < c->b->count; i++) {
-		const struct kt_bulk_entry *e = &c->b->entries[i];
-		int rc = kvc_delete(txn, e->key, e->key_len);
-		if (rc && rc != -ENOENT)
-			return bulk_fail(c, i, kvc_txn_errmsg(txn), rc);
-	}
-	return 0;
-}
 
 /* Parse the body as @fmt; false when the reply says why it cannot be. */
 static bool parse_body(struct ka_req *r, enum kt_bulk_format fmt, struct kt_bulk *b)
@@ -94,14 +40,13 @@ static bool parse_body(struct ka_req *r, enum kt_bulk_format fmt, struct kt_bulk
 static void bulk_write(struct ka_req *r, bool put)
 {
 	struct kt_bulk b = {0};
-	if (!parse_body(r, put ? KT_BULK_PUT : KT_BULK_KEYS, &b))
+	enum kt_bulk_format fmt = put ? KT_BULK_PUT : KT_BULK_KEYS;
+	if (!parse_body(r, fmt, &b))
 		return;
-	kvc_store *s = ka_ns_store(r->ns);
-	struct bulk_ctx c = {.b = &b, .min_ttl = kvc_store_min_ttl(s)};
-	char msg[512] = "";
-	int rc = kvc_write_txn(s, put ? put_fn : delete_fn, &c, msg, sizeof(msg));
+	char msg[KT_APPLY_ERRMSG_MAX];
+	int rc = kt_bulk_apply(ka_ns_store(r->ns), &b, fmt, NULL, msg, sizeof(msg));
 	if (rc) {
-		ka_reply_kvc(r, rc, c.msg[0] ? c.msg : msg);
+		ka_reply_kvc(r, rc, msg);
 	} else {
 		char result[96];
 		snprintf(result, sizeof(result),

@@ -338,18 +338,6 @@ static bool read_parts(struct ka_req *r, struct parts *p)
 	return true;
 }
 
-struct put_ctx {
-	const char *key;
-	size_t key_len;
-	struct kvc_write w;
-};
-
-static int put_fn(kvc_txn *txn, void *arg)
-{
-	struct put_ctx *c = arg;
-	return kvc_write(txn, c->key, c->key_len, &c->w);
-}
-
 /*
  * The expiry query arguments into @w, or a reply saying what is wrong.
  * @return 0, or -EINVAL (replied)
@@ -384,26 +372,26 @@ static int put_expiry(struct ka_req *r, struct kvc_write *w)
 
 static void put_value(struct ka_req *r)
 {
-	struct put_ctx c = {.key = r->key, .key_len = r->key_len};
-	c.w.set = KVC_SET_VALUE | KVC_SET_METADATA;
-	if (put_expiry(r, &c.w))
+	struct kvc_write w = {0};
+	w.set = KVC_SET_VALUE | KVC_SET_METADATA;
+	if (put_expiry(r, &w))
 		return;
 	struct parts p = {KT_BUF_INIT, KT_BUF_INIT, false, false, 0};
 	if (r->multipart) {
 		if (!read_parts(r, &p))
 			goto out;
-		c.w.value = p.value.p ? (const void *)p.value.p : "";
-		c.w.value_len = p.value.len;
+		w.value = p.value.p ? (const void *)p.value.p : "";
+		w.value_len = p.value.len;
 		if (p.has_metadata) {
-			c.w.metadata = p.metadata.p ? (const char *)p.metadata.p : "";
-			c.w.metadata_len = p.metadata.len;
+			w.metadata = p.metadata.p ? (const char *)p.metadata.p : "";
+			w.metadata_len = p.metadata.len;
 		}
 	} else {
-		c.w.value = r->body.p ? (const void *)r->body.p : "";
-		c.w.value_len = r->body.len;
+		w.value = r->body.p ? (const void *)r->body.p : "";
+		w.value_len = r->body.len;
 	}
 	char msg[512] = "";
-	int rc = kvc_write_txn(ka_ns_store(r->ns), put_fn, &c, msg, sizeof(msg));
+	int rc = kvc_write_one(ka_ns_store(r->ns), r->key, r->key_len, &w, msg, sizeof(msg));
 	if (rc)
 		ka_reply_kvc(r, rc, msg);
 	else
@@ -413,21 +401,13 @@ out:
 	kt_buf_release(&p.metadata);
 }
 
-static int delete_fn(kvc_txn *txn, void *arg)
-{
-	struct put_ctx *c = arg;
-	int rc = kvc_delete(txn, c->key, c->key_len);
-	return rc == -ENOENT ? 0 : rc; /* as in Workers KV */
-}
-
 void ka_route_values(struct ka_req *r)
 {
 	if (!strcmp(r->method, "PUT")) {
 		put_value(r);
 	} else if (!strcmp(r->method, "DELETE")) {
-		struct put_ctx c = {.key = r->key, .key_len = r->key_len};
 		char msg[512] = "";
-		int rc = kvc_write_txn(ka_ns_store(r->ns), delete_fn, &c, msg, sizeof(msg));
+		int rc = kvc_delete_one(ka_ns_store(r->ns), r->key, r->key_len, msg, sizeof(msg));
 		if (rc)
 			ka_reply_kvc(r, rc, msg);
 		else

@@ -6,6 +6,7 @@
  */
 #include "kvctl.h"
 
+#include "common/apply.h"
 #include "common/bulk.h"
 #include "common/progress.h"
 
@@ -38,76 +39,19 @@ static int load_bulk(const char *path, enum kt_bulk_format fmt, struct kt_bulk *
 	return 0;
 }
 
-struct bulk_ctx {
-	const struct kt_bulk *b;
-	uint32_t min_ttl;
-	struct kt_progress *progress;
-	char msg[MSG_MAX];
-};
-
-/* The message of entry @i failing with @why. */
-static int bulk_fail(struct bulk_ctx *c, size_t i, const char *why, int rc)
-{
-	char shown[100];
-	const struct kt_bulk_entry *e = &c->b->entries[i];
-	kt_bulk_show_key(e->key, e->key_len, shown, sizeof(shown));
-	snprintf(c->msg, sizeof(c->msg), "bulk entry %zu (key '%s'): %s", i, shown,
-		 *why ? why : strerror(-rc));
-	return rc;
-}
-
-static int bulk_put_fn(kvc_txn *txn, void *arg)
-{
-	struct bulk_ctx *c = arg;
-	c->msg[0] = 0;
-	for (size_t i = 0; i < c->b->count; i++) {
-		const struct kt_bulk_entry *e = &c->b->entries[i];
-		struct kvc_write w = {
-			.set = KVC_SET_VALUE | KVC_SET_METADATA,
-			.value = e->value,
-			.value_len = e->value_len,
-			.metadata = e->metadata,
-			.metadata_len = e->metadata_len,
-		};
-		char why[256];
-		int rc = kvc_write_set_expiry(&w, e->has_expiration, e->expiration, e->has_ttl, e->ttl,
-				    c->min_ttl, why, sizeof(why));
-		if (rc)
-			return bulk_fail(c, i, why, rc);
-		rc = kvc_write(txn, e->key, e->key_len, &w);
-		if (rc)
-			return bulk_fail(c, i, kvc_txn_errmsg(txn), rc);
-		kt_progress_update(c->progress, i + 1);
-	}
-	return 0;
-}
-
-static int bulk_delete_fn(kvc_txn *txn, void *arg)
-{
-	struct bulk_ctx *c = arg;
-	c->msg[0] = 0;
-	for (size_t i = 0; i < c->b->count; i++) {
-		const struct kt_bulk_entry *e = &c->b->entries[i];
-		int rc = kvc_delete(txn, e->key, e->key_len);
-		if (rc && rc != -ENOENT)
-			return bulk_fail(c, i, kvc_txn_errmsg(txn), rc);
-		kt_progress_update(c->progress, i + 1);
-	}
-	return 0;
-}
-
 /* Apply a bulk put or delete in one transaction: all entries or none. */
 static int bulk_write(kvc_store *store, const struct kt_bulk *b, bool put)
 {
 	struct kt_progress progress;
-	struct bulk_ctx c = {.b = b, .min_ttl = kvc_store_min_ttl(store), .progress = &progress};
-	char msg[MSG_MAX] = "";
+	char msg[KT_APPLY_ERRMSG_MAX];
+
 	kt_progress_init(&progress, STDERR_FILENO, put ? "bulk put" : "bulk delete", "keys",
 			 b->count);
-	int rc = kvc_write_txn(store, put ? bulk_put_fn : bulk_delete_fn, &c, msg, sizeof(msg));
+	int rc = kt_bulk_apply(store, b, put ? KT_BULK_PUT : KT_BULK_KEYS, &progress, msg,
+			       sizeof(msg));
 	kt_progress_end(&progress);
 	if (rc)
-		return failure("%s", c.msg[0] ? c.msg : msg[0] ? msg : strerror(-rc));
+		return failure("%s", msg);
 	fprintf(stderr, "Success! %s %zu key%s\n", put ? "Put" : "Deleted", b->count,
 		b->count == 1 ? "" : "s");
 	return 0;

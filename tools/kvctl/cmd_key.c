@@ -46,70 +46,45 @@ int cmd_get(kvc_store *store, const struct args *a)
 	return finish_stdout(0);
 }
 
-struct put_ctx {
-	const char *key;
-	size_t key_len;
-	struct kvc_write w;
-};
-
-static int put_fn(kvc_txn *txn, void *arg)
-{
-	struct put_ctx *c = arg;
-	return kvc_write(txn, c->key, c->key_len, &c->w);
-}
-
 int cmd_put(kvc_store *store, const struct args *a)
 {
 	int rc;
-	struct put_ctx c = {.key = a->pos[0], .key_len = strlen(a->pos[0])};
+	struct kvc_write w = {0};
 	char msg[MSG_MAX];
-	c.w.set = KVC_SET_VALUE | KVC_SET_METADATA;
+	w.set = KVC_SET_VALUE | KVC_SET_METADATA;
 	if (a->metadata) {
-		c.w.metadata = a->metadata;
-		c.w.metadata_len = strlen(a->metadata);
+		w.metadata = a->metadata;
+		w.metadata_len = strlen(a->metadata);
 	}
-	if (kvc_write_set_expiry(&c.w, a->expiration != NULL, a->expiration_s, a->ttl != NULL, a->ttl_s, kvc_store_min_ttl(store), msg,
+	if (kvc_write_set_expiry(&w, a->expiration != NULL, a->expiration_s, a->ttl != NULL, a->ttl_s, kvc_store_min_ttl(store), msg,
 		       sizeof(msg)))
 		return failure("%s", msg);
 
 	struct input in = {0};
 	if (a->npos == 2) {
-		c.w.value = a->pos[1];
-		c.w.value_len = strlen(a->pos[1]);
+		w.value = a->pos[1];
+		w.value_len = strlen(a->pos[1]);
 	} else {
 		rc = read_input(a->path, KVC_VALUE_MAX, &in);
 		if (rc)
 			return failure("cannot read '%s': %s", a->path ? a->path : "-",
 				       strerror(-rc));
-		c.w.value = in.data;
-		c.w.value_len = in.len;
+		w.value = in.data;
+		w.value_len = in.len;
 	}
 	msg[0] = 0;
-	rc = kvc_write_txn(store, put_fn, &c, msg, sizeof(msg));
+	rc = kvc_write_one(store, a->pos[0], strlen(a->pos[0]), &w, msg, sizeof(msg));
 	input_release(&in);
 	if (rc)
 		return failure("%s", *msg ? msg : strerror(-rc));
 	return 0;
 }
 
-struct delete_ctx {
-	const char *key;
-	size_t key_len;
-};
-
-static int delete_fn(kvc_txn *txn, void *arg)
-{
-	struct delete_ctx *c = arg;
-	int rc = kvc_delete(txn, c->key, c->key_len);
-	return rc == -ENOENT ? 0 : rc; /* as in Workers KV */
-}
-
 int cmd_delete(kvc_store *store, const struct args *a)
 {
 	int rc;
-	struct delete_ctx c = {.key = a->pos[0], .key_len = strlen(a->pos[0])};
 	char msg[MSG_MAX] = "";
-	rc = kvc_write_txn(store, delete_fn, &c, msg, sizeof(msg));
+	rc = kvc_delete_one(store, a->pos[0], strlen(a->pos[0]), msg, sizeof(msg));
 	if (rc)
 		return failure("%s", *msg ? msg : strerror(-rc));
 	return 0;
