@@ -40,7 +40,8 @@ static inline struct tap_state *tap_state(void)
 	return &st;
 }
 
-static inline void tap_vline(bool pass, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static inline void tap_vline(bool pass, const char *fmt,
+								  va_list ap)
 {
 	struct tap_state *t = tap_state();
 	t->run++;

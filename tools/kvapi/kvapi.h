@@ -242,7 +242,7 @@ int ka_url_decode(const char *s, size_t len, bool plus_is_space, char **ret, siz
  */
 int ka_parse_int(const char *s, int64_t *ret);
 
-/** Whether @s is KA_ID_LEN hex digits (either case). */
+/** Whether @s is KA_ID_LEN lower-case hex digits, a namespace id. */
 bool ka_is_hex_id(const char *s, size_t len);
 
 /* ------------------------------------------------------- namespaces.c */

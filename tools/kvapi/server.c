@@ -489,7 +489,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	*con_cls = NULL;
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
+/* libmicrohttpd's own messages (MHD_OPTION_EXTERNAL_LOGGER). */
+__attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt,
+						       va_list ap)
 {
 	struct ka_server *srv = cls;
 	char msg[512];

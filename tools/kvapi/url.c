@@ -7,19 +7,9 @@
 #include "kvapi.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 int ka_url_decode(const char *s, size_t len, bool plus_is_space, char **ret, size_t *ret_len)
 {
@@ -29,10 +19,10 @@ int ka_url_decode(const char *s, size_t len, bool plus_is_space, char **ret, siz
 	size_t n = 0;
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
-		int hi, lo;
-		if (c == '%' && i + 2 < len && (hi = hexval((unsigned char)s[i + 1])) >= 0 &&
-		    (lo = hexval((unsigned char)s[i + 2])) >= 0) {
-			out[n++] = (char)(hi << 4 | lo);
+		unsigned char byte;
+		if (c == '%' && i + 2 < len &&
+		    sodium_hex2bin(&byte, 1, s + i + 1, 2, NULL, NULL, NULL) == 0) {
+			out[n++] = (char)byte;
 			i += 2;
 		} else if (c == '+' && plus_is_space) {
 			out[n++] = ' ';
@@ -64,10 +54,11 @@ int ka_parse_int(const char *s, int64_t *ret)
 
 bool ka_is_hex_id(const char *s, size_t len)
 {
+	/* Lower case only: the id names a directory, ROOT/<id>. */
 	if (len != KA_ID_LEN)
 		return false;
 	for (size_t i = 0; i < len; i++)
-		if (hexval((unsigned char)s[i]) < 0)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
 			return false;
 	return true;
 }
