@@ -450,14 +450,12 @@ void kt_bulk_release(struct kt_bulk *b)
 	b->count = 0;
 }
 
-/* Fields seen in one put entry, to refuse a field given twice. */
-enum {
-	F_KEY = 1u << 0,
-	F_VALUE = 1u << 1,
-	F_BASE64 = 1u << 2,
-	F_EXPIRATION = 1u << 3,
-	F_TTL = 1u << 4,
-	F_METADATA = 1u << 5,
+/* The fields of a put entry; their names are put_fields[]. */
+enum put_field { F_KEY, F_VALUE, F_BASE64, F_EXPIRATION, F_TTL, F_METADATA, F_COUNT };
+
+static const char *const put_fields[F_COUNT] = {
+	[F_KEY] = "key", [F_VALUE] = "value", [F_BASE64] = "base64",
+	[F_EXPIRATION] = "expiration", [F_TTL] = "expiration_ttl", [F_METADATA] = "metadata",
 };
 
 /* An optional integer field: null = absent. */
@@ -483,25 +481,18 @@ static int parse_int_field(struct parser *p, const char *name, bool *ret_has, in
 static int parse_put_field(struct parser *p, const char *name, size_t name_len,
 			   struct kt_bulk_entry *e, unsigned *seen, bool *base64)
 {
-	static const struct {
-		const char *name;
-		unsigned bit;
-	} fields[] = {
-		{"key", F_KEY},         {"value", F_VALUE},         {"base64", F_BASE64},
-		{"expiration", F_EXPIRATION}, {"expiration_ttl", F_TTL}, {"metadata", F_METADATA},
-	};
-	unsigned bit = 0;
-	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
-		if (strlen(fields[i].name) == name_len && !memcmp(fields[i].name, name, name_len))
-			bit = fields[i].bit;
-	if (!bit)
+	enum put_field f = 0;
+	while (f < F_COUNT &&
+	       !(strlen(put_fields[f]) == name_len && !memcmp(put_fields[f], name, name_len)))
+		f++;
+	if (f == F_COUNT)
 		return skip_value(p, 1); /* a field of some other tool's */
-	if (*seen & bit)
-		return fail(p, -EINVAL, "\"%s\" is given twice", name);
-	*seen |= bit;
+	if (*seen & (1u << f))
+		return fail(p, -EINVAL, "\"%s\" is given twice", put_fields[f]);
+	*seen |= 1u << f; /* seen: a set of 1 << enum put_field */
 
 	int c = peek(p), rc;
-	switch (bit) {
+	switch (f) {
 	case F_KEY:
 		if (c != '"')
 			return fail(p, -EINVAL, "\"key\" must be a string");
@@ -570,9 +561,9 @@ static int parse_put_entry(struct parser *p, struct kt_bulk_entry *e)
 		if (!eat(p, '}'))
 			return syntax(p, "expected ',' or '}'");
 	}
-	if (!(seen & F_KEY))
+	if (!(seen & (1u << F_KEY)))
 		return fail(p, -EINVAL, "\"key\" is missing");
-	if (!(seen & F_VALUE))
+	if (!(seen & (1u << F_VALUE)))
 		return fail(p, -EINVAL, "\"value\" is missing");
 	if (base64) {
 		size_t n;

@@ -112,31 +112,16 @@ int read_input(const char *path, size_t max, struct input *ret);
 /** Free what read_input() gave; @in may be zeroed. */
 void input_release(struct input *in);
 
-/* ----------------------------------------------------------- cmd_key.c */
+/*
+ * The commands: each runs one command line against an open store and
+ * returns the exit status.  main.c's command table names them.
+ */
+typedef int kvctl_cmd(kvc_store *store, const struct args *a);
 
-
-int cmd_get(kvc_store *store, const struct args *a);
-int cmd_put(kvc_store *store, const struct args *a);
-int cmd_delete(kvc_store *store, const struct args *a);
-int cmd_list(kvc_store *store, const struct args *a);
-
-/* ---------------------------------------------------------- cmd_bulk.c */
-
-int cmd_bulk(kvc_store *store, const struct args *a);
-
-/* --------------------------------------------------------- cmd_store.c */
-
-int cmd_export(kvc_store *store, const struct args *a);
-int cmd_reap(kvc_store *store, const struct args *a);
-int cmd_stats(kvc_store *store, const struct args *a);
-int cmd_check(kvc_store *store, const struct args *a);
-
-/* ----------------------------------------------------- cmd_miniflare.c */
-
-int cmd_import(kvc_store *store, const struct args *a);
-int cmd_export_miniflare(kvc_store *store, const struct args *a);
-/* --------------------------------------------------------- cmd_watch.c */
-
-int cmd_watch(kvc_store *store, const struct args *a);
+kvctl_cmd cmd_get, cmd_put, cmd_delete, cmd_list;     /* cmd_key.c */
+kvctl_cmd cmd_bulk;                                    /* cmd_bulk.c */
+kvctl_cmd cmd_export, cmd_reap, cmd_stats, cmd_check;  /* cmd_store.c */
+kvctl_cmd cmd_import, cmd_export_miniflare;            /* cmd_miniflare.c */
+kvctl_cmd cmd_watch;                                   /* cmd_watch.c */
 
 #endif

@@ -363,7 +363,7 @@ int main(int argc, char **argv)
 {
 	static const struct {
 		const char *name;
-		int (*run)(kvc_store *store, const struct args *a);
+		kvctl_cmd *run;
 	} commands[] = {
 		{"get", cmd_get},       {"put", cmd_put},     {"delete", cmd_delete},
 		{"list", cmd_list},     {"bulk", cmd_bulk},   {"export", cmd_export},
