@@ -575,83 +575,73 @@ static void export_db_release(struct export_db *e)
 	free(e->old.ids);
 }
 
+struct export_rows {
+	sqlite3 *db;
+	sqlite3_stmt *ins;
+	int blobs_fd;
+	struct id_list *written;
+	char msg[MSG_MAX]; /* why it stopped, printed once the progress line is gone */
+};
+
+/* One key: a new blob with its value, and its row. */
+static int export_row(void *arg, const void *k, size_t kn, const struct kvc_record *rec)
+{
+	struct export_rows *x = arg;
+	char id[MF_BLOB_ID_HEX + 1], shown[100];
+	int rc = mf_blob_id_new(id);
+
+	if (!rc)
+		rc = write_blob(x->blobs_fd, id, rec->value, rec->value_len);
+	if (!rc)
+		rc = id_list_add(x->written, id, strlen(id));
+	if (rc) {
+		snprintf(x->msg, sizeof(x->msg), "cannot write the value of key '%s': %s",
+			 kt_bulk_show_key(k, kn, shown, sizeof(shown)), strerror(-rc));
+		return rc;
+	}
+	sqlite3_reset(x->ins);
+	sqlite3_bind_text(x->ins, 1, k, (int)kn, SQLITE_TRANSIENT);
+	sqlite3_bind_text(x->ins, 2, id, -1, SQLITE_TRANSIENT);
+	if (rec->expiration)
+		sqlite3_bind_int64(x->ins, 3, rec->expiration * 1000);
+	else
+		sqlite3_bind_null(x->ins, 3);
+	if (rec->metadata)
+		sqlite3_bind_text(x->ins, 4, rec->metadata, (int)rec->metadata_len,
+				  SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(x->ins, 4);
+	if (sqlite3_step(x->ins) != SQLITE_DONE) {
+		snprintf(x->msg, sizeof(x->msg), "cannot write the Miniflare database: %s",
+			 sqlite3_errmsg(x->db));
+		return -EIO;
+	}
+	return 0;
+}
+
 /* Each live key under the prefix: a new blob and a row. */
 static int export_rows(kvc_store *store, const struct args *a, sqlite3 *db, int blobs_fd,
 		       struct id_list *written, uint64_t *ret_n)
 {
-	const char *prefix = a->prefix ? a->prefix : "";
-	size_t prefix_len = strlen(prefix);
-	kvc_txn *txn;
-	kvc_cursor *cur = NULL;
-	sqlite3_stmt *ins = NULL;
-	int rc = kvc_txn_begin(store, KVC_TXN_READ, &txn);
-	if (rc)
-		return failure("cannot read the store: %s", strerror(-rc));
-	int status = EXIT_FAILURE;
-	rc = kvc_cursor_open(txn, 0, &cur);
-	if (rc) {
-		failure("cannot read the store: %s", strerror(-rc));
-		goto out;
-	}
+	struct export_rows x = {.db = db, .blobs_fd = blobs_fd, .written = written};
+
 	if (sqlite3_prepare_v2(db,
 			       "INSERT INTO _mf_entries (key, blob_id, expiration, metadata)"
 			       " VALUES (?1, ?2, ?3, ?4)",
-			       -1, &ins, NULL)) {
-		failure("cannot write the Miniflare database: %s", sqlite3_errmsg(db));
-		goto out;
-	}
+			       -1, &x.ins, NULL))
+		return failure("cannot write the Miniflare database: %s", sqlite3_errmsg(db));
+
 	struct kt_progress progress;
 	kt_progress_init(&progress, STDERR_FILENO, "export", "keys", 0);
-	const void *k;
-	size_t kn;
-	struct kvc_record rec;
-	uint64_t n = 0;
-	rc = kvc_cursor_seek(cur, prefix, prefix_len, &k, &kn, &rec);
-	while (!rc && kn >= prefix_len && !memcmp(k, prefix, prefix_len)) {
-		char id[MF_BLOB_ID_HEX + 1], shown[100];
-		rc = mf_blob_id_new(id);
-		if (!rc)
-			rc = write_blob(blobs_fd, id, rec.value, rec.value_len);
-		if (!rc)
-			rc = id_list_add(written, id, strlen(id));
-		if (rc) {
-			kt_progress_end(&progress);
-			failure("cannot write the value of key '%s': %s",
-				kt_bulk_show_key(k, kn, shown, sizeof(shown)), strerror(-rc));
-			goto out;
-		}
-		sqlite3_reset(ins);
-		sqlite3_bind_text(ins, 1, k, (int)kn, SQLITE_TRANSIENT);
-		sqlite3_bind_text(ins, 2, id, -1, SQLITE_TRANSIENT);
-		if (rec.expiration)
-			sqlite3_bind_int64(ins, 3, rec.expiration * 1000);
-		else
-			sqlite3_bind_null(ins, 3);
-		if (rec.metadata)
-			sqlite3_bind_text(ins, 4, rec.metadata, (int)rec.metadata_len,
-					  SQLITE_TRANSIENT);
-		else
-			sqlite3_bind_null(ins, 4);
-		if (sqlite3_step(ins) != SQLITE_DONE) {
-			kt_progress_end(&progress);
-			failure("cannot write the Miniflare database: %s", sqlite3_errmsg(db));
-			goto out;
-		}
-		kt_progress_update(&progress, ++n);
-		rc = kvc_cursor_next(cur, &k, &kn, &rec);
-	}
+	int rc = export_each(store, a->prefix ? a->prefix : "", &progress, export_row, &x);
+	*ret_n = progress.done;
 	kt_progress_end(&progress);
-	if (rc && rc != -ENOENT) {
-		failure("export failed: %s", strerror(-rc));
-		goto out;
-	}
-	*ret_n = n;
-	status = 0;
-out:
-	sqlite3_finalize(ins);
-	kvc_cursor_close(cur);
-	kvc_txn_abort(txn);
-	return status;
+	sqlite3_finalize(x.ins);
+	if (rc && x.msg[0])
+		return failure("%s", x.msg);
+	if (rc)
+		return failure("cannot read the store: %s", strerror(-rc));
+	return 0;
 }
 
 int cmd_export_miniflare(kvc_store *store, const struct args *a)

@@ -16,49 +16,70 @@
 /* Keys handed out for reaping per batch: the progress line moves between. */
 #define REAP_BATCH 1000u
 
-/* One read transaction: the export is one consistent snapshot. */
-int cmd_export(kvc_store *store, const struct args *a)
+int export_each(kvc_store *store, const char *prefix, struct kt_progress *progress,
+		export_fn *fn, void *arg)
 {
-	int rc;
-	if (a->to_miniflare)
-		return cmd_export_miniflare(store, a);
-	const char *prefix = a->prefix ? a->prefix : "";
 	size_t prefix_len = strlen(prefix);
 	kvc_txn *txn;
-	rc = kvc_txn_begin(store, KVC_TXN_READ, &txn);
-	if (rc)
-		return failure("cannot read the store: %s", strerror(-rc));
 	kvc_cursor *cur;
+	int rc = kvc_txn_begin(store, KVC_TXN_READ, &txn);
+
+	if (rc)
+		return rc;
 	rc = kvc_cursor_open(txn, 0, &cur);
 	if (rc) {
 		kvc_txn_abort(txn);
-		return failure("cannot read the store: %s", strerror(-rc));
+		return rc;
 	}
-	struct kt_progress progress;
-	kt_progress_init(&progress, STDERR_FILENO, "export", "keys", 0);
-	progress.enabled = progress.enabled && !isatty(STDOUT_FILENO); /* data on the screen */
 	const void *k;
 	size_t kn;
 	struct kvc_record rec;
 	uint64_t n = 0;
 	rc = kvc_cursor_seek(cur, prefix, prefix_len, &k, &kn, &rec);
 	while (!rc && kn >= prefix_len && !memcmp(k, prefix, prefix_len)) {
-		fputs(n ? ",\n" : "[\n", stdout);
-		kt_bulk_write_put_entry(stdout, k, kn, rec.value, rec.value_len, rec.expiration,
-					rec.ttl, rec.metadata, rec.metadata_len);
-		kt_progress_update(&progress, ++n);
-		if (ferror(stdout)) {
-			rc = -EIO;
+		rc = fn(arg, k, kn, &rec);
+		if (rc)
 			break;
-		}
+		kt_progress_update(progress, ++n);
 		rc = kvc_cursor_next(cur, &k, &kn, &rec);
 	}
-	kt_progress_end(&progress);
 	kvc_cursor_close(cur);
 	kvc_txn_abort(txn);
-	if (rc && rc != -ENOENT)
-		return failure("export failed: %s", strerror(-rc));
-	fputs(n ? "\n]\n" : "[]\n", stdout);
+	return rc == -ENOENT ? 0 : rc;
+}
+
+struct export_json {
+	uint64_t n;
+};
+
+/* One key as a bulk-put entry on stdout. */
+static int export_entry(void *arg, const void *key, size_t key_len, const struct kvc_record *rec)
+{
+	struct export_json *x = arg;
+
+	fputs(x->n++ ? ",\n" : "[\n", stdout);
+	kt_bulk_write_put_entry(stdout, key, key_len, rec->value, rec->value_len, rec->expiration,
+				rec->ttl, rec->metadata, rec->metadata_len);
+	return ferror(stdout) ? -EIO : 0;
+}
+
+int cmd_export(kvc_store *store, const struct args *a)
+{
+	if (a->to_miniflare)
+		return cmd_export_miniflare(store, a);
+
+	struct kt_progress progress;
+	struct export_json x = {0};
+
+	kt_progress_init(&progress, STDERR_FILENO, "export", "keys", 0);
+	progress.enabled = progress.enabled && !isatty(STDOUT_FILENO); /* data on the screen */
+	int rc = export_each(store, a->prefix ? a->prefix : "", &progress, export_entry, &x);
+	kt_progress_end(&progress);
+	if (rc && ferror(stdout))
+		return finish_stdout(EXIT_FAILURE); /* says why the output failed */
+	if (rc)
+		return failure("cannot read the store: %s", strerror(-rc));
+	fputs(x.n ? "\n]\n" : "[]\n", stdout);
 	return finish_stdout(0);
 }
 

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 
 #include "kvcore.h"
+#include "common/progress.h"
 
 #define EXIT_USAGE 2
 #define MSG_MAX 2048
@@ -111,6 +112,18 @@ int read_input(const char *path, size_t max, struct input *ret);
 
 /** Free what read_input() gave; @in may be zeroed. */
 void input_release(struct input *in);
+
+/* What export_each calls for each key: 0 to go on, else stop with it. */
+typedef int export_fn(void *arg, const void *key, size_t key_len, const struct kvc_record *rec);
+
+/**
+ * Call @fn for each live key starting with @prefix, in bytewise order,
+ * with its whole record, all in one read transaction (one consistent
+ * snapshot), counting them on @progress.
+ * @return 0, @fn's non-zero value, or kvcore's -errno
+ */
+int export_each(kvc_store *store, const char *prefix, struct kt_progress *progress,
+		export_fn *fn, void *arg);
 
 /*
  * The commands: each runs one command line against an open store and
