@@ -138,6 +138,10 @@ api -G --data-urlencode "cursor=$C" --data-urlencode 'prefix=p/' --data-urlencod
 check_json "last page: cursor is empty" '.result_info == {"count":5,"cursor":""}'
 api "$BASE/$NS/keys?limit=1001" >/dev/null
 check_error "limit over 1000" 400 10028
+check_json "with Workers KV's message" '.errors[0].message == "Invalid key_count_limit of 1001. Please specify an integer less than 1000."'
+api "$BASE/$NS/keys?limit=-1" >/dev/null
+check_error "a negative limit" 400 10028
+check_json "with Workers KV's message" '.errors[0].message == "Invalid key_count_limit of -1. Please specify an integer greater than 0."'
 api "$BASE/$NS/keys?limit=ten" >/dev/null
 check_error "limit not a number" 400 10028
 api "$BASE/$NS/keys?cursor=garbage" >/dev/null
@@ -162,8 +166,12 @@ check_json "bulk/delete" '.result == {"successful_key_count":2,"unsuccessful_key
 api -X DELETE "${JSON[@]}" -d '["p/03","p/04"]' "$BASE/$NS/bulk" >/dev/null
 check_json "the older bulk DELETE" '.result.successful_key_count == 2'
 check_eq "they are gone" "$(kvctl "$WORK/root/$NS" list --prefix p/ | jq -r '.[0].name')" p/05
+api -X POST "${JSON[@]}" -d '[{"name":"p/05"},{"key":"p/06"}]' "$BASE/$NS/bulk/delete" >/dev/null
+check_json "bulk/delete of what list prints, and of {key} objects" '.result.successful_key_count == 2'
+check_eq "those are gone too" "$(kvctl "$WORK/root/$NS" list --prefix p/ | jq -r '.[0].name')" p/07
 api -X PUT "${JSON[@]}" -d '[{"key":"ok","value":"1"},{"key":"","value":"2"}]' "$BASE/$NS/bulk" >/dev/null
 check_error "a bad entry refuses the whole bulk put" 400 10012
+check_json "with Workers KV's message for the entry" '.errors[0].message == "bulk entry 1 (key '"''"'): Key name cannot be empty."'
 check "and nothing of it was written" sh -c "! '$KVCTL' '$WORK/root/$NS' get ok"
 api -X PUT "${JSON[@]}" -d '{"not":"a list"}' "$BASE/$NS/bulk" >/dev/null
 check_error "a bulk body of the wrong shape" 400 10012

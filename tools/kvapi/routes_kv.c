@@ -48,20 +48,26 @@ void ka_route_keys(struct ka_req *r)
 {
 	char *prefix = NULL, *cursor = NULL, *limit_s = NULL;
 	size_t prefix_len = 0, n;
-	int64_t limit = 0;
+	int64_t given = 0;
+	unsigned limit = 0;
 	uint64_t held = 0;
+	char msg[256];
 	ka_query(r, "prefix", &prefix, &prefix_len);
 	ka_query(r, "cursor", &cursor, &n);
-	if (ka_query(r, "limit", &limit_s, &n) == 0 && *limit_s &&
-	    (ka_parse_int(limit_s, &limit) || limit < 0 || limit > UINT_MAX)) {
-		ka_reply_error(r, 400, KA_E_LIMIT, "invalid limit argument '%s'", limit_s);
-		goto out;
+	if (ka_query(r, "limit", &limit_s, &n) == 0 && *limit_s) {
+		if (ka_parse_int(limit_s, &given)) {
+			ka_reply_error(r, 400, KA_E_LIMIT, "invalid limit argument '%s'", limit_s);
+			goto out;
+		}
+		if (kvc_list_limit(given, &limit, msg, sizeof(msg))) {
+			ka_reply_error(r, 400, KA_E_LIMIT, "%s", msg);
+			goto out;
+		}
 	}
 	/* The listing's JSON text is reserved at its largest before the
 	 * transaction starts: every key escaped at 6 bytes a byte, every
 	 * metadata at its limit. */
-	uint64_t n_max = limit > 0 && limit < KVC_LIST_LIMIT_MAX ? (uint64_t)limit
-								: KVC_LIST_LIMIT_MAX;
+	uint64_t n_max = limit > 0 ? limit : KVC_LIST_LIMIT_MAX;
 	held = n_max * (6u * KVC_KEY_MAX + KVC_METADATA_MAX + 64u);
 	if (ka_budget_take(&r->srv->mem, held, true)) {
 		held = 0;
@@ -82,13 +88,9 @@ void ka_route_keys(struct ka_req *r)
 	}
 	fputc('[', j.f);
 	struct list_ctx lc = {&j, 0};
-	rc = kvc_list(txn, prefix ? prefix : "", prefix_len, cursor, (unsigned)limit, list_one, &lc,
-		      next);
+	rc = kvc_list(txn, prefix ? prefix : "", prefix_len, cursor, limit, list_one, &lc, next);
 	if (rc) {
-		if (rc == -EINVAL && limit > KVC_LIST_LIMIT_MAX)
-			ka_reply_error(r, 400, KA_E_LIMIT, "%s", kvc_txn_errmsg(txn));
-		else
-			ka_reply_kvc(r, rc, kvc_txn_errmsg(txn));
+		ka_reply_kvc(r, rc, kvc_txn_errmsg(txn));
 		kvc_txn_abort(txn);
 		ka_json_release(&j);
 		goto out;
