@@ -231,6 +231,11 @@ wr_ok "bulk get (strings and {name} objects)" bget kv bulk get "$WORK/bget.json"
 check_eq "bulk get prints each value, and null for a missing key" \
 	"$(js "$WORK/bget" 'JSON.stringify(d)')" \
 	'{"bulk:text":"plain text ✓","bulk:meta":"with metadata","bulk:b64text":"decoded text","no such key":null}'
+# kvctl's bulk get of the same file prints what wrangler printed (the
+# JSON; wrangler's banner lines above it are not kvctl's to print).
+kvc "$STORE" bulk get "$WORK/bget.json" >"$WORK/bget-kvctl" 2>/dev/null || true
+sed -n '/^{/,/^}/p' "$WORK/bget" >"$WORK/bget-wrangler"
+check_file "kvctl bulk get prints what wrangler's bulk get prints" "$WORK/bget-kvctl" "$WORK/bget-wrangler"
 
 printf '["bulk:text", {"name": "bulk:binary"}, "bulk:ttl", "never existed"]\n' >"$WORK/bdel.json"
 wr_ok "bulk delete --force" bdel kv bulk delete --force "$WORK/bdel.json" "${NS[@]}"
