@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# checks.sh: the check helpers every shell test shares, sourced by each
-# suite's lib.sh.  A test prints one TAP line per check ("ok N - what it
+# checks.sh: the check helpers every shell test shares, sourced by
+# tests/lib.sh.  A test prints one TAP line per check ("ok N - what it
 # proves" / "not ok N - ..."), runs every command under a timeout, and ends
 # with the plan; it fails if any check failed.
 
@@ -67,30 +67,6 @@ tap_plan() {
 	if [ "$FAILED" -ne 0 ]; then
 		echo "# $FAILED of $CHECKS checks failed"
 		return 1
-	fi
-}
-
-# small_fs DIR SIZE: mount a tmpfs of SIZE (e.g. 16m) on DIR, for the tests
-# of a full disk; the caller's EXIT trap unmounts it (umount -l DIR).
-# Mounting needs root: without it the test fails, unless KVFS_ALLOW_SKIP=1,
-# then it is skipped (exit 77).
-small_fs() {
-	mkdir -p "$1"
-	if ! t mount -t tmpfs -o "size=$2" tmpfs "$1"; then
-		echo "# cannot mount a tmpfs on $1 (needs root)"
-		[ "${KVFS_ALLOW_SKIP:-0}" = 1 ] && exit 77
-		exit 1
-	fi
-}
-
-# fill_fs DIR [FREE_KIB]: fill the filesystem of DIR with DIR/filler until
-# at most FREE_KIB (default 0) KiB are left.
-fill_fs() {
-	local free
-	t dd if=/dev/zero of="$1/filler" bs=64k >/dev/null 2>&1 || true
-	if [ "${2:-0}" -gt 0 ]; then
-		free=$(($(stat -c %s "$1/filler") - $2 * 1024))
-		t truncate -s "$free" "$1/filler"
 	fi
 }
 

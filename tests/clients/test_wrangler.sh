@@ -88,7 +88,7 @@ STORE="$ROOT/$ID"
 # A mount of the namespace's store, before the writes: what wrangler
 # writes through kvapi must show in it as any other writer's writes.
 MNT="$WORK/mnt"
-mount_store "$STORE" "$MNT"
+mount_kvfs "$STORE" "$MNT"
 
 # --- single keys ----------------------------------------------------------
 # A binary value: every byte value (NUL, invalid UTF-8), then 1 MiB of

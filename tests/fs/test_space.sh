@@ -14,7 +14,6 @@
 FS=$WORK/fs
 S=$FS/store
 M=$WORK/mnt
-trap 'rc=$?; cd /; for m in "${MOUNTS[@]}"; do timeout 10 fusermount3 -u "$m" 2>/dev/null || timeout 10 fusermount3 -uz "$m" 2>/dev/null || true; done; umount -l "$FS" 2>/dev/null || true; (exit $rc); lib_cleanup' EXIT
 small_fs "$FS" 16m
 t "$KVCTL" "$S" put seed x >/dev/null 2>&1
 mount_kvfs "$S" "$M"

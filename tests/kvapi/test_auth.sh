@@ -38,29 +38,8 @@ check "-h" sh -c "'$KVAPI' -h | grep -q 'Usage: kvapi'"
 check "--version" sh -c "'$KVAPI' --version | grep -q '^kvapi '"
 
 # Loopback only, seen from another address.
-NS_A="kvapi-a$$"
-NS_B="kvapi-b$$"
-if ! ip netns add "$NS_A" 2>"$WORK/netns.err"; then
-	echo "# ip netns is not permitted here: $(cat "$WORK/netns.err")"
-	[ "${KVFS_ALLOW_SKIP:-0}" = 1 ] && exit 77
-	exit 1
-fi
-NETNS+=("$NS_A")
-t ip netns add "$NS_B"
-NETNS+=("$NS_B")
-t ip link add "kva$$" type veth peer name "kvb$$"
-t ip link set "kva$$" netns "$NS_A"
-t ip link set "kvb$$" netns "$NS_B"
-t ip netns exec "$NS_A" ip addr add 10.77.0.1/24 dev "kva$$"
-t ip netns exec "$NS_B" ip addr add 10.77.0.2/24 dev "kvb$$"
-for n in "$NS_A" "$NS_B"; do
-	t ip netns exec "$n" ip link set lo up
-done
-t ip netns exec "$NS_A" ip link set "kva$$" up
-t ip netns exec "$NS_B" ip link set "kvb$$" up
-: >"$WORK/open.log"
-timeout --foreground 600 ip netns exec "$NS_A" "$KVAPI" --listen 0.0.0.0:8787 "$WORK/root" 2>>"$WORK/open.log" &
-PIDS+=("$!")
+netns_pair kvapi 10.77.0.1/24 10.77.0.2/24
+bg open ip netns exec "$NS_A" "$KVAPI" --listen 0.0.0.0:8787 "$WORK/root"
 within 10000 grep -q serving "$WORK/open.log" || true
 URL="http://10.77.0.1:8787/client/v4/accounts/$ACCOUNT/storage/kv/namespaces"
 sleep 0.1

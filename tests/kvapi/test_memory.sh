@@ -32,6 +32,16 @@ stop_kvapi() {
 	check "kvapi stopped with its whole budget given back" \
 		sh -c "grep -q 'kvapi: stopped' '$WORK/kvapi.log' && ! grep -q 'not given back' '$WORK/kvapi.log'"
 }
+# check_peak WHAT: kvapi's peak RSS, over its high-water mark at the start
+# ($BASE_KIB), stays under the budget plus the overhead allowed.
+check_peak() {
+	local peak grew
+	peak=$(hwm_kib)
+	grew=$(((peak - BASE_KIB) / 1024))
+	echo "# $1: kvapi VmHWM ${BASE_KIB} kB at start, ${peak} kB at peak (+${grew} MiB)"
+	check "peak RSS over the start stays under ${BUDGET_MIB} + ${SLACK_MIB} MiB (+${grew} MiB)" \
+		test "$grew" -le $((BUDGET_MIB + SLACK_MIB))
+}
 count() { local n=0 f; for f in "$@"; do [ -s "$f" ] && n=$((n + 1)); done; echo "$n"; }
 # wait_for FILE: poll for it (bounded; what the test then checks says why).
 wait_for() { local i; for i in $(seq 1200); do [ -e "$1" ] && return 0; sleep 0.1; done; return 1; }
@@ -108,11 +118,7 @@ api -X PUT -H 'Transfer-Encoding: chunked' -H 'Content-Type: application/json' \
 	--data-binary @"$WORK/part.json" "$BASE/$NS/bulk" >/dev/null
 check_error "a chunked 60 MB bulk body past the budget" 503 10001
 rm -f "$WORK/part.json"
-PEAK_KIB=$(hwm_kib)
-GREW=$(((PEAK_KIB - BASE_KIB) / 1024))
-echo "# uploads: kvapi VmHWM ${BASE_KIB} kB at start, ${PEAK_KIB} kB at peak (+${GREW} MiB)"
-check "peak RSS over the start stays under ${BUDGET_MIB} + ${SLACK_MIB} MiB (+${GREW} MiB)" \
-	test "$GREW" -le $((BUDGET_MIB + SLACK_MIB))
+check_peak uploads
 
 # The stalled upload ends; the whole budget is free again.
 touch "$WORK/go"
@@ -161,11 +167,7 @@ for i in $(seq "$READERS"); do
 done
 waiting() { [ "$(ls "$WORK"/rwait* 2>/dev/null | wc -l)" -eq "$READERS" ]; }
 check "$READERS GETs of the value are answered while their clients do not read" within 60000 waiting
-PEAK_KIB=$(hwm_kib)
-GREW=$(((PEAK_KIB - BASE_KIB) / 1024))
-echo "# GETs: kvapi VmHWM ${BASE_KIB} kB at start, ${PEAK_KIB} kB at peak (+${GREW} MiB)"
-check "peak RSS over the start stays under ${BUDGET_MIB} + ${SLACK_MIB} MiB (+${GREW} MiB)" \
-	test "$GREW" -le $((BUDGET_MIB + SLACK_MIB))
+check_peak GETs
 touch "$WORK/read"
 for p in "${RD[@]}"; do t tail --pid="$p" -f /dev/null; done
 good=0

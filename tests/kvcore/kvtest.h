@@ -93,6 +93,21 @@ static inline kvc_store *kt_open_ttl1(const char *path)
 	return kt_open(path, &o);
 }
 
+/* A new scratch directory @d and the store "<d>/store" in it, opened with
+ * @opts (NULL: the defaults); @ret_path (may be NULL) gets its path
+ * (@size bytes), to reopen it. */
+static inline kvc_store *kt_dir_store(struct kt_dir *d, const struct kvc_open_opts *opts,
+				      char *ret_path, size_t size)
+{
+	char path[128];
+	kt_dir_make(d);
+	if (!ret_path) {
+		ret_path = path;
+		size = sizeof(path);
+	}
+	return kt_open(kt_dir_sub(d, "store", ret_path, size), opts);
+}
+
 struct kt_write_arg {
 	const void *key;
 	size_t key_len;

@@ -319,9 +319,8 @@ static void test_feed_read(struct kt_dir *d)
 int main(void)
 {
 	struct kt_dir d;
-	kt_dir_make(&d);
 	char path[128];
-	kvc_store *s = kt_open(kt_dir_sub(&d, "store", path, sizeof(path)), NULL);
+	kvc_store *s = kt_dir_store(&d, NULL, path, sizeof(path));
 	test_feed(s);
 	test_tombstones(s);
 	test_feed_read(&d);
@@ -330,8 +329,7 @@ int main(void)
 	kvc_close(s);
 	s = kt_open(path, NULL);
 	is_int((long long)kt_stats(s).gc_horizon, (long long)horizon, "the GC horizon persists across reopen");
-	is_int(kt_check(s), 0, "kvc_check finds nothing after reopen");
-	kvc_close(s);
+	kt_check_close(s, "kvc_check finds nothing after reopen");
 	kt_dir_remove(&d);
 	return done_testing();
 }

@@ -131,11 +131,9 @@ static void *worker_main(void *arg)
 int main(void)
 {
 	struct kt_dir d;
-	char path[128];
-	kt_dir_make(&d);
 	struct kvc_open_opts o = {.map_size = 1024 * 1024, .sync = KVC_SYNC_BATCH,
 				  .group_commit = true};
-	kvc_store *s = kt_open(kt_dir_sub(&d, "store", path, sizeof(path)), &o);
+	kvc_store *s = kt_dir_store(&d, &o, NULL, 0);
 
 	atomic_uint foreign = 0;
 	struct worker w[THREADS];

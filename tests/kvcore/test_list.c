@@ -340,9 +340,7 @@ static void test_concurrent_paging(kvc_store *s)
 int main(void)
 {
 	struct kt_dir d;
-	kt_dir_make(&d);
-	char path[128];
-	kvc_store *s = kt_open(kt_dir_sub(&d, "store", path, sizeof(path)), NULL);
+	kvc_store *s = kt_dir_store(&d, NULL, NULL, 0);
 
 	test_prefix_and_pages(s);
 	test_long_key_cursor(s);

@@ -354,9 +354,8 @@ static int scan_fn(void *arg, const void *key, size_t key_len, const struct kvc_
 int main(void)
 {
 	struct kt_dir d;
-	kt_dir_make(&d);
 	char path[128];
-	kvc_store *st = kt_open(kt_dir_sub(&d, "store", path, sizeof(path)), NULL);
+	kvc_store *st = kt_dir_store(&d, NULL, path, sizeof(path));
 
 	struct keyset s = {0};
 	build_keys(&s);

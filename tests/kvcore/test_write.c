@@ -339,15 +339,13 @@ static void test_one(kvc_store *s)
 int main(void)
 {
 	struct kt_dir d;
-	kt_dir_make(&d);
 	char path[128];
-	kvc_store *s = kt_open(kt_dir_sub(&d, "store", path, sizeof(path)), NULL);
+	kvc_store *s = kt_dir_store(&d, NULL, path, sizeof(path));
 	test_rename(s);
 	test_batch(s);
 	test_inode_numbers(s);
 	test_one(s);
-	is_int(kt_check(s), 0, "kvc_check finds nothing on the rename/batch store");
-	kvc_close(s);
+	kt_check_close(s, "kvc_check finds nothing on the rename/batch store");
 	test_readonly(path);
 	test_map_growth(&d);
 	test_sync_modes(&d);

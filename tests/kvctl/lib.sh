@@ -1,26 +1,17 @@
 # shellcheck shell=bash
 # lib.sh: what the kvctl tests share.  Sourced, not run.
 #
-# Gives each test a fresh temporary directory ($WORK, removed by an EXIT
-# trap however the test ends), runs every command under a timeout, and
-# prints one "ok"/"not ok" line per check.  A test ends with `finish`,
-# which fails if any check failed.
+# tests/lib.sh gives each test a fresh temporary directory ($WORK,
+# removed by an EXIT trap however the test ends, with a small filesystem
+# the test mounted), runs every command under a timeout, and prints one
+# "ok"/"not ok" line per check.  A test ends with `finish`, which fails if
+# any check failed.
 #
 # Environment: KVCTL names the binary (meson sets it).
-set -euo pipefail
-
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 : "${KVCTL:?KVCTL must name the kvctl binary}"
-export LC_ALL=C
-. "$(dirname "${BASH_SOURCE[0]}")/../checks.sh"
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/kvctl-test.XXXXXX")
-
-lib_cleanup() {
-	local rc=$?
-	rm -rf "$WORK"
-	exit "$rc"
-}
-trap lib_cleanup EXIT
+work_dir kvctl-test
 
 # kv ARGS...: kvctl under a timeout.
 kv() {

@@ -78,6 +78,15 @@ db() {
 	echo "$1/v3/kv/miniflare-KVNamespaceObject/$id.sqlite"
 }
 
+# state_copy STATE NAME [SQL]: prints the path of $WORK/NAME, a copy of
+# the Miniflare state STATE with SQL run on namespace $NS's database.
+# (A command substitution runs without errexit: each step says it failed.)
+state_copy() {
+	cp -r "$1" "$WORK/$2" || return
+	if [ -n "${3:-}" ]; then t sqlite3 "$(db "$WORK/$2" "$NS")" "$3" || return; fi
+	echo "$WORK/$2"
+}
+
 NS=0f2ac74b498b48028cb68387c421e279
 OTHER=other-namespace
 { printf 'bin\000\377\001'; head -c 100000 /dev/urandom; } >"$WORK/bin"
@@ -116,9 +125,8 @@ check_eq "keys of another namespace are not imported" \
 	"$(kv "$A" list | names | tr '\n' ' ')" "bin meta plain ttl ключ 🙂 "
 
 # An entry already expired: skipped and counted, the rest imported.
-S2=$WORK/state2
-cp -r "$S1" "$S2"
-t sqlite3 "$(db "$S2" "$NS")" "UPDATE _mf_entries SET expiration = 1000 * ($(date +%s) - 5) WHERE key = 'plain'"
+S2=$(state_copy "$S1" state2 \
+	"UPDATE _mf_entries SET expiration = 1000 * ($(date +%s) - 5) WHERE key = 'plain'")
 B=$WORK/b
 kv "$B" import --from-miniflare "$S2" --namespace "$NS" 2>"$WORK/import.err"
 check_eq "an expired entry is skipped and counted" "$(tail -n 1 "$WORK/import.err")" \
@@ -174,17 +182,22 @@ F=$WORK/f
 kv "$F" put keep v
 state "$F" >"$WORK/f.before"
 orig=$WORK/state1.orig
-check_fails "a missing DIR is refused" \
-	"kvctl: cannot read Miniflare state '$WORK/nope': No such file or directory" \
-	"$KVCTL" "$F" import --from-miniflare "$WORK/nope" --namespace "$NS"
-check_fails "a DIR without KV state is refused" "kvctl: '$WORK/home' holds no Miniflare KV state" \
-	"$KVCTL" "$F" import --from-miniflare "$WORK/home" --namespace "$NS"
-check_fails "an unknown namespace is refused, naming those there" \
+
+# import_refused DESC TEXT DIR [NS]: importing namespace NS (default $NS)
+# of the Miniflare state DIR into F fails with exit 1 and says TEXT.
+import_refused() {
+	check_fails "$1" "$2" "$KVCTL" "$F" import --from-miniflare "$3" --namespace "${4:-$NS}"
+}
+
+import_refused "a missing DIR is refused" \
+	"kvctl: cannot read Miniflare state '$WORK/nope': No such file or directory" "$WORK/nope"
+import_refused "a DIR without KV state is refused" "kvctl: '$WORK/home' holds no Miniflare KV state" \
+	"$WORK/home"
+import_refused "an unknown namespace is refused, naming those there" \
 	"kvctl: no namespace 'deadbeef' in Miniflare state '$orig' (no $(db "$orig" deadbeef)); namespaces there: " \
-	"$KVCTL" "$F" import --from-miniflare "$orig" --namespace deadbeef
-check_fails "a namespace id that is not a file name is refused" \
-	"kvctl: invalid namespace id '../x'" \
-	"$KVCTL" "$F" import --from-miniflare "$orig" --namespace ../x
+	"$orig" deadbeef
+import_refused "a namespace id that is not a file name is refused" \
+	"kvctl: invalid namespace id '../x'" "$orig" ../x
 check_refused "import without --namespace is a usage error" 2 \
 	"kvctl: usage: kvctl STORE import --from-miniflare DIR --namespace ID" \
 	"$KVCTL" "$F" import --from-miniflare "$orig"
@@ -192,46 +205,36 @@ check_refused "export --namespace without --to-miniflare is a usage error" 2 \
 	"kvctl: usage: kvctl STORE export [--prefix P] [--to-miniflare DIR --namespace ID]" \
 	"$KVCTL" "$F" export --namespace "$NS"
 
-S5=$WORK/state5
-cp -r "$orig" "$S5"
+S5=$(state_copy "$orig" state5)
 dbf=$(db "$S5" "$NS")
 rm -f "$dbf-wal" "$dbf-shm"
 head -c 8192 /dev/urandom >"$dbf"
-check_fails "a corrupt database is refused" \
-	"kvctl: not a Miniflare KV database: '$dbf': file is not a database" \
-	"$KVCTL" "$F" import --from-miniflare "$S5" --namespace "$NS"
+import_refused "a corrupt database is refused" \
+	"kvctl: not a Miniflare KV database: '$dbf': file is not a database" "$S5"
 check_fails "export into a corrupt database is refused" \
 	"kvctl: not a Miniflare KV database: '$dbf': file is not a database" \
 	"$KVCTL" "$E" export --to-miniflare "$S5" --namespace "$NS"
 check_eq "a refused export leaves no blob behind" "$(find "$S5/v3/kv/$NS/blobs" -type f | wc -l)" 5
 
-S6=$WORK/state6
-cp -r "$orig" "$S6"
+S6=$(state_copy "$orig" state6)
 blob=$(t sqlite3 "$(db "$S6" "$NS")" "SELECT blob_id FROM _mf_entries WHERE key = 'ttl'")
 rm "$S6/v3/kv/$NS/blobs/$blob"
-check_fails "a missing blob is refused, naming its key and file" \
-	"kvctl: key 'ttl' of namespace '$NS': its value's file $S6/v3/kv/$NS/blobs/$blob is missing" \
-	"$KVCTL" "$F" import --from-miniflare "$S6" --namespace "$NS"
+import_refused "a missing blob is refused, naming its key and file" \
+	"kvctl: key 'ttl' of namespace '$NS': its value's file $S6/v3/kv/$NS/blobs/$blob is missing" "$S6"
 
 truncate -s 0 "$S6/v3/kv/$NS/blobs/$blob"
 truncate -s $((25 * 1024 * 1024 + 1)) "$S6/v3/kv/$NS/blobs/$blob"
-check_fails "a value over 25 MiB is refused with Workers KV's message" \
-	"kvctl: key 'ttl' of namespace '$NS': Value length of 26214401 exceeds limit of 26214400." \
-	"$KVCTL" "$F" import --from-miniflare "$S6" --namespace "$NS"
+import_refused "a value over 25 MiB is refused with Workers KV's message" \
+	"kvctl: key 'ttl' of namespace '$NS': Value length of 26214401 exceeds limit of 26214400." "$S6"
 
-S7=$WORK/state7
-cp -r "$orig" "$S7"
-t sqlite3 "$(db "$S7" "$NS")" "UPDATE _mf_entries SET key = '..' WHERE key = 'plain'"
-check_fails "a key kvcore refuses is named, and nothing is imported" \
-	"kvctl: key '..' of namespace '$NS': " \
-	"$KVCTL" "$F" import --from-miniflare "$S7" --namespace "$NS"
+S7=$(state_copy "$orig" state7 "UPDATE _mf_entries SET key = '..' WHERE key = 'plain'")
+import_refused "a key kvcore refuses is named, and nothing is imported" \
+	"kvctl: key '..' of namespace '$NS': " "$S7"
 
-S8=$WORK/state8
-cp -r "$orig" "$S8"
-t sqlite3 "$(db "$S8" "$NS")" "UPDATE _mf_entries SET expiration = 1000 * ($(date +%s) + 30) WHERE key = 'plain'"
-check_fails "an entry expiring within the min ttl is refused with the way to import it" \
-	'`kvctl --min-ttl 1` imports it)' \
-	"$KVCTL" "$F" import --from-miniflare "$S8" --namespace "$NS"
+S8=$(state_copy "$orig" state8 \
+	"UPDATE _mf_entries SET expiration = 1000 * ($(date +%s) + 30) WHERE key = 'plain'")
+import_refused "an entry expiring within the min ttl is refused with the way to import it" \
+	'`kvctl --min-ttl 1` imports it)' "$S8"
 state "$F" >"$WORK/f.after"
 check "refused imports left the store as it was" cmp "$WORK/f.before" "$WORK/f.after"
 kv --min-ttl 1 "$WORK/g" import --from-miniflare "$S8" --namespace "$NS" 2>/dev/null

@@ -10,13 +10,6 @@
 
 FS=$WORK/fs
 S=$FS/store
-space_cleanup() {
-	local rc=$?
-	umount -l "$FS" 2>/dev/null || true
-	rm -rf "$WORK"
-	exit "$rc"
-}
-trap space_cleanup EXIT
 small_fs "$FS" 16m
 
 head -c $((4 << 20)) /dev/urandom >"$WORK/big"

@@ -14,15 +14,6 @@
 : "${KVSYNC:?KVSYNC must name the kvsync binary}"
 : "${GC_TOMBSTONES:?GC_TOMBSTONES must name the gc_tombstones helper}"
 
-WATCHERS=()
-watch_cleanup() {
-	local rc=$? p
-	for p in "${WATCHERS[@]}"; do kill "$p" 2>/dev/null || true; done
-	(exit "$rc")
-	lib_cleanup
-}
-trap watch_cleanup EXIT
-
 kv() { t "$KVCTL" "$@"; }
 
 S=$WORK/store
@@ -41,7 +32,7 @@ start_watch() {
 	env --default-signal=INT timeout --foreground 300 "$KVCTL" "$S" watch "$@" \
 		>"${OUT:-$WORK/$name.out}" 2>"$WORK/$name.err" &
 	WPID=$!
-	WATCHERS+=("$WPID")
+	PIDS+=("$WPID")
 	if ! within 10000 started "$WORK/$name.err" || ! grep -q '^since: ' "$WORK/$name.err"; then
 		not_ok "kvctl watch $* starts (said: $(head -c 300 "$WORK/$name.err"))"
 		finish || true
@@ -225,7 +216,7 @@ check_eq "a watch whose reader closed the pipe ends with status 0" "$status" 0
 mkfifo "$WORK/fifo"
 sleep 300 <"$WORK/fifo" &
 sleeper=$!
-WATCHERS+=("$sleeper")
+PIDS+=("$sleeper")
 OUT=$WORK/fifo start_watch stalled --since 0 --values
 stalled=$WPID
 # The large value fills the pipe (64 KiB): the watcher waits to write.

@@ -1,56 +1,22 @@
 # shellcheck shell=bash
 # lib.sh: what the kvsync tests share.  Sourced, not run.
 #
-# Gives each test a fresh temporary directory ($WORK), wrappers that put
-# every kvctl and kvsync run under a timeout, one "ok"/"not ok" line per
-# check, and an EXIT trap that stops what the test started (background
-# processes by their pid, kvfs mounts, network namespaces) however the test
-# ends.  A test ends with `finish`, which fails if any check failed.
+# tests/lib.sh gives each test its fresh directory ($WORK) and the EXIT
+# trap that stops what the test started (background processes by pid,
+# kvfs mounts, network namespaces) however it ends, and bg, mount_kvfs,
+# free_port and netns_pair.  Here: wrappers that put every kvctl and
+# kvsync run under a timeout, checks of an exit status and a message, a
+# store's figures and export, and `kvsync serve`.  A test ends with
+# `finish`, which fails if any check failed.
 #
 # Environment: KVSYNC and KVCTL name the binaries, BUILD_DIR the build
 # tree (meson sets them); TESTS_DIR the tests/ source directory.
-set -euo pipefail
-
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 : "${KVSYNC:?KVSYNC must name the kvsync binary}"
 : "${KVCTL:?KVCTL must name the kvctl binary}"
-export LC_ALL=C
-. "$(dirname "${BASH_SOURCE[0]}")/../checks.sh"
 
 SYNC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-KVFS=${KVFS:-${BUILD_DIR:-/nonexistent}/fs/kvfs}
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/kvsync-test.XXXXXX")
-PIDS=()
-MOUNTS=()
-NETNS=()
-
-lib_cleanup() {
-	local rc=$? p m n
-	for m in "${MOUNTS[@]}"; do
-		if mountpoint -q "$m" 2>/dev/null; then
-			timeout 10 fusermount3 -u "$m" 2>/dev/null ||
-				timeout 10 fusermount3 -uz "$m" 2>/dev/null || true
-		fi
-	done
-	for p in "${PIDS[@]}"; do
-		kill -TERM "$p" 2>/dev/null || true
-	done
-	for p in "${PIDS[@]}"; do
-		timeout 5 tail --pid="$p" -f /dev/null 2>/dev/null || kill -KILL "$p" 2>/dev/null || true
-	done
-	for n in "${NETNS[@]}"; do
-		ip netns del "$n" 2>/dev/null || true
-	done
-	if [ "$rc" -ne 0 ]; then
-		for f in "$WORK"/*.log; do
-			[ -s "$f" ] || continue
-			echo "# ${f##*/}:"
-			sed 's/^/#   /' "$f" | tail -n 40
-		done
-	fi
-	rm -rf "$WORK"
-	exit "$rc"
-}
-trap lib_cleanup EXIT
+work_dir kvsync-test
 
 kvctl() {
 	t "$KVCTL" "$@"
@@ -127,56 +93,6 @@ same_export() {
 		cmp -s "$WORK/export.first" "$WORK/export.other" || diff=1
 	done
 	if [ "$diff" -eq 0 ]; then ok "$desc"; else not_ok "$desc"; fi
-}
-
-# kvfs_usable: the kvfs binary was built and FUSE is there.
-kvfs_usable() {
-	[ -x "$KVFS" ] && [ -c /dev/fuse ] && command -v fusermount3 >/dev/null
-}
-
-# mount_kvfs STORE MNT [ARGS...]: mount in the background, wait until mounted.
-mount_kvfs() {
-	local store=$1 mnt=$2 pid i
-	shift 2
-	mkdir -p "$mnt"
-	env --default-signal=INT "$KVFS" -f "$store" "$mnt" "$@" 2>>"$WORK/kvfs.log" &
-	pid=$!
-	PIDS+=("$pid")
-	MOUNTS+=("$mnt")
-	for i in $(seq 100); do
-		if timeout 5 mountpoint -q "$mnt"; then
-			return 0
-		fi
-		kill -0 "$pid" 2>/dev/null || return 1
-		sleep 0.1
-	done
-	return 1
-}
-
-# bg NAME CMD...: start CMD in the background under a long timeout (stdout
-# to $WORK/NAME.out, stderr to $WORK/NAME.log); its pid is in $BG_PID and
-# it is stopped at exit.  --foreground: a signal sent to timeout reaches
-# CMD once, not its whole process group (where a sanitizer's helper
-# process may be running and must not be hit).
-bg() {
-	local name=$1
-	shift
-	timeout --foreground 600 "$@" >"$WORK/$name.out" 2>"$WORK/$name.log" &
-	BG_PID=$!
-	PIDS+=("$BG_PID")
-}
-
-# free_port: a TCP port nobody listens on right now.
-free_port() {
-	local p
-	for _ in $(seq 50); do
-		p=$((20000 + RANDOM % 20000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return 0
-		fi
-	done
-	return 1
 }
 
 # serve NAME STORE ARGS...: start `kvsync serve` and wait for it to listen;

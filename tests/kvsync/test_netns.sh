@@ -7,29 +7,10 @@
 # Needs root (ip netns); skipped (77) only with KVFS_ALLOW_SKIP=1.
 . "$(dirname "$0")/lib.sh"
 
-NS_A=kvs-a-$$
-NS_B=kvs-b-$$
-if ! ip netns add "$NS_A" 2>"$WORK/netns.err"; then
-	echo "# ip netns is not permitted here: $(cat "$WORK/netns.err")"
-	[ "${KVFS_ALLOW_SKIP:-0}" = 1 ] && exit 77
-	exit 1
-fi
-NETNS+=("$NS_A")
-t ip netns add "$NS_B"
-NETNS+=("$NS_B")
 net=10.213.$((RANDOM % 250))
 ADDR_A=$net.1
 ADDR_B=$net.2
-t ip link add "kvsa$$" type veth peer name "kvsb$$"
-t ip link set "kvsa$$" netns "$NS_A"
-t ip link set "kvsb$$" netns "$NS_B"
-t ip -n "$NS_A" addr add "$ADDR_A/30" dev "kvsa$$"
-t ip -n "$NS_B" addr add "$ADDR_B/30" dev "kvsb$$"
-for ns in "$NS_A" "$NS_B"; do
-	t ip -n "$ns" link set lo up
-done
-t ip -n "$NS_A" link set "kvsa$$" up
-t ip -n "$NS_B" link set "kvsb$$" up
+netns_pair kvs "$ADDR_A/30" "$ADDR_B/30"
 
 SRV=$WORK/server DST=$WORK/client
 printf 's3cr3t-for-the-test\n' >"$WORK/token"

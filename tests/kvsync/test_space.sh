@@ -11,10 +11,6 @@ RSH=$SYNC_DIR/fake-rsh.sh
 FS=$WORK/fs
 SRC=$WORK/src
 DST=$FS/dst
-space_cleanup() {
-	umount -l "$FS" 2>/dev/null || true
-}
-trap 'rc=$?; space_cleanup; (exit $rc); lib_cleanup' EXIT
 small_fs "$FS" 16m
 
 head -c $((4 << 20)) /dev/urandom >"$WORK/big"
