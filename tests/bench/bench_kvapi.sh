@@ -2,11 +2,17 @@
 # bench_kvapi: requests per second of values GET and PUT against kvapi on
 # loopback (wrk, 4 connections, a store on the real disk under /var/tmp),
 # next to the same operations done by `kvctl get`/`kvctl put`, one process
-# each, printed as a ratio against kvctl.  A benchmark, never a test.
-#   KVAPI=... KVCTL=... tests/bench/bench_kvapi.sh [SECONDS]
+# each, printed as a ratio against kvctl.  Each operation runs RUNS (3)
+# pairs, kvapi then kvctl, alternating; the median of each and the median
+# of the pair ratios are printed.  A benchmark, never a test.
+#   BUILD_DIR=build tests/bench/bench_kvapi.sh [SECONDS]
+#   (or KVAPI=... KVCTL=...; build with --buildtype=release for figures)
 set -euo pipefail
-: "${KVAPI:?}" "${KVCTL:?}"
+KVAPI=${KVAPI:-${BUILD_DIR:+$BUILD_DIR/tools/kvapi/kvapi}}
+KVCTL=${KVCTL:-${BUILD_DIR:+$BUILD_DIR/tools/kvctl/kvctl}}
+: "${KVAPI:?set BUILD_DIR or KVAPI}" "${KVCTL:?set BUILD_DIR or KVCTL}"
 SECS=${1:-5}
+RUNS=${RUNS:-3}
 WORK=$(mktemp -d /var/tmp/kvapi-bench.XXXXXX)
 PID=
 trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
@@ -24,15 +30,33 @@ wrk.method = "PUT"
 wrk.body = "hello world"
 LUA
 rps() { sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p'; }
-GET=$(timeout $((SECS + 30)) wrk -t2 -c4 -d"${SECS}s" "$URL" | rps)
-PUT=$(timeout $((SECS + 30)) wrk -t2 -c4 -d"${SECS}s" -s "$WORK/put.lua" "$URL" | rps)
 # kvctl: one process per operation, for as long.
 count() {
 	local n=0 end=$(($(date +%s) + SECS))
 	while [ "$(date +%s)" -lt "$end" ]; do "$@" >/dev/null; n=$((n + 1)); done
-	echo "scale=1; $n / $SECS" | bc
+	awk -v n="$n" -v s="$SECS" 'BEGIN { printf "%.1f", n / s }'
 }
-CGET=$(count timeout 10 "$KVCTL" "$WORK/root/$NS" get key)
-CPUT=$(count timeout 10 "$KVCTL" "$WORK/root/$NS" put key 'hello world')
-printf 'values GET: kvapi %8.1f req/s   kvctl get %8.1f /s   ratio %.1f\n' "$GET" "$CGET" "$(echo "$GET / $CGET" | bc -l)"
-printf 'values PUT: kvapi %8.1f req/s   kvctl put %8.1f /s   ratio %.1f\n' "$PUT" "$CPUT" "$(echo "$PUT / $CPUT" | bc -l)"
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+# row NAME WRK_ARGS... -- KVCTL_ARGS...: RUNS alternating pairs.
+row() {
+	local name=$1 i a c wrk_args=() ctl_args=()
+	shift
+	while [ "$1" != -- ]; do wrk_args+=("$1"); shift; done
+	shift
+	ctl_args=("$@")
+	: >"$WORK/a"; : >"$WORK/c"; : >"$WORK/r"
+	for i in $(seq "$RUNS"); do
+		a=$(timeout $((SECS + 30)) wrk -t2 -c4 -d"${SECS}s" "${wrk_args[@]}" "$URL" | rps)
+		c=$(count timeout 10 "$KVCTL" "$WORK/root/$NS" "${ctl_args[@]}")
+		echo "$a" >>"$WORK/a"; echo "$c" >>"$WORK/c"
+		awk -v a="$a" -v c="$c" 'BEGIN { printf "%.2f\n", a / c }' >>"$WORK/r"
+	done
+	printf '%s: kvapi %8.1f req/s   kvctl %8.1f /s   kvapi is %.1fx (median of %d pairs, ratios %s-%s)\n' \
+		"$name" "$(median <"$WORK/a")" "$(median <"$WORK/c")" "$(median <"$WORK/r")" "$RUNS" \
+		"$(sort -g "$WORK/r" | head -n 1)" "$(sort -g "$WORK/r" | tail -n 1)"
+}
+echo "# kvapi on loopback (wrk -t2 -c4, ${SECS} s) vs kvctl, one process an operation; store under /var/tmp ($(stat -f -c %T /var/tmp))"
+echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+row "values GET" -- get key
+row "values PUT" -s "$WORK/put.lua" -- put key 'hello world'
+echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
