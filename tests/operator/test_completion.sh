@@ -67,6 +67,7 @@ store=$tmp/store
 t "$KVCTL" "$store" put 'user:a b:c' 1 2>/dev/null
 t "$KVCTL" "$store" put 'user:plain' 2
 t "$KVCTL" "$store" put 'other' 3
+t "$KVCTL" "$store" put 'q"uo\te' 4
 mkdir "$tmp/dirs" "$tmp/dirs/d1" "$tmp/dirs/d2"
 touch "$tmp/dirs/f1" "$tmp/bulk.json"
 
@@ -92,6 +93,7 @@ check_eq "kvctl delete: a key with a space and colons, after a ':'" \
 check_eq "kvctl get: after an escaped space and a ':'" \
 	"$(comp "kvctl $store get user:a\\ b:")" 'c'
 check_eq "kvctl put: keys too, after options" "$(comp "kvctl --min-ttl 1 $store put ot")" "other"
+check_eq "kvctl get: a key with JSON escapes, shell-quoted" "$(comp "kvctl $store get q")" 'q\"uo\\te'
 check_eq "kvctl list: no keys as arguments" "$(comp "kvctl $store list u")" ""
 check_eq "kvctl get: a missing store gives nothing" "$(comp "kvctl $tmp/nostore get u")" ""
 if [ -e "$tmp/nostore" ]; then not_ok "completion created no store"; else ok "completion created no store"; fi
