@@ -7,6 +7,7 @@ pkgs=(
   liblmdb-dev lmdb-utils libjansson-dev libfuse3-dev fuse3
   attr libsodium-dev libsqlite3-dev sqlite3 libmicrohttpd-dev libsystemd-dev
   curl jq wrk
+  scdoc bash-completion man-db groff-base bsdextrautils
   rsync iproute2 util-linux procps psmisc coreutils findutils
 )
 missing=()
