@@ -60,14 +60,22 @@ static int apply_fn(kvc_txn *txn, void *arg)
 {
 	struct apply *a = arg;
 
+	uint64_t bytes = 0;
+
 	a->msg[0] = 0;
 	for (size_t i = 0; i < a->b->count; i++) {
 		int rc = a->fmt == KT_BULK_PUT ? put_one(txn, a, i) : delete_one(txn, a, i);
 
 		if (rc)
 			return rc;
-		if (a->progress)
+		if (!a->progress)
+			continue;
+		if (a->fmt == KT_BULK_PUT) {
+			bytes += a->b->entries[i].value_len;
+			kt_progress_update_bytes(a->progress, i + 1, bytes);
+		} else {
 			kt_progress_update(a->progress, i + 1);
+		}
 	}
 	return 0;
 }
