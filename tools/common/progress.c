@@ -64,9 +64,7 @@ const char *kt_progress_human(char *buf, size_t size, double n, bool binary)
 		i++;
 	}
 	const char *sfx = binary ? bin[i] : dec[i];
-	if (i == 0)
-		snprintf(buf, size, "%.0f%s", n, sfx);
-	else if (n < 10)
+	if (n < 10)
 		snprintf(buf, size, "%.2f%s", n, sfx);
 	else if (n < 100)
 		snprintf(buf, size, "%.1f%s", n, sfx);

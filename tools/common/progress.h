@@ -84,7 +84,8 @@ size_t kt_progress_format(char *buf, size_t size, const struct kt_progress *p, i
 			  bool final);
 
 /**
- * @n made short: "950", "12.3k", "4.56M"; binary (for bytes, before a "B"):
+ * @n made short, three digits: "2.50", "950", "12.3k", "4.56M"; binary (for
+ * bytes, before a "B"):
  * "950 ", "12.3 Ki", "4.56 Mi".
  * @return buf
  */
