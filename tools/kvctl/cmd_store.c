@@ -102,7 +102,7 @@ int cmd_reap(kvc_store *store, const struct args *a)
 	int rc;
 	struct kt_progress progress;
 	uint64_t total = 0, n;
-	kt_progress_init(&progress, STDERR_FILENO, "reap", "expired keys removed", 0);
+	kt_progress_init(&progress, STDERR_FILENO, "reap (expired keys)", "keys", 0);
 	/* In batches, so the progress line moves and no transaction is huge. */
 	do {
 		n = 0;
