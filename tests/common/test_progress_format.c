@@ -58,6 +58,11 @@ static void test_known_total(void)
 	is_str(fmt(&p, 3600 * S + 30 * S, false),
 	       "import: 1/3 keys 33% 0.00 keys/s ETA 2:01:00",
 	       "a slow rate: the ETA in hours (2 left at 1 per 3630 s)");
+	p = display("import", "keys", UINT64_MAX);
+	p.done = 1;
+	is_str(fmt(&p, 1000 * S, false),
+	       "import: 1/18446744073709551615 keys 0% 0.00 keys/s ETA 99999:00:00",
+	       "a crawl against a huge total: the ETA is bounded, not overflowed");
 }
 
 static void test_unknown_total(void)

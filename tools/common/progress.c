@@ -14,6 +14,9 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The longest ETA shown: 99999 hours, past which it means "not soon". */
+#define ETA_MAX_S (99999ull * 3600)
+
 static int64_t mono_ns(void)
 {
 	struct timespec ts;
@@ -116,7 +119,8 @@ size_t kt_progress_format(char *buf, size_t size, const struct kt_progress *p, i
 		add(buf, size, &n, " %s", p->unit);
 	}
 	if (elapsed > 0 && (p->done || final)) {
-		add(buf, size, &n, " %s %s/s", kt_progress_human(h, sizeof(h), rate, false), p->unit);
+		add(buf, size, &n, " %s %s/s", kt_progress_human(h, sizeof(h), rate, false),
+		    p->unit);
 		if (p->has_bytes)
 			add(buf, size, &n, " %sB/s",
 			    kt_progress_human(h, sizeof(h), (double)p->bytes / elapsed, true));
@@ -126,7 +130,9 @@ size_t kt_progress_format(char *buf, size_t size, const struct kt_progress *p, i
 		add(buf, size, &n, " in %s", t);
 	} else if (total) {
 		if (rate > 0 && p->done <= p->total) {
-			hms(t, sizeof(t), (uint64_t)((double)(p->total - p->done) / rate + 0.5));
+			double eta = (double)(p->total - p->done) / rate + 0.5;
+			/* a crawl's ETA must stay a number uint64_t holds */
+			hms(t, sizeof(t), eta < ETA_MAX_S ? (uint64_t)eta : ETA_MAX_S);
 			add(buf, size, &n, " ETA %s", t);
 		} else {
 			add(buf, size, &n, " ETA -:--:--");
