@@ -59,8 +59,7 @@ static int delete_one(kvc_txn *txn, struct apply *a, size_t i)
 static int apply_fn(kvc_txn *txn, void *arg)
 {
 	struct apply *a = arg;
-
-	uint64_t bytes = 0;
+	uint64_t bytes = 0; /* of the values put, for the line's bytes/s */
 
 	a->msg[0] = 0;
 	for (size_t i = 0; i < a->b->count; i++) {
