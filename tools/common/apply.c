@@ -59,6 +59,7 @@ static int delete_one(kvc_txn *txn, struct apply *a, size_t i)
 static int apply_fn(kvc_txn *txn, void *arg)
 {
 	struct apply *a = arg;
+	uint64_t bytes = 0; /* of the values put, for the line's bytes/s */
 
 	a->msg[0] = 0;
 	for (size_t i = 0; i < a->b->count; i++) {
@@ -66,8 +67,14 @@ static int apply_fn(kvc_txn *txn, void *arg)
 
 		if (rc)
 			return rc;
-		if (a->progress)
+		if (!a->progress)
+			continue;
+		if (a->fmt == KT_BULK_PUT) {
+			bytes += a->b->entries[i].value_len;
+			kt_progress_update_bytes(a->progress, i + 1, bytes);
+		} else {
 			kt_progress_update(a->progress, i + 1);
+		}
 	}
 	return 0;
 }

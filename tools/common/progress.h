@@ -1,43 +1,94 @@
 /*
- * progress: a one-line progress display for long operations (bulk import,
- * export, check, reap, initial sync).
+ * progress: a one-line progress display for long operations (bulk put, get
+ * and delete, export, import, check, reap, initial sync).
  *
  * The line is drawn on a file descriptor (normally stderr) only when that
- * descriptor is a terminal, so scripts and logs never see it.  It is
- * rewritten in place with '\r', at most about ten times a second however
- * often it is updated, and erased by kt_progress_end() so that the next
- * message starts on a clean line.  The state lives in the caller's struct:
- * no globals, any number of displays may exist (one per fd makes sense).
+ * descriptor is a terminal, so scripts and logs never see it.  It says what
+ * is done of the total (when the caller knows one), the percentage, the
+ * rate (units/s, and bytes/s when the caller counts bytes) and an ETA, as
+ * rsync's --info=progress2 does:
+ *
+ *   bulk put: 4000/10000 keys 40% 8123 keys/s 1.2 MiB/s ETA 0:00:01
+ *
+ * It is rewritten in place with '\r', at most ten times a second however
+ * often it is updated.  kt_progress_end() draws it once more with the
+ * final counts and the elapsed time in place of the ETA, and leaves it on
+ * the screen with a newline (as rsync leaves its last line): the operator
+ * keeps the count and the rate.  The state lives in the caller's struct: no
+ * globals, any number of displays may exist (one per fd makes sense).
  */
 #ifndef KVTOOLS_PROGRESS_H
 #define KVTOOLS_PROGRESS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct kt_progress {
 	int fd;
 	bool enabled;      /* fd is a terminal; a caller may clear it, e.g. when
 			      its data goes to the same screen */
-	bool drawn;        /* a line is on the screen and must be erased */
+	bool drawn;        /* a line is on the screen, not yet ended */
+	bool has_bytes;    /* the caller counts bytes: show bytes/s */
+	bool approximate;  /* the total is an estimate: shown as "~N", and
+			      dropped once done passes it */
 	const char *what;  /* label; not owned, must outlive the display */
 	const char *unit;  /* e.g. "keys"; not owned */
 	uint64_t total;    /* 0 = unknown */
 	uint64_t done;
+	uint64_t bytes;    /* bytes done, when has_bytes */
+	int64_t start_ns;  /* monotonic time of init */
 	int64_t last_ns;   /* monotonic time of the last draw */
 };
 
+/** The shortest interval between two draws: ten a second at most. */
+#define KT_PROGRESS_REDRAW_NS 100000000
+
 /**
  * Start a display on @fd labelled @what, counting @unit up to @total
- * (0 when the total is not known).  Nothing is drawn yet.
+ * (0 when the total is not known).  Nothing is drawn yet; the clock of the
+ * rate and the ETA starts now.
  */
 void kt_progress_init(struct kt_progress *p, int fd, const char *what, const char *unit,
 		      uint64_t total);
 
+/**
+ * Set the total once it is known (0: unknown).  @approximate marks an
+ * estimate (a count that may be off, or an upper bound): it is shown as
+ * "~N", and when the work passes it the line goes on without a total.
+ */
+void kt_progress_set_total(struct kt_progress *p, uint64_t total, bool approximate);
+
 /** Record that @done units are done; redraws if the last draw is 100 ms old. */
 void kt_progress_update(struct kt_progress *p, uint64_t done);
 
-/** Erase the line (if one was drawn).  The display may be reused after init. */
+/** As kt_progress_update(), with @bytes done as well: the line shows bytes/s. */
+void kt_progress_update_bytes(struct kt_progress *p, uint64_t done, uint64_t bytes);
+
+/**
+ * The operation is over: draw the final counts with the elapsed time and
+ * end the line with a newline, so it stays.  Nothing when disabled.  The
+ * display may be reused after init.
+ */
 void kt_progress_end(struct kt_progress *p);
+
+/**
+ * The text of the line (no '\r', no erase sequence) for the counts in @p at
+ * monotonic time @now_ns: a pure function of its arguments, so that it can
+ * be tested.  @final shows the elapsed time instead of the ETA.  (A caller
+ * whose total was an estimate sets the real one, kt_progress_set_total(p,
+ * done, false), when it succeeds, so that its last line reads N/N.)
+ * @return the length written (truncated to @size - 1)
+ */
+size_t kt_progress_format(char *buf, size_t size, const struct kt_progress *p, int64_t now_ns,
+			  bool final);
+
+/**
+ * @n made short, three digits: "2.50", "950", "12.3k", "4.56M"; binary (for
+ * bytes, before a "B"):
+ * "950 ", "12.3 Ki", "4.56 Mi".
+ * @return buf
+ */
+const char *kt_progress_human(char *buf, size_t size, double n, bool binary);
 
 #endif

@@ -150,14 +150,18 @@ static int bulk_get(kvc_store *store, const struct kt_bulk *b, bool with_metadat
 	kt_progress_init(&progress, STDERR_FILENO, "bulk get", "keys", b->count);
 	progress.enabled = progress.enabled && !isatty(STDOUT_FILENO); /* data on the screen */
 	bool first = true;
+	uint64_t bytes = 0;
 	putchar('{');
 	for (size_t i = 0; i < b->count && !rc; i++) {
 		const struct kt_bulk_entry *e = &b->entries[i];
-		kt_progress_update(&progress, i + 1);
+		struct kvc_record rec = {0};
+		if (!repeat[i])
+			rc = kvc_get(txn, e->key, e->key_len, 0, &rec);
+		if (!rc)
+			bytes += rec.value_len;
+		kt_progress_update_bytes(&progress, i + 1, bytes);
 		if (repeat[i])
 			continue;
-		struct kvc_record rec;
-		rc = kvc_get(txn, e->key, e->key_len, 0, &rec);
 		fputs(first ? "\n  " : ",\n  ", stdout);
 		first = false;
 		kt_json_string(stdout, e->key, e->key_len);

@@ -632,9 +632,11 @@ static int export_rows(kvc_store *store, const struct args *a, sqlite3 *db, int 
 		return failure("cannot write the Miniflare database: %s", sqlite3_errmsg(db));
 
 	struct kt_progress progress;
-	kt_progress_init(&progress, STDERR_FILENO, "export", "keys", 0);
+	export_progress_init(store, a, &progress);
 	int rc = export_each(store, a->prefix ? a->prefix : "", &progress, export_row, &x);
 	*ret_n = progress.done;
+	if (!rc)
+		kt_progress_set_total(&progress, progress.done, false);
 	kt_progress_end(&progress);
 	sqlite3_finalize(x.ins);
 	if (rc && x.msg[0])

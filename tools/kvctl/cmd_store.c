@@ -48,6 +48,18 @@ int export_each(kvc_store *store, const char *prefix, struct kt_progress *progre
 	return rc == -ENOENT ? 0 : rc;
 }
 
+void export_progress_init(kvc_store *store, const struct args *a, struct kt_progress *progress)
+{
+	kt_progress_init(progress, STDERR_FILENO, "export", "keys", 0);
+	/* LMDB's own entry count costs nothing, where counting the live keys
+	 * would be a scan as long as the export: an estimate, since it counts
+	 * tombstones and expired records too (and long keys sharing a bucket
+	 * as one).  Under a prefix it says nothing of the part exported. */
+	struct kvc_usage u;
+	if ((!a->prefix || !*a->prefix) && !kvc_usage(store, &u))
+		kt_progress_set_total(progress, u.records, true);
+}
+
 struct export_json {
 	uint64_t n;
 };
@@ -71,9 +83,11 @@ int cmd_export(kvc_store *store, const struct args *a)
 	struct kt_progress progress;
 	struct export_json x = {0};
 
-	kt_progress_init(&progress, STDERR_FILENO, "export", "keys", 0);
+	export_progress_init(store, a, &progress);
 	progress.enabled = progress.enabled && !isatty(STDOUT_FILENO); /* data on the screen */
 	int rc = export_each(store, a->prefix ? a->prefix : "", &progress, export_entry, &x);
+	if (!rc)
+		kt_progress_set_total(&progress, progress.done, false);
 	kt_progress_end(&progress);
 	if (rc && ferror(stdout))
 		return finish_stdout(EXIT_FAILURE); /* says why the output failed */
@@ -88,7 +102,7 @@ int cmd_reap(kvc_store *store, const struct args *a)
 	int rc;
 	struct kt_progress progress;
 	uint64_t total = 0, n;
-	kt_progress_init(&progress, STDERR_FILENO, "reap", "expired keys removed", 0);
+	kt_progress_init(&progress, STDERR_FILENO, "reap (expired keys)", "keys", 0);
 	/* In batches, so the progress line moves and no transaction is huge. */
 	do {
 		n = 0;
@@ -178,12 +192,15 @@ int cmd_check(kvc_store *store, const struct args *a)
 	if (rc)
 		return failure("cannot read the store: %s", strerror(-rc));
 	uint64_t records = st.keys + st.expired_pending + st.tombstones;
-	/* kvc_check reports no progress of its own: show what is being done. */
+	/* kvc_check reports no progress of its own: show what is to be done,
+	 * then, once it is over, all of it with the rate and time taken. */
 	struct kt_progress progress;
-	kt_progress_init(&progress, STDERR_FILENO, "check", "records to verify", 0);
-	kt_progress_update(&progress, records);
+	kt_progress_init(&progress, STDERR_FILENO, "check", "records", records);
+	kt_progress_update(&progress, 0);
 	uint64_t problems = 0;
 	rc = kvc_check(store, check_problem, NULL, &problems);
+	if (!rc)
+		progress.done = records;
 	kt_progress_end(&progress);
 	if (rc)
 		return failure("check failed: %s", strerror(-rc));

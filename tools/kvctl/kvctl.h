@@ -116,6 +116,12 @@ void input_release(struct input *in);
 /* What export_each calls for each key: 0 to go on, else stop with it. */
 typedef int export_fn(void *arg, const void *key, size_t key_len, const struct kvc_record *rec);
 
+/*
+ * Start the progress display of an export on stderr, with an estimate of
+ * the total (none under a prefix).
+ */
+void export_progress_init(kvc_store *store, const struct args *a, struct kt_progress *progress);
+
 /**
  * Call @fn for each live key starting with @prefix, in bytewise order,
  * with its whole record, all in one read transaction (one consistent

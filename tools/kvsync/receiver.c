@@ -49,6 +49,7 @@ static int batch_add(struct ks_sess *s, struct batch *b, struct inrec *r)
 	b->v[b->n++] = r;
 	b->bytes += r->key_len + r->rec.value_len + r->rec.metadata_len + 64;
 	s->st.records++;
+	s->prog_bytes += r->key_len + r->rec.value_len + r->rec.metadata_len;
 	sess_progress(s, false);
 	return 0;
 }
@@ -256,6 +257,7 @@ int sess_run_receiver(struct ks_sess *s)
 		return sess_proto_fail(s, why);
 	s->plan_mode = plan.mode;
 	s->plan_after = plan.after;
+	sess_progress_plan(s, &plan);
 
 	struct batch b = {NULL, 0, 0, 0, NULL};
 	int timeout = (s->flags & KS_REQ_WATCH) ? WATCH_SILENCE_MS : -1;

@@ -58,6 +58,7 @@ void sess_encode_record(struct ks_sess *s, const void *key, size_t key_len,
 	s->out_n++;
 	s->out_bytes += key_len + rec->value_len + rec->metadata_len + 64;
 	s->st.records++;
+	s->prog_bytes += key_len + rec->value_len + rec->metadata_len;
 	sess_progress(s, false);
 }
 
@@ -184,6 +185,7 @@ int sess_run_sender(struct ks_sess *s)
 	struct ks_plan plan = {digest ? KS_PLAN_DIGEST : KS_PLAN_FEED, st.watermark, head};
 	s->plan_mode = plan.mode;
 	s->plan_after = plan.after;
+	sess_progress_plan(s, &plan);
 	ks_enc_plan(sess_out(s), &plan);
 	rc = sess_flush(s);
 	if (rc)

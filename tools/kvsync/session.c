@@ -228,10 +228,14 @@ int ks_client_session(struct ks_client *c, uint8_t op)
 		q.flags |= KS_REQ_VERBOSE;
 	s->plan_mode = 0;
 	s->next_id = 0;
-	if (op == KS_OP_CHECK)
-		s->prog.what = "comparing";
-	else
-		s->prog.what = (op == KS_OP_PUSH) == s->local_is_src ? "SRC -> DST" : "DST -> SRC";
+	/* A display of its own per session: its clock, its counts, its total. */
+	kt_progress_init(&s->prog, 2,
+			 op == KS_OP_CHECK ? "comparing"
+			 : (op == KS_OP_PUSH) == s->local_is_src ? "SRC -> DST"
+								  : "DST -> SRC",
+			 "records", 0);
+	s->prog_records0 = s->st.records;
+	s->prog_bytes = 0;
 	struct ks_stats before = s->st;
 	ks_enc_req(sess_out(s), &q);
 	int rc;
@@ -246,6 +250,9 @@ int ks_client_session(struct ks_client *c, uint8_t op)
 		rc = sess_run_check_driver(s);
 		break;
 	}
+	/* Done: what was sent is the whole, whatever the plan's bound said. */
+	if (!rc && s->prog.approximate)
+		kt_progress_set_total(&s->prog, s->st.records - s->prog_records0, false);
 	sess_progress(s, true);
 	if (s->out)
 		fflush(s->out);

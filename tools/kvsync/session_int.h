@@ -75,6 +75,8 @@ struct ks_sess {
 	FILE *out;
 	bool local_is_src, rsh, progress;
 	struct kt_progress prog;
+	uint64_t prog_records0; /* st.records when the session began */
+	uint64_t prog_bytes;    /* key, value and metadata bytes this session */
 	/* the first failure */
 	int code;
 	bool from_peer; /* the failure is the peer's, reported by it */
@@ -105,6 +107,7 @@ void sess_tell_peer(struct ks_sess *s);
 void sess_print_key(FILE *f, const char *prefix, const uint8_t *key, size_t n,
 		      const char *suffix);
 void sess_progress(struct ks_sess *s, bool final);
+void sess_progress_plan(struct ks_sess *s, const struct ks_plan *plan);
 void sess_note_outcome(struct ks_sess *s, uint8_t outcome, const uint8_t *key, size_t n);
 int sess_load_identity(struct ks_sess *s);
 

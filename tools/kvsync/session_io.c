@@ -207,10 +207,26 @@ void sess_progress(struct ks_sess *s, bool final)
 {
 	if (!s->progress)
 		return;
-	if (final)
+	uint64_t done = s->st.records - s->prog_records0;
+	if (final) {
+		s->prog.done = done;
+		s->prog.bytes = s->prog_bytes;
 		kt_progress_end(&s->prog);
-	else
-		kt_progress_update(&s->prog, s->st.records);
+	} else {
+		kt_progress_update_bytes(&s->prog, done, s->prog_bytes);
+	}
+}
+
+/*
+ * The plan tells both sides how far the feed goes: head - after sequence
+ * numbers at most, fewer when a key changed more than once (the feed keeps
+ * its last change only), so an upper bound; none for a digest comparison.
+ */
+void sess_progress_plan(struct ks_sess *s, const struct ks_plan *plan)
+{
+	if (!s->progress || plan->mode != KS_PLAN_FEED || plan->head <= plan->after)
+		return;
+	kt_progress_set_total(&s->prog, plan->head - plan->after, true);
 }
 
 void sess_note_outcome(struct ks_sess *s, uint8_t outcome, const uint8_t *key, size_t n)
