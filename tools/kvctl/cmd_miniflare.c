@@ -390,26 +390,30 @@ out:
 
 /* ---------------------------------------------------------------- export */
 
-/* mkdir -p @path (mode 0755).  @return 0 or -errno */
+/* mkdir -p @path (mode 0755): the parent first when it is missing.
+ * @return 0 or -errno (-ENOTDIR when @path is something else) */
 static int make_dirs(const char *path)
 {
-	char p[PATH_MAX];
-	size_t n = strlen(path);
-	if (n >= sizeof(p))
-		return -ENAMETOOLONG;
-	memcpy(p, path, n + 1);
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = 0;
-		if (mkdir(p, 0755) && errno != EEXIST)
-			return -errno;
-		*s = '/';
+	if (mkdir(path, 0755) == 0)
+		return 0;
+	if (errno == ENOENT) {
+		char parent[PATH_MAX];
+		const char *slash = strrchr(path, '/');
+		size_t n = slash ? (size_t)(slash - path) : 0;
+		if (n == 0 || n >= sizeof(parent))
+			return -ENOENT;
+		memcpy(parent, path, n);
+		parent[n] = 0;
+		int rc = make_dirs(parent);
+		if (rc)
+			return rc;
+		if (mkdir(path, 0755) == 0)
+			return 0;
 	}
-	if (mkdir(p, 0755) && errno != EEXIST)
+	if (errno != EEXIST)
 		return -errno;
 	struct stat st;
-	if (stat(p, &st))
+	if (stat(path, &st))
 		return -errno;
 	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
