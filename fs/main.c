@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <syslog.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #ifndef KVFS_VERSION
@@ -261,6 +262,10 @@ static int run(struct kfs *fs, struct fuse_args *args, struct fuse_cmdline_opts 
 		kfs_log(fs, LOG_ERR, "cannot start background threads: %s", strerror(-rc));
 		goto out_unmount;
 	}
+	/* Mounted, store open, threads running: requests are answered from
+	 * here on.  For a Type=notify unit (run kvfs with -f there, so the
+	 * notifying process is the unit's main one). */
+	sd_notify(0, "READY=1");
 	if (co->singlethread) {
 		rc = fuse_session_loop(se);
 	} else {
@@ -277,6 +282,7 @@ static int run(struct kfs *fs, struct fuse_args *args, struct fuse_cmdline_opts 
 		rc = fuse_session_loop_mt(se, lc);
 		fuse_loop_cfg_destroy(lc);
 	}
+	sd_notify(0, "STOPPING=1");
 	/* A positive value is the signal that ended the loop: a clean exit. */
 	if (rc > 0)
 		rc = 0;

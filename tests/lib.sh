@@ -222,3 +222,27 @@ fill_fs() {
 		t truncate -s "$free" "$1/filler"
 	fi
 }
+
+# notify_listen NAME: a systemd notify socket $WORK/NAME.sock (what a
+# daemon's NOTIFY_SOCKET names) whose messages go to $WORK/NAME.out, one a
+# line, until READY=1 (notify_recv); sets RECV_PID.
+notify_listen() {
+	rm -f "$WORK/$1.sock"
+	timeout 60 "${NOTIFY_RECV:?NOTIFY_RECV must name the notify_recv helper}" \
+		"$WORK/$1.sock" 30 >"$WORK/$1.out" 2>&1 &
+	RECV_PID=$!
+	PIDS+=("$RECV_PID")
+	wait_ready "$RECV_PID" "notify_recv" test -S "$WORK/$1.sock"
+}
+
+# check_ready DESC NAME: the listener of notify_listen NAME got READY=1.
+check_ready() {
+	local rc=0
+	wait "$RECV_PID" || rc=$?
+	if [ "$rc" -eq 0 ] && grep -qx 'READY=1' "$WORK/$2.out"; then
+		ok "$1"
+	else
+		not_ok "$1 (notify_recv exit $rc: $(tr '\n' ' ' <"$WORK/$2.out"))"
+	fi
+}
+

@@ -25,6 +25,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -480,6 +481,7 @@ int run_daemon(int argc, char **argv)
 	}
 	fprintf(stderr, "kvsync: serving %s on %s%s\n", store, bound,
 		d.token_key ? "" : " (no token: loopback clients only)");
+	sd_notify(0, "READY=1"); /* listening: a Type=notify unit is up */
 	bool running = true, fd_warned = false;
 	while (running) {
 		/* admit_connection() keeps d.nkids within max_sessions + full. */
@@ -536,6 +538,7 @@ int run_daemon(int argc, char **argv)
 		}
 		start_kid(&d, fd, addr, lfd, sfd);
 	}
+	sd_notify(0, "STOPPING=1");
 	close(lfd);
 	for (size_t i = 0; i < d.nkids; i++)
 		kill(d.kids[i].pid, SIGTERM);
