@@ -246,3 +246,25 @@ check_ready() {
 	fi
 }
 
+# check_stopping DESC NAME CMD...: with a new listener on the notify socket
+# NAME, run CMD (which stops the daemon); the daemon said STOPPING=1.
+check_stopping() {
+	local desc=$1 name=$2 stop
+	shift 2
+	notify_listen "$name"
+	stop=$RECV_PID
+	"$@"
+	# notify_recv waits for READY=1 only: stop it, then read what it got.
+	kill -TERM "$stop" 2>/dev/null || true
+	wait "$stop" 2>/dev/null || true
+	check "$desc" grep -qx 'STOPPING=1' "$WORK/$name.out"
+}
+
+# term_exits_0 DESC PID: SIGTERM to PID, which must exit with status 0.
+term_exits_0() {
+	local rc=0
+	kill -TERM "$2"
+	wait "$2" || rc=$?
+	check_eq "$1" "$rc" 0
+}
+

@@ -10,13 +10,6 @@ check_ready "kvfs says READY=1 to the notify socket" ready
 check "the mount is usable once it has said so" \
 	sh -c "echo hello >'$WORK/mnt/greeting' && test \"\$(cat '$WORK/mnt/greeting')\" = hello"
 
-# The same socket, a new listener: it waits for READY=1 only, so it is
-# stopped once kvfs has gone and what it printed is read.
-notify_listen ready
-STOP_PID=$RECV_PID
-unmount_kvfs "$WORK/mnt" "$KVFS_PID"
-kill -TERM "$STOP_PID" 2>/dev/null || true
-wait "$STOP_PID" 2>/dev/null || true
-check "and STOPPING=1 once unmounted" grep -qx 'STOPPING=1' "$WORK/ready.out"
+check_stopping "and STOPPING=1 once unmounted" ready unmount_kvfs "$WORK/mnt" "$KVFS_PID"
 
 finish

@@ -10,16 +10,7 @@ check_ready "kvapi says READY=1 to the notify socket" ready
 api "$BASE" >/dev/null
 check_eq "and it answers once it has said so" "$(status)" 200
 
-# STOPPING=1 at SIGTERM: the same socket name, a new listener (it waits
-# for READY=1 only, so it is stopped after kvapi and its output read).
-notify_listen ready
-STOP_PID=$RECV_PID
-kill -TERM "$KVAPI_PID"
-rc=0
-wait "$KVAPI_PID" || rc=$?
-check_eq "kvapi exits 0 on SIGTERM" "$rc" 0
-kill -TERM "$STOP_PID" 2>/dev/null || true
-wait "$STOP_PID" 2>/dev/null || true
-check "and says STOPPING=1 first" grep -qx 'STOPPING=1' "$WORK/ready.out"
+check_stopping "kvapi says STOPPING=1 at SIGTERM" ready \
+	term_exits_0 "and exits 0" "$KVAPI_PID"
 
 finish

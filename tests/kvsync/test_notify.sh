@@ -10,14 +10,7 @@ check_ready "kvsync serve says READY=1 to the notify socket" ready
 put_values "$WORK/a" n: 5
 check_exit "and serves a push once it has said so" 0 kvsync "$WORK/a" "kvsync://127.0.0.1:$port"
 
-notify_listen ready
-STOP_PID=$RECV_PID
-kill -TERM "$SERVE_PID"
-rc=0
-wait "$SERVE_PID" || rc=$?
-check_eq "kvsync serve exits 0 on SIGTERM" "$rc" 0
-kill -TERM "$STOP_PID" 2>/dev/null || true
-wait "$STOP_PID" 2>/dev/null || true
-check "and says STOPPING=1 first" grep -qx 'STOPPING=1' "$WORK/ready.out"
+check_stopping "kvsync serve says STOPPING=1 at SIGTERM" ready \
+	term_exits_0 "and exits 0" "$SERVE_PID"
 
 finish
