@@ -161,6 +161,9 @@ api -X POST "${JSON[@]}" -d '{"keys":["b"],"type":"json"}' "$BASE/$NS/bulk/get" 
 check_error "type json of a value that is not JSON" 400 10012
 api -X POST "${JSON[@]}" -d '{"keys":["j"],"type":"xml"}' "$BASE/$NS/bulk/get" >/dev/null
 check_error "an unknown type" 400 10012
+api -X POST "${JSON[@]}" -d '{"keys":["j",".."]}' "$BASE/$NS/bulk/get" >/dev/null
+check_error "bulk/get of a key kvcore refuses" 400 10012
+check_json "with the entry and Workers KV's message, as kvctl says it" '.errors[0].message == "bulk entry 1 (key '"'..'"'): \"..\" is not allowed as a key name."'
 api -X POST "${JSON[@]}" -d '["p/01","p/02"]' "$BASE/$NS/bulk/delete" >/dev/null
 check_json "bulk/delete" '.result == {"successful_key_count":2,"unsuccessful_keys":[]}'
 api -X DELETE "${JSON[@]}" -d '["p/03","p/04"]' "$BASE/$NS/bulk" >/dev/null

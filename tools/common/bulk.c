@@ -795,3 +795,35 @@ void kt_bulk_write_put_entry(FILE *f, const void *key, size_t key_len, const voi
 	}
 	putc('}', f);
 }
+
+/* By key in kvcore's order, then by place in the file (stable). */
+static int cmp_entry_key(const void *x, const void *y)
+{
+	const struct kt_bulk_entry *a = *(const struct kt_bulk_entry *const *)x;
+	const struct kt_bulk_entry *b = *(const struct kt_bulk_entry *const *)y;
+	int c = kvc_key_cmp(a->key, a->key_len, b->key, b->key_len);
+
+	return c ? c : (a < b ? -1 : a > b);
+}
+
+bool *kt_bulk_repeats(const struct kt_bulk *b)
+{
+	const struct kt_bulk_entry **order = malloc((b->count ? b->count : 1) * sizeof(*order));
+	bool *repeat = calloc(b->count ? b->count : 1, sizeof(*repeat));
+
+	if (!order || !repeat) {
+		free(order);
+		free(repeat);
+		return NULL;
+	}
+	for (size_t i = 0; i < b->count; i++)
+		order[i] = &b->entries[i];
+	qsort(order, b->count, sizeof(*order), cmp_entry_key);
+	for (size_t i = 1; i < b->count; i++)
+		if (!kvc_key_cmp(order[i]->key, order[i]->key_len, order[i - 1]->key,
+				 order[i - 1]->key_len))
+			repeat[order[i] - b->entries] = true;
+	free(order);
+	return repeat;
+}
+

@@ -79,6 +79,14 @@ int kt_bulk_parse(const void *data, size_t len, enum kt_bulk_format fmt, struct 
 void kt_bulk_release(struct kt_bulk *b);
 
 /**
+ * Mark the entries whose key appeared earlier in @b (a JSON object must
+ * not name a member twice: bulk get answers each key once, the first time
+ * it is named).  @return a new array of b->count flags (free() it), or
+ * NULL when memory is short
+ */
+bool *kt_bulk_repeats(const struct kt_bulk *b);
+
+/**
  * Write @key for a human into @buf (NUL-terminated, truncated with "..."
  * past about 80 bytes): printable bytes and UTF-8 as they are, control
  * bytes as \xNN.  @return @buf

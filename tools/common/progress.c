@@ -149,7 +149,6 @@ static void draw(struct kt_progress *p, int64_t now, bool final)
 	if (final)
 		line[n++] = '\n';
 	put_all(p->fd, line, n);
-	p->drawn = !final;
 	p->last_ns = now;
 }
 
@@ -175,6 +174,5 @@ void kt_progress_end(struct kt_progress *p)
 {
 	if (p->enabled)
 		draw(p, mono_ns(), true);
-	p->drawn = false;
 	p->enabled = false; /* once: a second end draws nothing */
 }

@@ -28,7 +28,6 @@ struct kt_progress {
 	int fd;
 	bool enabled;      /* fd is a terminal; a caller may clear it, e.g. when
 			      its data goes to the same screen */
-	bool drawn;        /* a line is on the screen, not yet ended */
 	bool has_bytes;    /* the caller counts bytes: show bytes/s */
 	bool approximate;  /* the total is an estimate: shown as "~N", and
 			      dropped once done passes it */

@@ -65,16 +65,6 @@ static char *ns_path(const struct ka_registry *reg, const char *id)
 	return p;
 }
 
-static bool is_lower_hex_id(const char *s)
-{
-	if (strlen(s) != KA_ID_LEN)
-		return false;
-	for (const char *p = s; *p; p++)
-		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-			return false;
-	return true;
-}
-
 /* Whether ROOT/@id is a directory: the namespace exists. */
 static bool ns_exists(const struct ka_registry *reg, const char *id)
 {
@@ -149,7 +139,7 @@ static void remove_leftovers(struct ka_registry *reg)
 		return;
 	struct dirent *e;
 	while ((e = readdir(d)))
-		if (!strncmp(e->d_name, ".deleted-", 9) && is_lower_hex_id(e->d_name + 9))
+		if (!strncmp(e->d_name, ".deleted-", 9) && ka_is_hex_id(e->d_name + 9, strlen(e->d_name + 9)))
 			remove_store_dir(reg, e->d_name);
 	closedir(d);
 }
@@ -324,7 +314,7 @@ static int scan_locked(struct ka_registry *reg, struct ka_ns_info **ret, size_t 
 	int rc = 0;
 	struct dirent *e;
 	while ((e = readdir(d))) {
-		if (!is_lower_hex_id(e->d_name) || !ns_exists(reg, e->d_name))
+		if (!ka_is_hex_id(e->d_name, strlen(e->d_name)) || !ns_exists(reg, e->d_name))
 			continue;
 		struct ka_ns_info *nv = kt_array_grow(v, sizeof(*v), n + 1, &cap, 16);
 		if (!nv) {

@@ -87,26 +87,18 @@ static bool get_options(struct ka_req *r, bool *ret_json, bool *ret_meta)
 	return ok;
 }
 
-static int cmp_entry(const void *x, const void *y)
-{
-	const struct kt_bulk_entry *a = *(const struct kt_bulk_entry *const *)x;
-	const struct kt_bulk_entry *b = *(const struct kt_bulk_entry *const *)y;
-	int c = kvc_key_cmp(a->key, a->key_len, b->key, b->key_len);
-	return c ? c : (a < b ? -1 : a > b);
-}
-
 /*
  * One key of bulk/get into the "values" object.  @return 0, or -EINVAL
  * with @why set (a value that is not the JSON type "json" asked for).
  */
-static int get_one(kvc_txn *txn, FILE *f, const struct kt_bulk_entry *e, bool as_json,
-		   bool with_meta, char *why, size_t why_size)
+static int get_one(kvc_txn *txn, FILE *f, const struct kt_bulk_entry *e, bool missing,
+		   bool as_json, bool with_meta, char *why, size_t why_size)
 {
 	kt_json_string(f, e->key, e->key_len);
 	fputc(':', f);
 	struct kvc_record rec;
-	int rc = kvc_get(txn, e->key, e->key_len, 0, &rec);
-	if (rc == -ENOENT || rc == -EINVAL || rc == -ENAMETOOLONG) {
+	int rc = missing ? -ENOENT : kvc_get(txn, e->key, e->key_len, 0, &rec);
+	if (rc == -ENOENT) {
 		fputs("null", f); /* as Workers KV: a key that is not there */
 		return 0;
 	}
@@ -149,14 +141,16 @@ static int get_one(kvc_txn *txn, FILE *f, const struct kt_bulk_entry *e, bool as
  * large one whole into the transaction's memory, until it ends) and the
  * most JSON text it can make (6 bytes a byte: "\u0001"), without waiting
  * (a transaction is open: it must not wait on other requests).
- * @param[out] ret_json the JSON text reserved, trued up by the caller
+ * @param[out] ret_json    the JSON text reserved, trued up by the caller
+ * @param[out] ret_missing the key is not there (get_one need not look)
  * @return 0, or -EAGAIN (no room)
  */
 static int reserve_one(struct ka_req *r, kvc_txn *txn, const struct kt_bulk_entry *e,
-		       uint64_t *held_txn, uint64_t *ret_json)
+		       uint64_t *held_txn, uint64_t *ret_json, bool *ret_missing)
 {
 	struct kvc_record rec;
 	int rc = kvc_get(txn, e->key, e->key_len, KVC_GET_NO_VALUE, &rec);
+	*ret_missing = rc == -ENOENT;
 	uint64_t value = rc ? 0 : rec.value_len;
 	uint64_t meta = rc ? 0 : rec.metadata_len;
 	uint64_t json = 6u * (value + e->key_len) + meta + 128u;
@@ -175,23 +169,26 @@ static void bulk_get(struct ka_req *r)
 	struct kt_bulk b = {0};
 	if (!parse_body(r, KT_BULK_KEYS, &b))
 		return;
+	/* Every key as kvcore would take it, as kvctl's bulk get asks. */
+	for (size_t i = 0; i < b.count; i++) {
+		char why[256], shown[100];
+		const struct kt_bulk_entry *e = &b.entries[i];
+		if (kvc_key_check_msg(e->key, e->key_len, why, sizeof(why))) {
+			kt_bulk_show_key(e->key, e->key_len, shown, sizeof(shown));
+			ka_reply_error(r, 400, KA_E_VALUE, "bulk entry %zu (key '%s'): %s", i,
+				       shown, why);
+			kt_bulk_release(&b);
+			return;
+		}
+	}
 	/* Each key once, as a JSON object names a member once: in the
 	 * order of first appearance. */
-	const struct kt_bulk_entry **order = malloc((b.count ? b.count : 1) * sizeof(*order));
-	bool *repeat = calloc(b.count ? b.count : 1, sizeof(*repeat));
+	bool *repeat = kt_bulk_repeats(&b);
 	kvc_txn *txn = NULL;
 	struct ka_json j = {0};
-	int rc = order && repeat ? 0 : -ENOMEM;
-	if (!rc) {
-		for (size_t i = 0; i < b.count; i++)
-			order[i] = &b.entries[i];
-		qsort(order, b.count, sizeof(*order), cmp_entry);
-		for (size_t i = 1; i < b.count; i++)
-			if (!kvc_key_cmp(order[i]->key, order[i]->key_len, order[i - 1]->key,
-					 order[i - 1]->key_len))
-				repeat[order[i] - b.entries] = true;
+	int rc = repeat ? 0 : -ENOMEM;
+	if (!rc)
 		rc = kvc_txn_begin(ka_ns_store(r->ns), KVC_TXN_READ, &txn);
-	}
 	if (!rc)
 		rc = ka_json_open(&j);
 	char why[512] = "";
@@ -211,11 +208,13 @@ static void bulk_get(struct ka_req *r)
 				fputc(',', j.f);
 			first = false;
 			uint64_t worst;
-			rc = reserve_one(r, txn, &b.entries[i], &held_txn, &worst);
+			bool missing;
+			rc = reserve_one(r, txn, &b.entries[i], &held_txn, &worst, &missing);
 			if (rc)
 				break;
 			long before = ftell(j.f);
-			rc = get_one(txn, j.f, &b.entries[i], as_json, with_meta, why, sizeof(why));
+			rc = get_one(txn, j.f, &b.entries[i], missing, as_json, with_meta, why,
+				     sizeof(why));
 			long after = ftell(j.f);
 			uint64_t wrote = before >= 0 && after >= before ? (uint64_t)(after - before) : worst;
 			if (wrote > worst)
@@ -243,7 +242,6 @@ static void bulk_get(struct ka_req *r)
 		ka_reply_bytes(r, j.p, j.len, "application/json", held_json);
 		j.p = NULL;
 	}
-	free(order);
 	free(repeat);
 	kt_bulk_release(&b);
 }

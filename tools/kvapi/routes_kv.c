@@ -294,7 +294,7 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *k
 	struct parts *p = cls;
 	if (!strcmp(key, "value")) {
 		p->value_seen += size;
-		if (p->value_seen > KVC_VALUE_MAX) {
+		if (kvc_value_len_check(p->value_seen, NULL, 0)) {
 			p->too_big = true;
 			return MHD_NO;
 		}

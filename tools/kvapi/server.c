@@ -235,6 +235,19 @@ static int parse_route(struct ka_req *r)
 	return 0;
 }
 
+/* 413 for a body of @len bytes (or at least that many): a value PUT in
+ * kvcore's words (Workers KV's message), any other body by its limit. */
+static void reply_too_large(struct ka_req *r, uint64_t len)
+{
+	char msg[256];
+	if (r->route == KA_R_VALUES && !r->multipart && kvc_value_len_check(len, msg, sizeof(msg)))
+		ka_reply_error(r, 413, KA_E_TOO_LARGE, "%s", msg);
+	else
+		ka_reply_error(r, 413, KA_E_TOO_LARGE,
+			       "request body of %" PRIu64 " bytes exceeds the limit of %zu bytes", len,
+			       r->body_max);
+}
+
 /* The body limit of the request's route, and its announced length checked. */
 static bool body_fits(struct ka_req *r)
 {
@@ -273,13 +286,7 @@ static bool body_fits(struct ka_req *r)
 		r->body.cap = (size_t)len;
 		return true;
 	}
-	char msg[256];
-	if (r->route == KA_R_VALUES && !r->multipart && kvc_value_len_check((uint64_t)len, msg, sizeof(msg)))
-		ka_reply_error(r, 413, KA_E_TOO_LARGE, "%s", msg);
-	else
-		ka_reply_error(r, 413, KA_E_TOO_LARGE,
-			       "request body of %" PRId64 " bytes exceeds the limit of %zu", len,
-			       r->body_max);
+	reply_too_large(r, (uint64_t)len);
 	return false;
 }
 
@@ -425,14 +432,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		size_t n = *upload_size;
 		*upload_size = 0;
 		if (n > r->body_max - r->body.len) {
-			char msg[256];
-			if (r->route == KA_R_VALUES && !r->multipart &&
-			    kvc_value_len_check((uint64_t)r->body.len + n, msg, sizeof(msg)))
-				ka_reply_error(r, 413, KA_E_TOO_LARGE, "%s", msg);
-			else
-				ka_reply_error(r, 413, KA_E_TOO_LARGE,
-					       "request body exceeds the limit of %zu bytes",
-					       r->body_max);
+			reply_too_large(r, (uint64_t)r->body.len + n);
 			r->overflow = true;
 			r->dropped = r->body.len + n;
 			drop_body(r);

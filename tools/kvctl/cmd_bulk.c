@@ -57,43 +57,6 @@ static int bulk_write(kvc_store *store, const struct kt_bulk *b, bool put)
 	return 0;
 }
 
-static int cmp_entry_key(const void *x, const void *y)
-{
-	const struct kt_bulk_entry *a = *(const struct kt_bulk_entry *const *)x;
-	const struct kt_bulk_entry *b = *(const struct kt_bulk_entry *const *)y;
-	size_t n = a->key_len < b->key_len ? a->key_len : b->key_len;
-	int c = memcmp(a->key, b->key, n);
-	if (c)
-		return c;
-	if (a->key_len != b->key_len)
-		return a->key_len < b->key_len ? -1 : 1;
-	return a < b ? -1 : a > b; /* stable: the first of equal keys first */
-}
-
-/*
- * Mark the entries whose key appeared earlier in the file: a JSON object
- * must not name a member twice.  @return a new array of flags, or NULL
- */
-static bool *find_repeats(const struct kt_bulk *b)
-{
-	const struct kt_bulk_entry **order = malloc((b->count ? b->count : 1) * sizeof(*order));
-	bool *repeat = calloc(b->count ? b->count : 1, sizeof(*repeat));
-	if (!order || !repeat) {
-		free(order);
-		free(repeat);
-		return NULL;
-	}
-	for (size_t i = 0; i < b->count; i++)
-		order[i] = &b->entries[i];
-	qsort(order, b->count, sizeof(*order), cmp_entry_key);
-	for (size_t i = 1; i < b->count; i++)
-		if (order[i]->key_len == order[i - 1]->key_len &&
-		    !memcmp(order[i]->key, order[i - 1]->key, order[i]->key_len))
-			repeat[order[i] - b->entries] = true;
-	free(order);
-	return repeat;
-}
-
 /*
  * What wrangler 4's `kv bulk get` prints: the "values" object of Workers
  * KV's answer, as JSON.stringify(values, null, 2) writes it: each key once
@@ -137,7 +100,7 @@ static int bulk_get(kvc_store *store, const struct kt_bulk *b, bool with_metadat
 			return failure("bulk entry %zu (key '%s'): %s", i, shown, why);
 		}
 	}
-	bool *repeat = find_repeats(b);
+	bool *repeat = kt_bulk_repeats(b);
 	if (!repeat)
 		return failure("%s", strerror(ENOMEM));
 	kvc_txn *txn;
