@@ -260,7 +260,7 @@ void kfs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		wait_truncation(fs, ino);
 	/* The value is read later, and only if needed: a large one may come
 	 * from the vcache, or be read in pieces. */
-	rc = kfs_record_begin(fs, &k, &txn, &rec);
+	rc = kfs_record_begin(fs, k.key, k.len, &txn, &rec);
 	if (rc == 0) {
 		rc = file_setup(fs, f, fi, txn, k.key, k.len, &rec);
 		kvc_txn_abort(txn);
@@ -356,13 +356,11 @@ static int made_entry(struct kfs *fs, const unsigned char *key, size_t key_len,
 		      kvc_txn **ret_txn, struct kvc_record *rec, struct fuse_entry_param *e)
 {
 	kvc_txn *txn;
-	int rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
+	int rc = kfs_record_begin(fs, key, key_len, &txn, rec);
 
 	if (rc < 0)
 		return rc;
-	rc = kvc_get(txn, key, key_len, KVC_GET_NO_VALUE, rec);
-	if (rc == 0)
-		rc = kfs_entry(fs, KFS_FILE, key, key_len, rec, e);
+	rc = kfs_entry(fs, KFS_FILE, key, key_len, rec, e);
 	if (rc < 0) {
 		kvc_txn_abort(txn);
 		return rc;
@@ -471,7 +469,7 @@ static void read_committed(fuse_req_t req, struct kfs *fs, struct kfs_file *f, s
 	/* Without the value: a small one comes anyway, a large one is read
 	 * once into the snapshot below. */
 	if (rc == 0)
-		rc = kfs_record_begin(fs, &k, &txn, &rec);
+		rc = kfs_record_begin(fs, k.key, k.len, &txn, &rec);
 	if (rc == -ENOENT) {
 		/* Deleted since open: nothing left to read. */
 		fuse_reply_buf(req, NULL, 0);

@@ -295,12 +295,12 @@ int kfs_name_begin(struct kfs *fs, fuse_ino_t parent, const char *name, struct k
 int kfs_new_begin(struct kfs *fs, fuse_ino_t parent, struct kfs_key *dir, kvc_txn **ret_txn);
 
 /**
- * Begin a read transaction and read the record of file @k, without its
+ * Begin a read transaction and read the record of file @key, without its
  * value (kvc_get's KVC_GET_NO_VALUE).
  * @return 0 with *@ret_txn open (the caller ends it), or -errno (-ENOENT:
  *         the key is gone) with none open
  */
-int kfs_record_begin(struct kfs *fs, const struct kfs_key *k, kvc_txn **ret_txn,
+int kfs_record_begin(struct kfs *fs, const void *key, size_t len, kvc_txn **ret_txn,
 		     struct kvc_record *ret);
 
 /**

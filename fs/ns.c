@@ -529,7 +529,7 @@ int kfs_new_begin(struct kfs *fs, fuse_ino_t parent, struct kfs_key *dir, kvc_tx
 	return rc;
 }
 
-int kfs_record_begin(struct kfs *fs, const struct kfs_key *k, kvc_txn **ret_txn,
+int kfs_record_begin(struct kfs *fs, const void *key, size_t len, kvc_txn **ret_txn,
 		     struct kvc_record *ret)
 {
 	kvc_txn *txn;
@@ -537,7 +537,7 @@ int kfs_record_begin(struct kfs *fs, const struct kfs_key *k, kvc_txn **ret_txn,
 
 	if (rc < 0)
 		return rc;
-	rc = kvc_get(txn, k->key, k->len, KVC_GET_NO_VALUE, ret);
+	rc = kvc_get(txn, key, len, KVC_GET_NO_VALUE, ret);
 	if (rc < 0) {
 		kvc_txn_abort(txn);
 		return rc;

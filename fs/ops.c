@@ -137,7 +137,7 @@ static void reply_attr(fuse_req_t req, struct kfs *fs, fuse_ino_t ino)
 		return;
 	}
 	if (rc == 0)
-		rc = kfs_record_begin(fs, &k, &txn, &rec);
+		rc = kfs_record_begin(fs, k.key, k.len, &txn, &rec);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;

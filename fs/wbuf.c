@@ -508,16 +508,14 @@ int kfs_file_defer_metadata(struct kfs *fs, uint64_t ino, const unsigned char *k
 	if (!wb)
 		return 0;
 	/* The value's lock before a transaction, as a commit takes them. */
-	int rc = kvc_txn_begin(fs->store, KVC_TXN_READ, &txn);
+	int rc = kfs_record_begin(fs, key, key_len, &txn, &rec);
 
 	if (rc == 0) {
-		rc = kvc_get(txn, key, key_len, KVC_GET_NO_VALUE, &rec);
-		if (rc == 0 && (wb->attr_set & KVC_SET_METADATA)) {
+		if (wb->attr_set & KVC_SET_METADATA) {
 			rec.metadata = wb->metadata;
 			rec.metadata_len = wb->metadata_len;
 		}
-		if (rc == 0)
-			rc = edit(&rec, buf, arg);
+		rc = edit(&rec, buf, arg);
 		kvc_txn_abort(txn);
 	}
 	char *copy = NULL;

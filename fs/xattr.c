@@ -121,7 +121,7 @@ static int read_record(struct kfs *fs, fuse_ino_t ino, const struct kfs_key *k,
 	size_t pending_len = 0;
 	bool none = false;
 	bool has_pending = kfs_file_pending_metadata(fs, ino, pending, &pending_len, &none);
-	int rc = kfs_record_begin(fs, k, ret_txn, ret);
+	int rc = kfs_record_begin(fs, k->key, k->len, ret_txn, ret);
 
 	if (rc == 0 && has_pending) {
 		ret->metadata = none ? NULL : pending;

@@ -298,9 +298,7 @@ int kvc_list(kvc_txn *txn, const void *prefix, size_t prefix_len, const char *cu
 	     void *arg, char *ret_next)
 {
 	if (limit > KVC_LIST_LIMIT_MAX)
-		return kvc_set_errmsg(txn, -EINVAL,
-				      "Invalid key_count_limit of %u. Please specify an integer less than %u.",
-				      limit, KVC_LIST_LIMIT_MAX);
+		return kvc_list_limit(limit, &limit, txn->errmsg, sizeof(txn->errmsg));
 	if (limit == 0)
 		limit = KVC_LIST_LIMIT_MAX;
 	unsigned char start[KVC_KEY_MAX];

@@ -43,9 +43,7 @@ int kvc_value_len_check(uint64_t value_len, char *msg, size_t msg_size)
 
 int kvc_value_check(kvc_txn *txn, size_t value_len)
 {
-	char msg[sizeof(txn->errmsg)];
-	int rc = kvc_value_len_check(value_len, msg, sizeof(msg));
-	return rc ? kvc_set_errmsg(txn, rc, "%s", msg) : 0;
+	return kvc_value_len_check(value_len, txn->errmsg, sizeof(txn->errmsg));
 }
 
 int kvc_mode_check(kvc_txn *txn, uint32_t mode)

@@ -32,6 +32,7 @@
 #include "kvctl.h"
 #include "miniflare.h"
 
+#include "common/buf.h"
 #include "common/bulk.h"
 #include "common/progress.h"
 
@@ -191,7 +192,7 @@ static int read_blob(const struct mf_paths *p, const char *id, unsigned char **r
 		rc = -EINVAL;
 		goto out_close;
 	}
-	if ((uint64_t)st.st_size > KVC_VALUE_MAX) {
+	if (kvc_value_len_check((uint64_t)st.st_size, NULL, 0)) {
 		*ret_len = (size_t)st.st_size;
 		rc = -EFBIG;
 		goto out_close;
@@ -256,7 +257,7 @@ static int import_row(kvc_txn *txn, struct import_ctx *c)
 			ms = (int64_t)floor(d);
 		}
 		/* Miniflare: expired once expiration <= now; it reports floor(ms / 1000) s. */
-		if (ms <= c->now_ms || ms / 1000 <= c->now_ms / 1000) {
+		if (ms / 1000 <= c->now_ms / 1000) {
 			c->expired++;
 			return 0;
 		}
@@ -279,9 +280,11 @@ static int import_row(kvc_txn *txn, struct import_ctx *c)
 	int rc = read_blob(c->paths, id, &value, &value_len, path, sizeof(path));
 	if (rc == -ENOENT)
 		return import_fail(c, key, key_len, rc, "its value's file %s is missing", path);
-	if (rc == -EFBIG)
-		return import_fail(c, key, key_len, rc, "Value length of %zu exceeds limit of %u.",
-				   value_len, KVC_VALUE_MAX);
+	if (rc == -EFBIG) {
+		char why[128];
+		kvc_value_len_check(value_len, why, sizeof(why));
+		return import_fail(c, key, key_len, rc, "%s", why);
+	}
 	if (rc)
 		return import_fail(c, key, key_len, rc, "cannot read its value's file %s: %s", path,
 				   strerror(-rc));
@@ -295,7 +298,7 @@ static int import_row(kvc_txn *txn, struct import_ctx *c)
 	};
 	rc = kvc_write(txn, key, key_len, &w);
 	free(value);
-	if (rc && expiration && expiration < c->now_ms / 1000 + c->min_ttl)
+	if (rc == -EINVAL && expiration && expiration < c->now_ms / 1000 + c->min_ttl)
 		return import_fail(c, key, key_len, rc,
 				   "%s (it expires in %" PRId64 " s; `kvctl --min-ttl 1` imports it)",
 				   kvc_txn_errmsg(txn), expiration - c->now_ms / 1000);
@@ -426,14 +429,10 @@ struct id_list {
 
 static int id_list_add(struct id_list *l, const void *id, size_t len)
 {
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 256;
-		void *p = realloc(l->ids, cap * sizeof(*l->ids));
-		if (!p)
-			return -ENOMEM;
-		l->ids = p;
-		l->cap = cap;
-	}
+	void *p = kt_array_grow(l->ids, sizeof(*l->ids), l->n + 1, &l->cap, 256);
+	if (!p)
+		return -ENOMEM;
+	l->ids = p;
 	memcpy(l->ids[l->n], id, len);
 	l->ids[l->n][len] = 0;
 	l->n++;

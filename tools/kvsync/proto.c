@@ -211,6 +211,8 @@ static int dec_fixed(const struct ks_frame *f, const struct ks_layout *l,
 
 	if (rd_type(f, l->type, why))
 		return -EPROTO;
+	uint64_t xs[sizeof(l->f) / sizeof(l->f[0])];
+
 	memset(v, 0, l->size);
 	struct rd r = rd_of(f);
 	for (unsigned i = 0; i < l->n; i++) {
@@ -218,8 +220,7 @@ static int dec_fixed(const struct ks_frame *f, const struct ks_layout *l,
 		uint64_t x = rd_uint(&r, fd->width, l->short_msg);
 		unsigned char *at = v + fd->off;
 
-		if (x < fd->min || (fd->max && x > fd->max) || (fd->flags && (x & ~fd->flags)))
-			rd_fail(&r, fd->bad);
+		xs[i] = x;
 
 		switch (fd->width) {
 		case 1: *at = (uint8_t)x; break;
@@ -227,6 +228,14 @@ static int dec_fixed(const struct ks_frame *f, const struct ks_layout *l,
 		case 4: { uint32_t x32 = (uint32_t)x; memcpy(at, &x32, 4); break; }
 		default: memcpy(at, &x, 8); break;
 		}
+	}
+	/* Bounds once every field is read: a short payload says so first. */
+	for (unsigned i = 0; i < l->n && !r.why; i++) {
+		const struct ks_field *fd = &l->f[i];
+		uint64_t x = xs[i];
+
+		if (x < fd->min || (fd->max && x > fd->max) || (fd->flags && (x & ~fd->flags)))
+			rd_fail(&r, fd->bad);
 	}
 	const char *bad = r.why || !check ? NULL : check(v);
 	if (bad)

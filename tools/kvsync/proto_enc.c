@@ -28,19 +28,11 @@ void ks_wbuf_release(struct ks_wbuf *b)
 	b->err = 0;
 }
 
-static int wb_reserve(struct ks_wbuf *b, size_t more)
-{
-	if (!b->err && kt_buf_grow(&b->buf, more, 4096))
-		b->err = -ENOMEM;
-	return b->err;
-}
-
+/* Append @n bytes; the first allocation failure sticks in b->err. */
 static void wb_bytes(struct ks_wbuf *b, const void *p, size_t n)
 {
-	if (wb_reserve(b, n) || n == 0)
-		return;
-	memcpy(b->buf.p + b->buf.len, p, n);
-	b->buf.len += n;
+	if (!b->err && kt_buf_add(&b->buf, p, n))
+		b->err = -ENOMEM;
 }
 
 static void wb_u8(struct ks_wbuf *b, uint8_t v)
