@@ -55,4 +55,13 @@ new_ns() {
 	jq -r .result.id "$WORK/body"
 }
 
+# api_refused DESC STATUS CODE [CURL ARGS...] URL: the request gets the
+# failure envelope with that HTTP status and Cloudflare code.
+api_refused() {
+	local desc=$1 st=$2 code=$3
+	shift 3
+	api "$@" >/dev/null
+	check_error "$desc" "$st" "$code"
+}
+
 finish() { tap_plan; }

@@ -15,12 +15,9 @@ check_json "create: the envelope and a namespace" \
 	 (.result.supports_url_encoding == true)'
 NS=$(jq -r .result.id "$WORK/body")
 check "create: the store is ROOT/<id>" test -f "$WORK/root/$NS/data.mdb"
-api -X POST "${JSON[@]}" -d '{"title":"alpha"}' "$BASE" >/dev/null
-check_error "a duplicate title" 400 10014
-api -X POST "${JSON[@]}" -d '{}' "$BASE" >/dev/null
-check_error "no title" 400 10019
-api -X POST "${JSON[@]}" -d '{"title":' "$BASE" >/dev/null
-check_error "bad JSON" 400 10012
+api_refused "a duplicate title" 400 10014 -X POST "${JSON[@]}" -d '{"title":"alpha"}' "$BASE"
+api_refused "no title" 400 10019 -X POST "${JSON[@]}" -d '{}' "$BASE"
+api_refused "bad JSON" 400 10012 -X POST "${JSON[@]}" -d '{"title":' "$BASE"
 B2=$(new_ns beta)
 B3=$(new_ns gamma)
 api "$BASE?per_page=2&page=1&order=title&direction=asc" >/dev/null
@@ -33,14 +30,11 @@ api "$BASE?per_page=2&page=3" >/dev/null
 check_json "list page 3: empty (wrangler stops there)" '.result == [] and .result_info.count == 0'
 api "$BASE?direction=desc" >/dev/null
 check_json "list desc" '(.result | map(.title)) == ["gamma","beta","alpha"]'
-api "$BASE?page=0" >/dev/null
-check_error "page 0" 400 10007
-api "$BASE?per_page=x" >/dev/null
-check_error "per_page not a number" 400 10008
+api_refused "page 0" 400 10007 "$BASE?page=0"
+api_refused "per_page not a number" 400 10008 "$BASE?per_page=x"
 api -X PUT "${JSON[@]}" -d '{"title":"beta2"}' "$BASE/$B2" >/dev/null
 check_json "rename" ".result == {\"id\":\"$B2\",\"title\":\"beta2\",\"supports_url_encoding\":true}"
-api -X PUT "${JSON[@]}" -d '{"title":"alpha"}' "$BASE/$B2" >/dev/null
-check_error "rename to a taken title" 400 10014
+api_refused "rename to a taken title" 400 10014 -X PUT "${JSON[@]}" -d '{"title":"alpha"}' "$BASE/$B2"
 api "$BASE/$B2" >/dev/null
 check_json "get" ".result.title == \"beta2\""
 check "titles persist in ROOT/namespaces.json" \
@@ -48,18 +42,12 @@ check "titles persist in ROOT/namespaces.json" \
 api -X DELETE "$BASE/$B3" >/dev/null
 check_json "delete" '.success == true and .result == {}'
 check "delete removes the store" test ! -e "$WORK/root/$B3"
-api "$BASE/$B3" >/dev/null
-check_error "a deleted namespace" 404 10013
-api "$BASE/$B3/keys" >/dev/null
-check_error "keys of a missing namespace" 404 10013
-api "$BASE/not-hex/keys" >/dev/null
-check_error "a malformed namespace id" 400 10011
-api "$BASE/$NS/nothing" >/dev/null
-check_error "unknown route" 404 7000
-api "http://$ADDR/client/v4/zones" >/dev/null
-check_error "outside the KV API" 404 7000
-api -X PATCH "$BASE/$NS/values/k" >/dev/null
-check_error "wrong method" 405 7001
+api_refused "a deleted namespace" 404 10013 "$BASE/$B3"
+api_refused "keys of a missing namespace" 404 10013 "$BASE/$B3/keys"
+api_refused "a malformed namespace id" 400 10011 "$BASE/not-hex/keys"
+api_refused "unknown route" 404 7000 "$BASE/$NS/nothing"
+api_refused "outside the KV API" 404 7000 "http://$ADDR/client/v4/zones"
+api_refused "wrong method" 405 7001 -X PATCH "$BASE/$NS/values/k"
 
 # -------------------------------------------------------------- values
 V="$BASE/$NS/values"
@@ -85,12 +73,10 @@ check_eq "expiration header" "$(sed -n 's/^expiration: \([0-9]*\).*/\1/ip' "$WOR
 api -X PUT --data-binary 'v' "$V/ttl?expiration_ttl=120" >/dev/null
 check_eq "expiration_ttl sets an expiration" \
 	"$(kvctl "$WORK/root/$NS" list --prefix ttl | jq '.[0].expiration > 0')" true
-api -X PUT --data-binary 'v' "$V/ttl?expiration_ttl=30" >/dev/null
-check_error "a ttl under 60" 400 10012
+api_refused "a ttl under 60" 400 10012 -X PUT --data-binary 'v' "$V/ttl?expiration_ttl=30"
 check_json "with Workers KV's message" \
 	'.errors[0].message == "Invalid expiration_ttl of 30. Expiration TTL must be at least 60."'
-api -X PUT --data-binary 'v' "$V/ttl?expiration_ttl=abc" >/dev/null
-check_error "a ttl that is not a number" 400 10012
+api_refused "a ttl that is not a number" 400 10012 -X PUT --data-binary 'v' "$V/ttl?expiration_ttl=abc"
 api -X PUT -F 'value=hello' -F 'metadata={"a": [1, 2]}' "$V/mp" >/dev/null
 check_json "multipart put" '.success == true'
 check_eq "multipart value" "$(kvctl "$WORK/root/$NS" get mp)" hello
@@ -99,28 +85,21 @@ check_json "metadata route" '.result == {"a":[1,2]}'
 api -X PUT -F "value=@$WORK/bin;filename=blob;type=application/octet-stream" -F 'metadata={"b":1}' "$V/mpbin" >/dev/null
 t curl -sS -o "$WORK/got" "$V/mpbin"
 check "multipart binary file part is exact" cmp "$WORK/bin" "$WORK/got"
-api -X PUT -F 'value=x' -F 'metadata=not json' "$V/mp2" >/dev/null
-check_error "metadata that is not JSON" 400 10012
-api -X PUT -H 'Content-Type: multipart/form-data; boundary=zz' --data-binary $'--zz\r\nbroken' "$V/mp3" >/dev/null
-check_error "a malformed multipart body" 400 10012
-api -X PUT -H 'Content-Type: multipart/form-data' --data-binary 'x' "$V/mp4" >/dev/null
-check_error "multipart without a boundary" 400 10012
+api_refused "metadata that is not JSON" 400 10012 -X PUT -F 'value=x' -F 'metadata=not json' "$V/mp2"
+api_refused "a malformed multipart body" 400 10012 -X PUT -H 'Content-Type: multipart/form-data; boundary=zz' --data-binary $'--zz\r\nbroken' "$V/mp3"
+api_refused "multipart without a boundary" 400 10012 -X PUT -H 'Content-Type: multipart/form-data' --data-binary 'x' "$V/mp4"
 api "$BASE/$NS/metadata/bin" >/dev/null
 check_json "metadata of a key without: null" '.success == true and .result == null'
-api "$V/nope" >/dev/null
-check_error "a missing key" 404 10009
-api "$BASE/$NS/metadata/nope" >/dev/null
-check_error "metadata of a missing key" 404 10009
+api_refused "a missing key" 404 10009 "$V/nope"
+api_refused "metadata of a missing key" 404 10009 "$BASE/$NS/metadata/nope"
 api -X DELETE "$V/bin" >/dev/null
 check_json "delete" '.success == true'
 api -X DELETE "$V/bin" >/dev/null
 check_json "deleting a missing key succeeds" '.success == true'
 LONG=$(printf 'k%.0s' $(seq 513))
-api -X PUT --data-binary v "$V/$LONG" >/dev/null
-check_error "a key over 512 bytes" 414 10020
+api_refused "a key over 512 bytes" 414 10020 -X PUT --data-binary v "$V/$LONG"
 check_json "with Workers KV's message" '.errors[0].message | test("exceeds key length limit of 512")'
-api -X PUT -F 'value=x' -F "metadata={\"m\":\"$(printf 'm%.0s' $(seq 1100))\"}" "$V/bigmeta" >/dev/null
-check_error "metadata over 1024 bytes" 413 10024
+api_refused "metadata over 1024 bytes" 413 10024 -X PUT -F 'value=x' -F "metadata={\"m\":\"$(printf 'm%.0s' $(seq 1100))\"}" "$V/bigmeta"
 
 # ---------------------------------------------------------------- keys
 for i in $(seq 1 25); do echo "{\"key\":\"p/$(printf %02d "$i")\",\"value\":\"$i\",\"metadata\":{\"i\":$i}}"; done |
@@ -136,16 +115,12 @@ check_json "keys page 2 from the cursor" '.result[0].name == "p/11" and .result_
 C=$(jq -r .result_info.cursor "$WORK/body")
 api -G --data-urlencode "cursor=$C" --data-urlencode 'prefix=p/' --data-urlencode 'limit=10' "$BASE/$NS/keys" >/dev/null
 check_json "last page: cursor is empty" '.result_info == {"count":5,"cursor":""}'
-api "$BASE/$NS/keys?limit=1001" >/dev/null
-check_error "limit over 1000" 400 10028
+api_refused "limit over 1000" 400 10028 "$BASE/$NS/keys?limit=1001"
 check_json "with Workers KV's message" '.errors[0].message == "Invalid key_count_limit of 1001. Please specify an integer less than 1000."'
-api "$BASE/$NS/keys?limit=-1" >/dev/null
-check_error "a negative limit" 400 10028
+api_refused "a negative limit" 400 10028 "$BASE/$NS/keys?limit=-1"
 check_json "with Workers KV's message" '.errors[0].message == "Invalid key_count_limit of -1. Please specify an integer greater than 0."'
-api "$BASE/$NS/keys?limit=ten" >/dev/null
-check_error "limit not a number" 400 10028
-api "$BASE/$NS/keys?cursor=garbage" >/dev/null
-check_error "a malformed cursor" 400 10012
+api_refused "limit not a number" 400 10028 "$BASE/$NS/keys?limit=ten"
+api_refused "a malformed cursor" 400 10012 "$BASE/$NS/keys?cursor=garbage"
 
 # ---------------------------------------------------------------- bulk
 api -X PUT "${JSON[@]}" -d '[{"key":"j","value":"{\"n\":1}"},{"key":"b","value":"/w==","base64":true}]' "$BASE/$NS/bulk" >/dev/null
@@ -157,12 +132,9 @@ check_json "bulk get: values, null for missing, each key once" \
 api -X POST "${JSON[@]}" -d '{"keys":["p/02","j"],"withMetadata":true,"type":"json"}' "$BASE/$NS/bulk/get" >/dev/null
 check_json "bulk get withMetadata, type json" \
 	'.result.values == {"p/02":{"value":2,"metadata":{"i":2}},"j":{"value":{"n":1},"metadata":null}}'
-api -X POST "${JSON[@]}" -d '{"keys":["b"],"type":"json"}' "$BASE/$NS/bulk/get" >/dev/null
-check_error "type json of a value that is not JSON" 400 10012
-api -X POST "${JSON[@]}" -d '{"keys":["j"],"type":"xml"}' "$BASE/$NS/bulk/get" >/dev/null
-check_error "an unknown type" 400 10012
-api -X POST "${JSON[@]}" -d '{"keys":["j",".."]}' "$BASE/$NS/bulk/get" >/dev/null
-check_error "bulk/get of a key kvcore refuses" 400 10012
+api_refused "type json of a value that is not JSON" 400 10012 -X POST "${JSON[@]}" -d '{"keys":["b"],"type":"json"}' "$BASE/$NS/bulk/get"
+api_refused "an unknown type" 400 10012 -X POST "${JSON[@]}" -d '{"keys":["j"],"type":"xml"}' "$BASE/$NS/bulk/get"
+api_refused "bulk/get of a key kvcore refuses" 400 10012 -X POST "${JSON[@]}" -d '{"keys":["j",".."]}' "$BASE/$NS/bulk/get"
 check_json "with the entry and Workers KV's message, as kvctl says it" '.errors[0].message == "bulk entry 1 (key '"'..'"'): \"..\" is not allowed as a key name."'
 api -X POST "${JSON[@]}" -d '["p/01","p/02"]' "$BASE/$NS/bulk/delete" >/dev/null
 check_json "bulk/delete" '.result == {"successful_key_count":2,"unsuccessful_keys":[]}'
@@ -172,13 +144,10 @@ check_eq "they are gone" "$(kvctl "$WORK/root/$NS" list --prefix p/ | jq -r '.[0
 api -X POST "${JSON[@]}" -d '[{"name":"p/05"},{"key":"p/06"}]' "$BASE/$NS/bulk/delete" >/dev/null
 check_json "bulk/delete of what list prints, and of {key} objects" '.result.successful_key_count == 2'
 check_eq "those are gone too" "$(kvctl "$WORK/root/$NS" list --prefix p/ | jq -r '.[0].name')" p/07
-api -X PUT "${JSON[@]}" -d '[{"key":"ok","value":"1"},{"key":"","value":"2"}]' "$BASE/$NS/bulk" >/dev/null
-check_error "a bad entry refuses the whole bulk put" 400 10012
+api_refused "a bad entry refuses the whole bulk put" 400 10012 -X PUT "${JSON[@]}" -d '[{"key":"ok","value":"1"},{"key":"","value":"2"}]' "$BASE/$NS/bulk"
 check_json "with Workers KV's message for the entry" '.errors[0].message == "bulk entry 1 (key '"''"'): Key name cannot be empty."'
 check "and nothing of it was written" sh -c "! '$KVCTL' '$WORK/root/$NS' get ok"
-api -X PUT "${JSON[@]}" -d '{"not":"a list"}' "$BASE/$NS/bulk" >/dev/null
-check_error "a bulk body of the wrong shape" 400 10012
-api -X PUT "${JSON[@]}" -d '[{"key":"t","value":"1","expiration_ttl":10}]' "$BASE/$NS/bulk" >/dev/null
-check_error "a bulk ttl under 60" 400 10012
+api_refused "a bulk body of the wrong shape" 400 10012 -X PUT "${JSON[@]}" -d '{"not":"a list"}' "$BASE/$NS/bulk"
+api_refused "a bulk ttl under 60" 400 10012 -X PUT "${JSON[@]}" -d '[{"key":"t","value":"1","expiration_ttl":10}]' "$BASE/$NS/bulk"
 
 finish
