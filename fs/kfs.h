@@ -68,6 +68,8 @@ struct kfs_config {
 	bool min_ttl_set;
 	unsigned reap_interval; /* seconds; 0 = never */
 	bool ro;
+	bool create;            /* -o create: make the store if missing */
+	bool nonempty;          /* -o nonempty: mount over a directory's files */
 	unsigned uid, gid;      /* owner of keys that have none */
 	unsigned umask;         /* for keys without a mode, and directories */
 	char *prefix;           /* prefix=P as given, or NULL */
@@ -141,9 +143,16 @@ static inline struct kfs *kfs_from(fuse_req_t req)
 void kfs_log(const struct kfs *fs, int priority, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/** Open (or create) the store at @path with the mount's options into
- *  fs->store; a failure is logged.  @return 0 or -errno */
-int kfs_store_open(struct kfs *fs, const char *path);
+/** Open the store at @path with the mount's options into fs->store; a
+ *  failure is logged, saying why (no store there, not a store, ...).
+ *  @param may_create  make a new store if @path is missing or an empty
+ *                     directory (-o create); never among other files
+ *  @return 0 or -errno */
+int kfs_store_open(struct kfs *fs, const char *path, bool may_create);
+
+/** Whether the directory @path holds no entry.  @return 1 empty, 0 not,
+ *  or -errno (opendir's) */
+int kfs_dir_is_empty(const char *path);
 
 /** Make the mount's tables, locks and caches (fs->cfg and fs->root set).
  *  @return 0, -ENOMEM */

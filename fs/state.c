@@ -6,10 +6,12 @@
  */
 #include "kfs.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
 
 void kfs_log(const struct kfs *fs, int priority, const char *fmt, ...)
@@ -27,10 +29,74 @@ void kfs_log(const struct kfs *fs, int priority, const char *fmt, ...)
 	va_end(ap);
 }
 
-int kfs_store_open(struct kfs *fs, const char *path)
+int kfs_dir_is_empty(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	int empty = 1;
+
+	if (!d)
+		return -errno;
+	while ((e = readdir(d))) {
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+			empty = 0;
+			break;
+		}
+	}
+	closedir(d);
+	return empty;
+}
+
+/*
+ * Say why the store at @path could not be opened (kvc_open gave @rc),
+ * naming the path and what would help.  A store that is not there is
+ * told apart from a path that holds something else, so that a typo in an
+ * fstab line is not taken for a new store.
+ */
+static void report_store_error(struct kfs *fs, const char *path, int rc)
+{
+	struct stat st;
+	int empty;
+
+	switch (rc) {
+	case -ENOENT:
+		if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
+			if (fs->cfg.create && fs->cfg.ro)
+				kfs_log(fs, LOG_ERR, "STORE %s: no such store (a read-only mount "
+					"cannot create one)", path);
+			else
+				kfs_log(fs, LOG_ERR, "STORE %s: no such store (use -o create to "
+					"make a new one)", path);
+			return;
+		}
+		empty = kfs_dir_is_empty(path);
+		if (empty < 0)
+			kfs_log(fs, LOG_ERR, "STORE %s: cannot read the directory: %s", path,
+				strerror(-empty));
+		else if (empty)
+			kfs_log(fs, LOG_ERR, "STORE %s: an empty directory, no store in it yet "
+				"(use -o create to make a new one)", path);
+		else
+			kfs_log(fs, LOG_ERR, "STORE %s: not a store: a directory of other files",
+				path);
+		return;
+	case -ENOTDIR:
+		kfs_log(fs, LOG_ERR, "STORE %s: not a store: not a directory", path);
+		return;
+	case -EPROTO:
+		kfs_log(fs, LOG_ERR, "STORE %s: not a store, or one of a format this kvfs "
+			"does not know", path);
+		return;
+	default:
+		kfs_log(fs, LOG_ERR, "STORE %s: cannot open the store: %s", path, strerror(-rc));
+	}
+}
+
+int kfs_store_open(struct kfs *fs, const char *path, bool may_create)
 {
 	struct kvc_open_opts o = {
 		.readonly = fs->cfg.ro,
+		.no_create = true,
 		.min_ttl_set = fs->cfg.min_ttl_set,
 		.min_ttl = fs->cfg.min_ttl,
 		.sync = fs->cfg.sync,
@@ -39,9 +105,18 @@ int kfs_store_open(struct kfs *fs, const char *path)
 	};
 	bool created = false;
 	int rc = kvc_open(path, &o, &fs->store, &created);
+	struct stat st;
 
+	/* A new store only where there is nothing (a missing path or an
+	 * empty directory): never among files that are not a store's. */
+	if (rc == -ENOENT && may_create && !fs->cfg.ro &&
+	    (stat(path, &st) < 0 ? errno == ENOENT
+				 : S_ISDIR(st.st_mode) && kfs_dir_is_empty(path) == 1)) {
+		o.no_create = false;
+		rc = kvc_open(path, &o, &fs->store, &created);
+	}
 	if (rc < 0) {
-		kfs_log(fs, LOG_ERR, "cannot open store '%s': %s", path, strerror(-rc));
+		report_store_error(fs, path, rc);
 		return rc;
 	}
 	if (created)

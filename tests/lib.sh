@@ -117,7 +117,8 @@ kvfs_usable() {
 
 # mount_kvfs STORE MNT [ARGS...]: start kvfs -f STORE MNT ARGS in the
 # background and wait (at most 10 s) until MNT is mounted; it is unmounted
-# at exit.  Its stderr goes to $MOUNT_LOG if set, else $WORK/kvfs.log.
+# at exit.  A STORE that does not exist yet is made (-o create); an
+# existing one is mounted without it, as an operator's would be.  Its stderr goes to $MOUNT_LOG if set, else $WORK/kvfs.log.
 # Sets KVFS_PID, the pid of the timeout that runs it (signals and exit
 # status pass through), and KVFS_DAEMON_PID, that of the daemon itself.
 mount_kvfs() {
@@ -128,6 +129,7 @@ mount_kvfs() {
 		return 1
 	fi
 	mkdir -p "$mnt"
+	[ -e "$store" ] || set -- -o create "$@"
 	# A background job of a script starts with SIGINT ignored, and libfuse
 	# keeps an ignored signal ignored: restore the default.  --foreground:
 	# a signal sent to timeout reaches the daemon once, not its process

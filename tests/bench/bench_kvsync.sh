@@ -109,7 +109,7 @@ if [ -x "$KVFS" ] && [ -c /dev/fuse ] && command -v fusermount3 >/dev/null; then
 fi
 mount_kvfs() { # mount_kvfs STORE MNT
 	mkdir -p "$2"
-	"$KVFS" -f "$1" "$2" 2>>"$W_DIR/kvfs.log" &
+	"$KVFS" -f -o create "$1" "$2" 2>>"$W_DIR/kvfs.log" &
 	pids+=($!)
 	mounts+=("$2")
 	for _ in $(seq 100); do

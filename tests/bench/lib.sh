@@ -93,6 +93,7 @@ mount_kvfs() {
 	local store=$1 mnt=$2 log=$3
 	shift 3
 	mkdir -p "$mnt"
+	[ -e "$store" ] || set -- -o create "$@" # a new store is made only when asked
 	timeout -s TERM "$DAEMON_LIMIT" "$KVFS" -f "$@" "$store" "$mnt" >>"$log" 2>&1 &
 	register_mount "$mnt" $! "$log"
 }

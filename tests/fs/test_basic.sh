@@ -203,7 +203,7 @@ if [ "$(id -u)" = 0 ] && command -v mount.fuse3 >/dev/null; then
 	# What mount -t fuse.kvfs runs: mount.fuse3 kvfs#STORE MNT -o opts,
 	# which starts "kvfs STORE MNT -o opts" (options after the operands).
 	check "mount.fuse3 mounts a store" \
-		mount.fuse3 "$KVFS#$WORK/store2" "$WORK/m2" -o sep=/,allow_other,default_permissions
+		mount.fuse3 "$KVFS#$WORK/store2" "$WORK/m2" -o create,sep=/,allow_other,default_permissions
 	t sh -c 'echo helper > "$0/x"' "$WORK/m2"
 	check_eq "a helper mount takes its options" "$(t "$KVCTL" "$WORK/store2" get x)" "helper"
 	check_eq "the mount is of type fuse.kvfs" "$(t findmnt -n -o FSTYPE "$WORK/m2")" "fuse.kvfs"

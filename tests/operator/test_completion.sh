@@ -113,6 +113,8 @@ check_eq "kvsync: --token-file is a file" "$(comp "kvsync --token-file $tmp/bu")
 check_eq "kvfs: -o sync= modes" "$(comp "kvfs -o sy" | tr '\n' ' ')" \
 	"sync=always sync=batch sync=none "
 check_eq "kvfs: -o after a ','" "$(comp "kvfs -o ro,default_p")" "ro,default_permissions"
+check_eq "kvfs: -o create, then nonempty after a ','" "$(comp "kvfs -o cr"; comp "kvfs -o create,non")" \
+	"$(printf '%s\n' create create,nonempty)"
 check_eq "kvfs: options" "$(comp "kvfs -" | tr '\n' ' ')" "--help --version -V -d -f -h -o -s "
 check_eq "kvfs: STORE is a directory" "$(comp "kvfs $tmp/dirs/")" \
 	"$(printf '%s\n' "$tmp/dirs/d1" "$tmp/dirs/d2")"
