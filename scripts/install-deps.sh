@@ -8,6 +8,7 @@ pkgs=(
   attr libsodium-dev libsqlite3-dev sqlite3 libmicrohttpd-dev libsystemd-dev
   curl jq wrk
   scdoc bash-completion man-db groff-base bsdextrautils
+  systemd # systemd-analyze: the shipped units are verified offline
   rsync iproute2 util-linux procps psmisc coreutils findutils
 )
 missing=()
