@@ -124,7 +124,7 @@ t fusermount3 -u "$WORK/full"
 check_eq "and its files are back after the unmount" "$(t cat "$WORK/full/precious")" "mine"
 
 # --- through mount(8) and fstab ---------------------------------------------
-if [ -n "${KVFS_MOUNTS_NS:-}" ] && command -v mount.fuse3 >/dev/null; then
+if [ -n "${KVFS_MOUNTS_NS:-}" ] && [ -d /usr/local/sbin ] && command -v mount.fuse3 >/dev/null; then
 	mkdir -p "$WORK/sbin"
 	ln -s "$KVFS" "$WORK/sbin/kvfs"
 	t mount --bind "$WORK/sbin" /usr/local/sbin
