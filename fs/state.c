@@ -55,18 +55,16 @@ int kfs_dir_is_empty(const char *path)
  */
 static void report_store_error(struct kfs *fs, const char *path, int rc)
 {
+	/* -o create was given on a read-only mount, or was not given. */
+	const char *hint = fs->cfg.create && fs->cfg.ro ? "a read-only mount cannot create one"
+							 : "use -o create to make a new one";
 	struct stat st;
 	int empty;
 
 	switch (rc) {
 	case -ENOENT:
 		if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
-			if (fs->cfg.create && fs->cfg.ro)
-				kfs_log(fs, LOG_ERR, "STORE %s: no such store (a read-only mount "
-					"cannot create one)", path);
-			else
-				kfs_log(fs, LOG_ERR, "STORE %s: no such store (use -o create to "
-					"make a new one)", path);
+			kfs_log(fs, LOG_ERR, "STORE %s: no such store (%s)", path, hint);
 			return;
 		}
 		empty = kfs_dir_is_empty(path);
@@ -74,8 +72,8 @@ static void report_store_error(struct kfs *fs, const char *path, int rc)
 			kfs_log(fs, LOG_ERR, "STORE %s: cannot read the directory: %s", path,
 				strerror(-empty));
 		else if (empty)
-			kfs_log(fs, LOG_ERR, "STORE %s: an empty directory, no store in it yet "
-				"(use -o create to make a new one)", path);
+			kfs_log(fs, LOG_ERR, "STORE %s: an empty directory, no store in it yet (%s)",
+				path, hint);
 		else
 			kfs_log(fs, LOG_ERR, "STORE %s: not a store: a directory of other files",
 				path);

@@ -50,6 +50,9 @@ for bad in sync=sometimes min_ttl=abc min_ttl=-1 min_ttl=0 min_ttl=12x reap_inte
 	refused "-o $bad: status 2" 2 "${bad%%=*}" "$KVFS" -o "$bad" "$S" "$M"
 	[[ "$ERR" == *"Try 'kvfs -h'."* ]] || not_ok "-o $bad: it says to try kvfs -h ($ERR)"
 done
+refused "-o prefix= not valid UTF-8: status 2" 2 "invalid prefix" "$KVFS" -o prefix=$'\xff' "$S" "$M"
+refused "-o prefix= too long: status 2" 2 "prefix too long" \
+	"$KVFS" -o "prefix=$(printf '%0600d' 0)" "$S" "$M"
 check "no usage error created the store" test ! -e "$S"
 
 help=$(t "$KVFS" -h) || not_ok "kvfs -h exits 0"
@@ -65,6 +68,9 @@ refused "a missing store is refused: status 1" 1 \
 	"STORE $S: no such store (use -o create to make a new one)" "$KVFS" "$S" "$M"
 check "and nothing is created" test ! -e "$S"
 check "and nothing is mounted" sh -c '! mountpoint -q "$0"' "$M"
+refused "-o ro,create cannot make a missing store" 1 \
+	"STORE $S: no such store (a read-only mount cannot create one)" "$KVFS" -o ro,create "$S" "$M"
+check "and nothing is created" test ! -e "$S"
 refused "so is a missing store's missing parent" 1 "no such store" "$KVFS" "$S/a/b" "$M"
 check "and nothing is created" test ! -e "$S"
 
