@@ -55,6 +55,9 @@ for seed in 1 2 3 4 5 6 7 8; do
 	src=$dir/src dst=$dir/dst
 	kvctl "$src" bulk put "$dir/put1.json" >/dev/null
 	kvctl "$src" bulk delete "$dir/del1.json" >/dev/null
+	# DST holds a tombstone, so the first sync is a first contact between
+	# populated stores: a digest comparison under the filter; the second
+	# is incremental, from the filter's own watermark.
 	kvctl "$dst" put unrelated:key "dst's own" 2>/dev/null
 	kvctl "$dst" delete unrelated:key
 	if [ "$how" = push ] || [ "$how" = pull ]; then
