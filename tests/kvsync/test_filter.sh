@@ -6,11 +6,13 @@
 # unfiltered, after which DST equals SRC.  --check --prefix compares only
 # the prefix.  A filtered sync leaves the unfiltered watermark alone and
 # keeps its own (a second one sends nothing; an unfiltered one then sends
-# what the filter passed over).  --watch and --both under a filter.  Bad
+# what the filter passed over); below the GC horizon it compares by
+# digests, filtered.  --watch and --both under a filter.  Bad
 # patterns are usage errors (exit 2) and create nothing; a hostile FILTER
 # frame is a clean protocol error.
 . "$(dirname "$0")/lib.sh"
 . "$SYNC_DIR/frames.sh"
+: "${GC_TOMBSTONES:?GC_TOMBSTONES must name the gc_tombstones helper}"
 
 MODEL=$SYNC_DIR/filter_model.py
 RSH=$SYNC_DIR/fake-rsh.sh
@@ -148,6 +150,26 @@ kvsync --stats --exclude 'in:' "$A" "$B" >"$WORK/st5"
 check_eq "another filter has a watermark of its own: sends out:5 only" \
 	"$(stats_field "$WORK/st5" 'records sent')" 1
 check_exit "and all converged" 0 kvsync --check "$A" "$B"
+
+# ---- a scoped watermark below the GC horizon: the way back, filtered
+A=$WORK/ga B=$WORK/gb
+kvctl "$A" bulk put - >/dev/null <<'JSON'
+[{"key":"g:1","value":"1"},{"key":"g:2","value":"2"},{"key":"x:1","value":"1"}]
+JSON
+kvsync --prefix g: "$A" "$B" 2>/dev/null
+kvctl "$A" delete g:1
+kvctl "$A" put g:2 "changed after the split"
+kvctl "$A" put x:2 "not selected"
+kvctl "$A" delete x:1
+sleep 1.1
+check "tombstones older than 1 s are collected" t "$GC_TOMBSTONES" "$A" 1
+check_exit "a filtered sync behind the GC horizon succeeds" 0 kvsync -v --stats --prefix g: "$A" "$B"
+check_err "it compares by digests" "by digest comparison"
+check_eq "it sends the one selected record B lacks" "$(stats_field "$WORK/last.out" "records sent")" 1
+check_eq "the change arrives" "$(kvctl "$B" get g:2)" "changed after the split"
+check_exit "nothing outside the prefix arrives" 1 kvctl "$B" get x:2
+check_exit "the next filtered sync succeeds" 0 kvsync -v --stats --prefix g: "$A" "$B"
+check_err "and is incremental again (its watermark is A's head)" "records after $(stat_field "$A" feed_head)"
 
 # ---- --both and --watch under a filter
 A=$WORK/ba B=$WORK/bb

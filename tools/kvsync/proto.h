@@ -319,7 +319,9 @@ int ks_dec_digest(const struct ks_frame *f, struct ks_digest *ret, const char **
 int ks_dec_digest_r(const struct ks_frame *f, struct ks_digest_r *ret, const char **why);
 int ks_dec_keys_end(const struct ks_frame *f, uint32_t *ret_id, const char **why);
 /* A FILTER, every count, length and pattern checked as the command line
- * checks them; *@ret points into @f. */
+ * checks them; *@ret points into @f.  Unlike the other decoders it builds
+ * *@ret as it reads (prefixes are kept canonical on the way): on failure
+ * *@ret is scratch. */
 int ks_dec_filter(const struct ks_frame *f, struct ks_filter *ret, const char **why);
 
 /*
