@@ -680,6 +680,22 @@ int kvc_apply_would(kvc_txn *txn, const void *key, size_t key_len, const struct 
 int kvc_watermark_get(kvc_txn *txn, uint64_t peer_node, uint64_t peer_epoch, uint64_t *ret_seq);
 /** Set it, in the same transaction as the records applied. */
 int kvc_watermark_set(kvc_txn *txn, uint64_t peer_node, uint64_t peer_epoch, uint64_t seq);
+/* The bytes of a watermark's scope: the fingerprint of a filter. */
+#define KVC_WM_SCOPE_LEN 16
+/**
+ * A watermark scoped by @scope (KVC_WM_SCOPE_LEN bytes; NULL: the
+ * unfiltered one of kvc_watermark_get): the last sequence of the peer up
+ * to which every change the scope selects is applied here.  A replicator
+ * that applies only some of a peer's changes keeps this one, and leaves
+ * the unfiltered watermark, which promises all of them, alone.
+ * Scoped watermarks are kept apart from the others (kvc_watermark_each
+ * does not report them).  @return 0 (0 if unknown) or -errno
+ */
+int kvc_watermark_get_scoped(kvc_txn *txn, uint64_t peer_node, uint64_t peer_epoch,
+			     const uint8_t *scope, uint64_t *ret_seq);
+/** Set it, in the same transaction as the records applied. */
+int kvc_watermark_set_scoped(kvc_txn *txn, uint64_t peer_node, uint64_t peer_epoch,
+			     const uint8_t *scope, uint64_t seq);
 /**
  * Call @fn for every watermark held, by peer node id then epoch: which
  * peers this store has received changes from, and up to where.  A non-zero

@@ -277,27 +277,46 @@ int kvc_apply(kvc_txn *txn, const void *key, size_t key_len, const struct kvc_re
 	return rc ? rc : 1;
 }
 
-static void watermark_key(unsigned char *kb, uint64_t node, uint64_t epoch)
+/* "wm:" node epoch, or "wf:" node epoch scope for a scoped watermark: a
+ * prefix of its own, so walks over "wm:" never meet one.  @return its length */
+static size_t watermark_key(unsigned char *kb, uint64_t node, uint64_t epoch,
+			    const uint8_t *scope)
 {
-	memcpy(kb, "wm:", 3);
+	memcpy(kb, scope ? "wf:" : "wm:", 3);
 	kvc_put_be64(kb + 3, node);
 	kvc_put_be64(kb + 11, epoch);
+	if (!scope)
+		return 19;
+	memcpy(kb + 19, scope, KVC_WM_SCOPE_LEN);
+	return 19 + KVC_WM_SCOPE_LEN;
+}
+
+int kvc_watermark_get_scoped(kvc_txn *txn, uint64_t peer_node, uint64_t peer_epoch,
+			     const uint8_t *scope, uint64_t *ret_seq)
+{
+	unsigned char kb[19 + KVC_WM_SCOPE_LEN];
+	size_t n = watermark_key(kb, peer_node, peer_epoch, scope);
+	return kvc_meta_read_or(txn, kb, n, 0, ret_seq);
+}
+
+int kvc_watermark_set_scoped(kvc_txn *txn, uint64_t peer_node, uint64_t peer_epoch,
+			     const uint8_t *scope, uint64_t seq)
+{
+	if (!txn->write)
+		return -EBADF;
+	unsigned char kb[19 + KVC_WM_SCOPE_LEN];
+	size_t n = watermark_key(kb, peer_node, peer_epoch, scope);
+	return kvc_meta_write(txn, kb, n, seq);
 }
 
 int kvc_watermark_get(kvc_txn *txn, uint64_t peer_node, uint64_t peer_epoch, uint64_t *ret_seq)
 {
-	unsigned char kb[19];
-	watermark_key(kb, peer_node, peer_epoch);
-	return kvc_meta_read_or(txn, kb, sizeof(kb), 0, ret_seq);
+	return kvc_watermark_get_scoped(txn, peer_node, peer_epoch, NULL, ret_seq);
 }
 
 int kvc_watermark_set(kvc_txn *txn, uint64_t peer_node, uint64_t peer_epoch, uint64_t seq)
 {
-	if (!txn->write)
-		return -EBADF;
-	unsigned char kb[19];
-	watermark_key(kb, peer_node, peer_epoch);
-	return kvc_meta_write(txn, kb, sizeof(kb), seq);
+	return kvc_watermark_set_scoped(txn, peer_node, peer_epoch, NULL, seq);
 }
 
 int kvc_watermark_each(kvc_txn *txn,

@@ -49,6 +49,31 @@ static void check_rec(const struct ks_frame *f)
 	ks_wbuf_release(&b);
 }
 
+/* A FILTER that decodes is within its bounds and re-encodes the same. */
+static void check_filter(const struct ks_frame *f)
+{
+	static struct ks_filter x;
+	const char *why = NULL;
+	if (ks_dec_filter(f, &x, &why)) {
+		require(why != NULL);
+		return;
+	}
+	require(x.n_prefixes <= KS_FILTER_PREFIXES_MAX && x.n_rules <= KS_FILTER_RULES_MAX);
+	for (uint32_t i = 0; i < x.n_rules; i++)
+		require(!ks_pattern_check(x.rules[i].pat.p, x.rules[i].pat.len, &why));
+	struct ks_wbuf b = KS_WBUF_INIT;
+	require(ks_enc_filter(&b, &x) == 0);
+	/* Prefixes are kept canonical, so only a canonical frame comes back
+	 * byte for byte; any other decodes to the same filter. */
+	struct ks_frame g;
+	size_t used;
+	static struct ks_filter y;
+	require(ks_frame_decode(b.buf.p, b.buf.len, &g, &used, &why) == 0);
+	require(ks_dec_filter(&g, &y, &why) == 0);
+	require(y.n_prefixes == x.n_prefixes && y.n_rules == x.n_rules);
+	ks_wbuf_release(&b);
+}
+
 static void check_lists(const struct ks_frame *f)
 {
 	struct ks_list_rd l;
@@ -148,6 +173,7 @@ static void decode_all(const struct ks_frame *f)
 #undef TRY
 	check_rec(f);
 	check_lists(f);
+	check_filter(f);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

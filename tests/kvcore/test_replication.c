@@ -336,6 +336,47 @@ static int wm_stop_fn(void *arg, uint64_t node, uint64_t epoch, uint64_t seq)
 	return 7;
 }
 
+static const uint8_t scope_a[KVC_WM_SCOPE_LEN] = "filter-a-scope!";
+static const uint8_t scope_b[KVC_WM_SCOPE_LEN] = "filter-b-scope!";
+
+static int wm_scoped_set_fn(kvc_txn *txn, void *arg)
+{
+	const uint64_t *v = arg;
+	return kvc_watermark_set_scoped(txn, 77, 88, v[0] ? scope_b : scope_a, v[1]);
+}
+
+static uint64_t wm_scoped_get(kvc_store *s, const uint8_t *scope)
+{
+	kvc_txn *txn;
+	uint64_t v = UINT64_MAX;
+	if (kvc_txn_begin(s, KVC_TXN_READ, &txn))
+		return v;
+	if (kvc_watermark_get_scoped(txn, 77, 88, scope, &v))
+		v = UINT64_MAX;
+	kvc_txn_abort(txn);
+	return v;
+}
+
+/* A filtered replicator's watermarks: one per scope, apart from the
+ * unfiltered one and from kvc_watermark_each's walk. */
+static void test_scoped_watermarks(kvc_store *b)
+{
+	is_int((long long)wm_scoped_get(b, scope_a), 0, "a scope never set reads 0");
+	uint64_t sa[2] = {0, 1000}, sb[2] = {1, 7};
+	is_int(kvc_write_txn(b, wm_scoped_set_fn, sa, NULL, 0), 0, "a scoped watermark set");
+	is_int(kvc_write_txn(b, wm_scoped_set_fn, sb, NULL, 0), 0, "another scope's set");
+	is_int((long long)wm_scoped_get(b, scope_a), 1000, "each scope reads back its own");
+	is_int((long long)wm_scoped_get(b, scope_b), 7, "... both of them");
+	is_int((long long)wm_get(b, 77, 88), 43, "the unfiltered watermark is untouched");
+	is_int((long long)wm_scoped_get(b, NULL), 43, "a NULL scope is the unfiltered one");
+	kvc_txn *txn;
+	char seen[256] = "";
+	ok(kvc_txn_begin(b, KVC_TXN_READ, &txn) == 0, "a read transaction for the peers");
+	is_int(kvc_watermark_each(txn, wm_each_fn, seen), 0, "kvc_watermark_each still walks");
+	is_str(seen, "5/18446744073709551615=6 77/88=43 ", "... the unfiltered watermarks only");
+	kvc_txn_abort(txn);
+}
+
 static void test_watermarks_and_sync(const struct kt_dir *d)
 {
 	char ap[128], bp[128];
@@ -369,6 +410,7 @@ static void test_watermarks_and_sync(const struct kt_dir *d)
 		is_int(calls, 1, "... after the first peer");
 		kvc_txn_abort(txn);
 	}
+	test_scoped_watermarks(b);
 
 	/* A small sync through the feed, with the watermark in the same txn. */
 	for (int i = 0; i < 20; i++) {

@@ -62,6 +62,7 @@ struct cli {
 	uint8_t token_key[KS_AUTH_KEY_LEN];
 	bool have_token;
 	struct endpoint src, dst;
+	struct ks_filter filter; /* --prefix, --include, --exclude */
 };
 
 /* main.c: the command line */
@@ -74,6 +75,9 @@ int usage_error(const char *fmt, ...);
 bool parse_u64(const char *s, uint64_t *ret);
 /** Whole seconds, 0 .. 1 day, as milliseconds.  @return whether valid */
 bool parse_seconds(const char *s, int *ret_ms);
+/** Add --prefix (@kind 0) or an --include/--exclude rule to cli->filter.
+ * @return 0, or KS_EXIT_USAGE with the message printed */
+int add_filter(struct cli *cli, int kind, const char *arg);
 
 /* connect.c: SRC and DST, and the connection between them */
 /** Read SRC or DST.  @return 0 or -errno (-EINVAL: not an endpoint) */

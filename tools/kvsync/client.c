@@ -228,6 +228,7 @@ int run_client(struct cli *cli)
 			.timeout_ms = cli->timeout_ms,
 			.stop_fd = stop_fd,
 			.out = stdout,
+			.filter = &cli->filter,
 		};
 		if (ks_client_new(conns[i], store, &o, &clients[i])) {
 			code = KS_EXIT_PROTO;

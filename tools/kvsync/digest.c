@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <sodium.h>
+#include <stdlib.h>
 #include <string.h>
 
 uint8_t ks_record_state(const struct kvc_record *rec, int64_t now_ns)
@@ -21,6 +22,7 @@ uint8_t ks_record_state(const struct kvc_record *rec, int64_t now_ns)
 
 struct walk {
 	uint8_t kind;
+	const struct ks_filter *flt;
 	int64_t now_ns;
 	int (*fn)(void *arg, const struct ks_key_ent *e);
 	void *arg;
@@ -29,6 +31,8 @@ struct walk {
 static int walk_one(void *arg, const void *key, size_t key_len, const struct kvc_record *rec)
 {
 	struct walk *w = arg;
+	if (!ks_filter_select(w->flt, key, key_len))
+		return 0;
 	struct ks_key_ent e = {
 		.key = key,
 		.key_len = key_len,
@@ -41,24 +45,25 @@ static int walk_one(void *arg, const void *key, size_t key_len, const struct kvc
 	return w->fn(w->arg, &e);
 }
 
-int ks_range_walk(kvc_txn *txn, uint8_t kind, const struct ks_range *r, int64_t now_ns,
+int ks_range_walk(kvc_txn *txn, uint8_t kind, const struct ks_range *r,
+		  const struct ks_filter *flt, int64_t now_ns,
 		  int (*fn)(void *arg, const struct ks_key_ent *e), void *arg)
 {
-	struct walk w = {kind, now_ns, fn, arg};
+	struct walk w = {kind, flt, now_ns, fn, arg};
 	/* kvc_scan compares lo even when empty: never hand it NULL. */
 	const void *lo = r->lo_len ? (const void *)r->lo : "";
 	return kvc_scan(txn, lo, r->lo_len, r->hi, r->hi_len, walk_one, &w);
 }
 
 /* ks_range_walk in a read transaction of its own. */
-static int walk_store(kvc_store *store, uint8_t kind, const struct ks_range *r, int64_t now_ns,
-		      int (*fn)(void *arg, const struct ks_key_ent *e), void *arg)
+static int walk_store(kvc_store *store, uint8_t kind, const struct ks_range *r,
+		      const struct ks_filter *flt, int64_t now_ns, int (*fn)(void *arg, const struct ks_key_ent *e), void *arg)
 {
 	kvc_txn *txn;
 	int rc = kvc_txn_begin(store, KVC_TXN_READ, &txn);
 	if (rc)
 		return rc;
-	rc = ks_range_walk(txn, kind, r, now_ns, fn, arg);
+	rc = ks_range_walk(txn, kind, r, flt, now_ns, fn, arg);
 	kvc_txn_abort(txn);
 	return rc;
 }
@@ -87,13 +92,13 @@ static int hash_one(void *arg, const struct ks_key_ent *e)
 	return 0;
 }
 
-int ks_digest_range(kvc_store *store, uint8_t kind, const struct ks_range *r, int64_t now_ns,
-		    uint64_t *ret_count, uint8_t ret_digest[KS_DIGEST_LEN])
+int ks_digest_range(kvc_store *store, uint8_t kind, const struct ks_range *r,
+		    const struct ks_filter *flt, int64_t now_ns, uint64_t *ret_count, uint8_t ret_digest[KS_DIGEST_LEN])
 {
 	struct hashing h;
 	h.count = 0;
 	crypto_generichash_init(&h.st, NULL, 0, KS_DIGEST_LEN);
-	int rc = walk_store(store, kind, r, now_ns, hash_one, &h);
+	int rc = walk_store(store, kind, r, flt, now_ns, hash_one, &h);
 	if (rc)
 		return rc;
 	crypto_generichash_final(&h.st, ret_digest, KS_DIGEST_LEN);
@@ -120,11 +125,23 @@ static int split_one(void *arg, const struct ks_key_ent *e)
 	return s->fn(s->arg, e->key, e->key_len);
 }
 
-int ks_range_split(kvc_store *store, uint8_t kind, const struct ks_range *r, int64_t now_ns,
+int ks_range_split(kvc_store *store, uint8_t kind, const struct ks_range *r,
+		   const struct ks_filter *flt, int64_t now_ns,
 		   uint64_t count, unsigned parts,
 		   int (*fn)(void *arg, const void *key, size_t key_len), void *arg)
 {
 	struct splitting s = {0, count, 1, parts, fn, arg};
-	int rc = walk_store(store, kind, r, now_ns, split_one, &s);
+	int rc = walk_store(store, kind, r, flt, now_ns, split_one, &s);
 	return rc == 1 ? 0 : rc;
+}
+
+int ks_filter_fingerprint(const struct ks_filter *f, uint8_t ret[KS_FILTER_FP_LEN])
+{
+	uint8_t *canon = malloc(ks_filter_canon_len(f));
+	if (!canon)
+		return -ENOMEM;
+	size_t n = ks_filter_canon(f, canon);
+	crypto_generichash(ret, KS_FILTER_FP_LEN, canon, n, NULL, 0);
+	free(canon);
+	return 0;
 }

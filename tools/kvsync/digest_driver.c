@@ -87,7 +87,7 @@ static int cut_at(void *arg, const void *key, size_t key_len)
 static int split_range(struct ks_sess *s, uint8_t kind, struct drange *r, struct rstack *todo)
 {
 	struct cuts c = {r, {NULL, 0, 0}, r->r.lo, r->r.lo_len};
-	int rc = ks_range_split(s->store, kind, &r->r, kvc_now_ns(), r->count, FANOUT, cut_at, &c);
+	int rc = ks_range_split(s->store, kind, &r->r, s->filter, kvc_now_ns(), r->count, FANOUT, cut_at, &c);
 	struct drange *last = NULL;
 	if (!rc) {
 		last = drange_new(c.lo, c.lo_len, r->r.hi, r->r.hi_len);
@@ -131,7 +131,7 @@ static int send_keylist(struct ks_sess *s, uint8_t kind, struct drange *r)
 	kvc_txn *txn;
 	int rc = kvc_txn_begin(s->store, KVC_TXN_READ, &txn);
 	if (!rc) {
-		rc = ks_range_walk(txn, kind, &r->r, kvc_now_ns(), list_one, &li);
+		rc = ks_range_walk(txn, kind, &r->r, s->filter, kvc_now_ns(), list_one, &li);
 		kvc_txn_abort(txn);
 	}
 	if (li.overflow) {
@@ -249,6 +249,36 @@ static struct drange *take_inflight(struct drange **fl, size_t *n, uint32_t id, 
 }
 
 /*
+ * Where the comparison starts: the whole key space, or with --prefix one
+ * range [P, successor of P) per prefix (disjoint: none is a prefix of
+ * another), pushed so the lowest comes off first.  @return 0 or -ENOMEM
+ */
+static int root_ranges(struct ks_sess *s, struct rstack *todo)
+{
+	uint32_t n = s->filter ? s->filter->n_prefixes : 0;
+	if (!n) {
+		struct drange *r = drange_new(NULL, 0, NULL, 0);
+		if (!r || rstack_push(todo, r)) {
+			free(r);
+			return -ENOMEM;
+		}
+		return 0;
+	}
+	while (n--) {
+		const struct ks_bytes *p = &s->filter->prefixes[n];
+		uint8_t hi[KVC_KEY_MAX];
+		size_t hi_len = 0;
+		bool bounded = ks_prefix_successor(p->p, p->len, hi, &hi_len);
+		struct drange *r = drange_new(p->p, p->len, bounded ? hi : NULL, hi_len);
+		if (!r || rstack_push(todo, r)) {
+			free(r);
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+/*
  * The side holding the ranges' split points asks, range by range, whether
  * the other side's digest agrees; a differing range is cut until small,
  * then settled by a key list.  Ranges are handled depth first so what is
@@ -261,16 +291,15 @@ int sess_drive_digest(struct ks_sess *s, uint8_t kind)
 	size_t nfl = 0;
 	const char *why = NULL;
 	int rc = 0;
-	struct drange *root = drange_new(NULL, 0, NULL, 0);
-	if (!root || rstack_push(&todo, root)) {
-		free(root);
+	if (root_ranges(s, &todo)) {
+		rstack_release(&todo);
 		return sess_fail(s, KS_EXIT_STORE, "out of memory");
 	}
 	while (!rc && (todo.n || nfl)) {
 		while (!rc && nfl < INFLIGHT_MAX && todo.n) {
 			struct drange *r = todo.v[--todo.n];
 			struct ks_digest d = {.kind = kind, .range = r->r};
-			rc = ks_digest_range(s->store, kind, &r->r, kvc_now_ns(), &d.count, d.digest);
+			rc = ks_digest_range(s->store, kind, &r->r, s->filter, kvc_now_ns(), &d.count, d.digest);
 			if (rc) {
 				rc = sess_store_fail(s, rc, "cannot digest a key range");
 				free(r);
@@ -369,7 +398,7 @@ int sess_answer_digest(struct ks_sess *s, const struct ks_frame *f, uint8_t kind
 		return sess_proto_fail(s, "DIGEST of the wrong kind for this session");
 	struct ks_digest_r r = {d.id, 0, 0};
 	uint8_t mine[KS_DIGEST_LEN];
-	int rc = ks_digest_range(s->store, kind, &d.range, kvc_now_ns(), &r.count, mine);
+	int rc = ks_digest_range(s->store, kind, &d.range, s->filter, kvc_now_ns(), &r.count, mine);
 	if (rc)
 		return sess_store_fail(s, rc, "cannot digest a key range");
 	r.same = r.count == d.count && !memcmp(mine, d.digest, KS_DIGEST_LEN);
@@ -492,7 +521,7 @@ static int diff_keys(struct ks_sess *s, struct ks_list_rd *l)
 	int rc = kvc_txn_begin(s->store, KVC_TXN_READ, &a.txn);
 	if (rc)
 		return sess_store_fail(s, rc, "cannot read the store");
-	rc = ks_range_walk(a.txn, KS_DIGEST_LIVE, &l->range, kvc_now_ns(), merge_one, &a);
+	rc = ks_range_walk(a.txn, KS_DIGEST_LIVE, &l->range, s->filter, kvc_now_ns(), merge_one, &a);
 	if (rc < 0 && !s->code)
 		rc = sess_store_fail(s, rc, "cannot list a key range");
 	while (!rc && a.have_next) {

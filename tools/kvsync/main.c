@@ -52,6 +52,11 @@ void usage(FILE *f)
 	      "  --check            compare both sides by digests, print differing keys;\n"
 	      "                     exit 0 when converged, 1 when not\n"
 	      "  --full             compare by digests even when an incremental sync would do\n"
+	      "      --prefix P     only keys starting with P (repeatable: any of them)\n"
+	      "      --include PATTERN, --exclude PATTERN  select keys by pattern (repeatable;\n"
+	      "                     the first that matches decides; none: included).\n"
+	      "                     * any run but ':', ** any run, ? [...] one byte, \\ escapes;\n"
+	      "                     a pattern ending in ':' also takes every key under it\n"
 	      "  -n, --dry-run      show what would be applied, change nothing\n"
 	      "  -v, --verbose      a line per key: '+ KEY' applied, '= KEY' not newer,\n"
 	      "                     '- KEY' deletion applied\n"
@@ -100,6 +105,17 @@ int usage_error(const char *fmt, ...)
 	return KS_EXIT_USAGE;
 }
 
+int add_filter(struct cli *cli, int kind, const char *arg)
+{
+	static const char *const names[] = {"--prefix", "--include", "--exclude"};
+	const char *why = NULL;
+	int rc = kind ? ks_filter_add_rule(&cli->filter, (uint8_t)kind, arg, strlen(arg), &why)
+		      : ks_filter_add_prefix(&cli->filter, arg, strlen(arg), &why);
+	if (rc)
+		return usage_error("%s '%s': %s", names[kind], arg, why);
+	return 0;
+}
+
 bool parse_u64(const char *s, uint64_t *ret)
 {
 	char *end;
@@ -135,7 +151,7 @@ int main(int argc, char **argv)
 		return run_daemon(argc - 1, argv + 1);
 
 	enum { O_BOTH = 256, O_WATCH, O_CHECK, O_FULL, O_STATS, O_SKEW, O_KVSYNC_PATH,
-	       O_TOKEN, O_SERVER, O_VERSION, O_TIMEOUT };
+	       O_TOKEN, O_SERVER, O_VERSION, O_TIMEOUT, O_PREFIX, O_INCLUDE, O_EXCLUDE };
 	static const struct option opts[] = {
 		{"both", no_argument, NULL, O_BOTH},
 		{"watch", no_argument, NULL, O_WATCH},
@@ -151,6 +167,9 @@ int main(int argc, char **argv)
 		{"token-file", required_argument, NULL, O_TOKEN},
 		{"server", required_argument, NULL, O_SERVER},
 		{"timeout", required_argument, NULL, O_TIMEOUT},
+		{"prefix", required_argument, NULL, O_PREFIX},
+		{"include", required_argument, NULL, O_INCLUDE},
+		{"exclude", required_argument, NULL, O_EXCLUDE},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, O_VERSION},
 		{NULL, 0, NULL, 0},
@@ -184,6 +203,14 @@ int main(int argc, char **argv)
 			if (!parse_seconds(optarg, &cli.timeout_ms))
 				return usage_error("--timeout takes seconds, not '%s'", optarg);
 			break;
+		case O_PREFIX:
+		case O_INCLUDE:
+		case O_EXCLUDE:
+			if (add_filter(&cli, c == O_PREFIX ? 0 : c == O_INCLUDE ? KS_RULE_INCLUDE
+										  : KS_RULE_EXCLUDE,
+				       optarg))
+				return KS_EXIT_USAGE;
+			break;
 		case 'h': usage(stdout); return KS_EXIT_OK;
 		case 'V':
 		case O_VERSION:
@@ -197,6 +224,8 @@ int main(int argc, char **argv)
 	if (server) {
 		if (optind != argc)
 			return usage_error("--server takes no other arguments");
+		if (!ks_filter_empty(&cli.filter))
+			return usage_error("--server takes its filter from the client");
 		return run_stdio_server(server, own_skew(cli.max_skew_set, cli.max_skew_ms),
 					cli.timeout_ms);
 	}

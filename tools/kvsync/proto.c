@@ -148,6 +148,7 @@ const char *ks_type_name(uint8_t type)
 	case KS_RESULT: return "RESULT";
 	case KS_DONE: return "DONE";
 	case KS_FIN: return "FIN";
+	case KS_FILTER: return "FILTER";
 	case KS_DIGEST: return "DIGEST";
 	case KS_DIGEST_R: return "DIGEST_R";
 	case KS_KEYLIST: return "KEYLIST";
@@ -168,7 +169,8 @@ const struct ks_layout ks_layout_req = {
 	KS_REQ, 3, sizeof(struct ks_req), "short REQ",
 	{ KS_FIELD_IN(struct ks_req, op, KS_OP_PUSH, KS_OP_CHECK, "REQ with an unknown operation"),
 	  KS_FIELD_FLAGS(struct ks_req, flags,
-			 KS_REQ_FULL | KS_REQ_DRY_RUN | KS_REQ_VERBOSE | KS_REQ_WATCH,
+			 KS_REQ_FULL | KS_REQ_DRY_RUN | KS_REQ_VERBOSE | KS_REQ_WATCH |
+			 KS_REQ_FILTER,
 			 "REQ with unknown flags"),
 	  KS_FIELD(struct ks_req, max_skew_ms) },
 };
@@ -535,6 +537,37 @@ int ks_dec_keys_end(const struct ks_frame *f, uint32_t *ret_id, const char **why
 		return -EPROTO;
 	*ret_id = id;
 	return 0;
+}
+
+int ks_dec_filter(const struct ks_frame *f, struct ks_filter *ret, const char **why)
+{
+	if (rd_type(f, KS_FILTER, why))
+		return -EPROTO;
+	struct rd r = rd_of(f);
+	const char *bad = NULL;
+	/* Counts are checked before anything is walked: the filter has
+	 * room for the bounds and no more. */
+	uint16_t np = rd_u16(&r, "short FILTER");
+	if (np > KS_FILTER_PREFIXES_MAX)
+		rd_fail(&r, "FILTER with too many prefixes");
+	ks_filter_init(ret);
+	for (uint16_t i = 0; i < np && !r.why; i++) {
+		size_t n = rd_u16(&r, "short FILTER");
+		const uint8_t *p = rd_bytes(&r, n, "short FILTER");
+		if (!r.why && ks_filter_add_prefix(ret, p, n, &bad))
+			rd_fail(&r, "FILTER with a bad prefix");
+	}
+	uint16_t nr = rd_u16(&r, "short FILTER");
+	if (nr > KS_FILTER_RULES_MAX)
+		rd_fail(&r, "FILTER with too many rules");
+	for (uint16_t i = 0; i < nr && !r.why; i++) {
+		uint8_t kind = rd_u8(&r, "short FILTER");
+		size_t n = rd_u16(&r, "short FILTER");
+		const uint8_t *p = rd_bytes(&r, n, "short FILTER");
+		if (!r.why && ks_filter_add_rule(ret, kind, p, n, &bad))
+			rd_fail(&r, "FILTER with a bad rule");
+	}
+	return rd_done(&r, why);
 }
 
 static bool state_ok(uint8_t s, bool absent_ok)

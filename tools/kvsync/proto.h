@@ -24,6 +24,7 @@
 
 #include "kvcore.h"
 #include "common/buf.h"
+#include "filter.h"
 
 #define KS_MAGIC "KVSYNC\0\1"
 #define KS_MAGIC_LEN 8u
@@ -62,6 +63,7 @@ enum ks_type {
 	KS_RESULT = 23, /* receiver: what happened to one key (-v) */
 	KS_DONE = 24,   /* sender: nothing more in this session */
 	KS_FIN = 25,    /* receiver: session over */
+	KS_FILTER = 26, /* client, right after a REQ flagged KS_REQ_FILTER */
 	KS_DIGEST = 32, /* digest of the records in a key range */
 	KS_DIGEST_R = 33, /* the other side's verdict on a range */
 	KS_KEYLIST = 34,  /* the (key, clock) entries of a small range */
@@ -90,6 +92,8 @@ enum ks_req_flags {
 	KS_REQ_DRY_RUN = 1u << 1, /* apply nothing, set no watermark */
 	KS_REQ_VERBOSE = 1u << 2, /* the receiver reports each key (KS_RESULT) */
 	KS_REQ_WATCH = 1u << 3,   /* the sender keeps following its feed */
+	KS_REQ_FILTER = 1u << 4,  /* a FILTER frame follows: only the keys it
+				     selects are sent, compared and checked */
 };
 
 enum ks_start_flags {
@@ -241,6 +245,9 @@ int ks_enc_u64(struct ks_wbuf *b, uint8_t type, uint64_t v); /* DONE */
 int ks_enc_digest(struct ks_wbuf *b, const struct ks_digest *d);
 int ks_enc_digest_r(struct ks_wbuf *b, const struct ks_digest_r *d);
 int ks_enc_keys_end(struct ks_wbuf *b, uint32_t id);
+/* FILTER: u16 prefixes, each (u16 length, bytes); u16 rules, each (u8 kind,
+ * u16 length, pattern).  @f within the bounds of filter.h. */
+int ks_enc_filter(struct ks_wbuf *b, const struct ks_filter *f);
 
 /*
  * Lists of entries are built in place: begin, add entries, end.  The
@@ -311,6 +318,11 @@ int ks_dec_u64(const struct ks_frame *f, uint64_t *ret, const char **why);
 int ks_dec_digest(const struct ks_frame *f, struct ks_digest *ret, const char **why);
 int ks_dec_digest_r(const struct ks_frame *f, struct ks_digest_r *ret, const char **why);
 int ks_dec_keys_end(const struct ks_frame *f, uint32_t *ret_id, const char **why);
+/* A FILTER, every count, length and pattern checked as the command line
+ * checks them; *@ret points into @f.  Unlike the other decoders it builds
+ * *@ret as it reads (prefixes are kept canonical on the way): on failure
+ * *@ret is scratch. */
+int ks_dec_filter(const struct ks_frame *f, struct ks_filter *ret, const char **why);
 
 /*
  * A decoded list of entries.  Decoding validates every entry (and, for a

@@ -328,3 +328,17 @@ void ks_list_end(struct ks_wbuf *b, struct ks_list *l)
 	put_be32(b->buf.p + l->count_at, l->n);
 	frame_end(b, l->frame_at);
 }
+
+int ks_enc_filter(struct ks_wbuf *b, const struct ks_filter *f)
+{
+	size_t at = frame_begin(b, KS_FILTER);
+	wb_u16(b, (uint16_t)f->n_prefixes);
+	for (uint32_t i = 0; i < f->n_prefixes; i++)
+		wb_str(b, f->prefixes[i].p, f->prefixes[i].len);
+	wb_u16(b, (uint16_t)f->n_rules);
+	for (uint32_t i = 0; i < f->n_rules; i++) {
+		wb_u8(b, f->rules[i].kind);
+		wb_str(b, f->rules[i].pat.p, f->rules[i].pat.len);
+	}
+	return frame_end(b, at);
+}

@@ -134,8 +134,11 @@ static int apply_fn(kvc_txn *txn, void *arg)
 		r->outcome = rc == 0 ? KS_OUT_IGNORED :
 			     (r->rec.flags & KVC_REC_TOMBSTONE) ? KS_OUT_TOMBSTONE : KS_OUT_APPLIED;
 	}
+	/* A filtered sync applied only what its filter selects: it keeps the
+	 * watermark of that scope and leaves the one that promises all. */
 	if (a->has_wm)
-		return kvc_watermark_set(txn, a->s->peer.node, a->s->peer.epoch, a->wm);
+		return kvc_watermark_set_scoped(txn, a->s->peer.node, a->s->peer.epoch,
+						a->s->filter ? a->s->filter_fp : NULL, a->wm);
 	return 0;
 }
 
@@ -237,6 +240,14 @@ int sess_run_receiver(struct ks_sess *s)
 	int rc = kvc_txn_begin(s->store, KVC_TXN_READ, &txn);
 	if (!rc) {
 		rc = kvc_watermark_get(txn, s->peer.node, s->peer.epoch, &st.watermark);
+		/* All changes up to the unfiltered watermark are here, so the
+		 * selected ones too: start from the further of the two. */
+		uint64_t scoped = 0;
+		if (!rc && s->filter)
+			rc = kvc_watermark_get_scoped(txn, s->peer.node, s->peer.epoch,
+						      s->filter_fp, &scoped);
+		if (scoped > st.watermark)
+			st.watermark = scoped;
 		if (!rc)
 			rc = kvc_feed_head(txn, &st.head);
 		kvc_txn_abort(txn);

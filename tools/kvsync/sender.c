@@ -120,6 +120,8 @@ static int sender_drain(struct ks_sess *s)
 static int encode_change(void *arg, const void *key, size_t key_len, const struct kvc_record *rec)
 {
 	struct ks_sess *s = arg;
+	if (!ks_filter_select(s->filter, key, key_len))
+		return 0; /* passed over, and the watermark moves past it */
 	sess_encode_record(s, key, key_len, rec);
 	return sess_batch_full(s) || ks_conn_should_flush(s->conn) ? 1 : 0;
 }
@@ -138,21 +140,24 @@ static int encode_change(void *arg, const void *key, size_t key_len, const struc
 int64_t sess_feed_batch(struct ks_sess *s, uint64_t *after)
 {
 	uint64_t last = *after;
-	int64_t n = 0;
+	uint64_t records0 = s->st.records;
 	int rc;
 	while (!sess_batch_full(s)) {
 		uint64_t head;
 		rc = kvc_feed_read(s->store, &last, 0, 0, encode_change, s, &head);
 		if (rc < 0)
 			return sess_store_fail(s, rc, "cannot read the change feed");
-		n += rc;
 		rc = sess_maybe_flush(s);
 		if (rc)
 			return rc;
 		if (last >= head)
 			break; /* the whole feed is read */
 	}
-	if (n) {
+	/* Records sent, or (a filter passing over all it read) none but a
+	 * watermark that moved: an empty batch carries it, so the next
+	 * filtered sync does not read the same changes again. */
+	int64_t n = (int64_t)(s->st.records - records0);
+	if (n || (s->filter && last > *after)) {
 		rc = sess_end_batch(s, true, last);
 		if (rc)
 			return rc;

@@ -237,8 +237,14 @@ int ks_client_session(struct ks_client *c, uint8_t op)
 	s->prog_records0 = s->st.records;
 	s->prog_bytes = 0;
 	struct ks_stats before = s->st;
+	int rc = sess_set_filter(s, c->o.filter);
+	if (rc)
+		return s->code;
+	if (s->filter)
+		q.flags |= KS_REQ_FILTER;
 	ks_enc_req(sess_out(s), &q);
-	int rc;
+	if (s->filter)
+		ks_enc_filter(sess_out(s), s->filter);
 	switch (op) {
 	case KS_OP_PUSH:
 		rc = sess_run_sender(s);
@@ -347,6 +353,29 @@ static uint64_t skew_bound(uint64_t own_ms, uint64_t client_ms)
 	return client < own ? client : own;
 }
 
+/* The filter of the session @q opens: the FILTER frame that follows a REQ
+ * flagged for one, or none. */
+static int server_filter(struct ks_sess *s, const struct ks_req *q)
+{
+	ks_filter_free(s->filter_owned);
+	s->filter_owned = NULL;
+	s->filter = NULL;
+	if (!(q->flags & KS_REQ_FILTER))
+		return 0;
+	struct ks_frame f;
+	struct ks_filter *x = malloc(sizeof(*x));
+	const char *why = NULL;
+	if (!x)
+		return sess_fail(s, KS_EXIT_STORE, "out of memory");
+	int rc = sess_recv_expect(s, -1, KS_FILTER, false, &f);
+	if (!rc && ks_dec_filter(&f, x, &why))
+		rc = sess_proto_fail(s, why);
+	if (!rc && ks_filter_dup(x, &s->filter_owned))
+		rc = sess_fail(s, KS_EXIT_STORE, "out of memory");
+	free(x);
+	return rc ? rc : sess_set_filter(s, s->filter_owned);
+}
+
 /* What is left until @deadline (-1: none) as a timeout for ks_conn_recv. */
 static int left_ms(int64_t deadline)
 {
@@ -442,6 +471,9 @@ int ks_server_run(struct ks_conn *conn, const struct ks_server_opts *o)
 			rc = sess_proto_fail(s, why);
 			break;
 		}
+		rc = server_filter(s, &q);
+		if (rc)
+			break;
 		s->op = q.op;
 		s->flags = q.flags;
 		s->max_skew_ms = skew_bound(o->max_skew_ms, q.max_skew_ms);
@@ -469,6 +501,7 @@ out:
 				fprintf(stderr, "kvsync: %s\n", s->err);
 		}
 	}
+	ks_filter_free(s->filter_owned);
 	kvc_close(s->store);
 	ks_conn_close(conn);
 	return rc ? (s->code ? s->code : KS_EXIT_PROTO) : KS_EXIT_OK;

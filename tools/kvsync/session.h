@@ -61,6 +61,8 @@ struct ks_client_opts {
 	int timeout_ms;         /* the connection's I/O timeout (0: none) */
 	int stop_fd;            /* readable when a --watch must end, or -1 */
 	FILE *out;              /* per-key lines (-v, --check) */
+	const struct ks_filter *filter; /* --prefix, --include, --exclude, or
+					   NULL; not owned */
 };
 
 struct ks_client;

@@ -65,6 +65,12 @@ struct ks_sess {
 	uint8_t op;
 	uint32_t flags; /* enum ks_req_flags */
 	uint64_t max_skew_ms;
+	/* the session's filter (NULL: none): the client's is lent by its
+	 * options, the server's decoded from FILTER and owned */
+	const struct ks_filter *filter;
+	struct ks_filter *filter_owned;
+	uint8_t filter_fp[KS_FILTER_FP_LEN]; /* its fingerprint: the scope of
+						its watermark */
 	uint8_t plan_mode;
 	uint64_t plan_after;
 	uint32_t out_n;      /* records in the batch being sent */
@@ -110,6 +116,7 @@ void sess_progress(struct ks_sess *s, bool final);
 void sess_progress_plan(struct ks_sess *s, const struct ks_plan *plan);
 void sess_note_outcome(struct ks_sess *s, uint8_t outcome, const uint8_t *key, size_t n);
 int sess_load_identity(struct ks_sess *s);
+int sess_set_filter(struct ks_sess *s, const struct ks_filter *f);
 
 /* sender.c: the side that ships records */
 int sess_end_batch(struct ks_sess *s, bool has_wm, uint64_t wm);

@@ -82,7 +82,13 @@ int sess_peer_error(struct ks_sess *s, const struct ks_frame *f)
 		return sess_proto_fail(s, why);
 	char msg[KS_ERRMSG_MAX + 1];
 	sess_printable(msg, sizeof(msg), e.msg, e.msg_len);
-	int rc = sess_fail(s, e.code, "%s: %s", s->peer_word, msg);
+	/* A kvsync that predates filters refuses the flag that announces
+	 * one: say so rather than leave the user to decode it. */
+	const char *old = s->client && s->filter && e.code == KS_EXIT_PROTO &&
+				  strstr(msg, "REQ with unknown flags")
+			  ? "the server's kvsync does not support --prefix, --include or --exclude (upgrade it); "
+			  : "";
+	int rc = sess_fail(s, e.code, "%s%s: %s", old, s->peer_word, msg);
 	if (s->code == e.code)
 		s->from_peer = true;
 	return rc;
@@ -255,5 +261,21 @@ int sess_load_identity(struct ks_sess *s)
 		return sess_store_fail(s, rc, "cannot read the store's feed");
 	if (s->self.horizon > s->self.head)
 		s->self.horizon = s->self.head;
+	return 0;
+}
+
+/* Run the session under filter @f (NULL or empty: none), its fingerprint
+ * computed once: a 16-byte BLAKE2b of ks_filter_canon's bytes.
+ * @return 0 or -ENOMEM (the session has failed) */
+int sess_set_filter(struct ks_sess *s, const struct ks_filter *f)
+{
+	s->filter = ks_filter_empty(f) ? NULL : f;
+	memset(s->filter_fp, 0, sizeof(s->filter_fp));
+	if (!s->filter)
+		return 0;
+	if (ks_filter_fingerprint(f, s->filter_fp)) {
+		s->filter = NULL;
+		return sess_fail(s, KS_EXIT_STORE, "out of memory");
+	}
 	return 0;
 }
