@@ -9,7 +9,7 @@ pkgs=(
   curl jq wrk
   scdoc bash-completion man-db groff-base bsdextrautils
   systemd # systemd-analyze: the shipped units are verified offline
-  rsync iproute2 util-linux procps psmisc coreutils findutils
+  rsync iproute2 util-linux procps psmisc coreutils findutils python3
 )
 missing=()
 for p in "${pkgs[@]}"; do
