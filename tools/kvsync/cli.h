@@ -55,6 +55,10 @@ struct cli {
 	uint64_t max_skew_ms; /* --max-skew; 0: the operator lifted the bound */
 	bool max_skew_set;
 	bool both, watch, check, stats, progress;
+	bool verbose;         /* -v itself (-i gives only its per-key lines) */
+	bool compress;        /* -z */
+	uint64_t bwlimit;     /* --bwlimit in bytes a second; 0: none */
+	char noops[32];       /* rsync's options that change nothing: "-a, -t" */
 	const char *rsh;
 	const char *kvsync_path;
 	const char *token_file;
@@ -74,6 +78,12 @@ int usage_error(const char *fmt, ...);
 bool parse_u64(const char *s, uint64_t *ret);
 /** Whole seconds, 0 .. 1 day, as milliseconds.  @return whether valid */
 bool parse_seconds(const char *s, int *ret_ms);
+/**
+ * rsync's --bwlimit RATE: a number (a fraction too) with an optional
+ * suffix K, M, G (or KiB...: 1024-based; KB...: 1000-based; B: bytes);
+ * without one, KiB.  @return whether valid; *ret: bytes a second (0: none)
+ */
+bool parse_rate(const char *s, uint64_t *ret);
 
 /* connect.c: SRC and DST, and the connection between them */
 /** Read SRC or DST.  @return 0 or -errno (-EINVAL: not an endpoint) */

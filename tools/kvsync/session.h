@@ -44,7 +44,8 @@ struct ks_stats {
 	uint64_t ignored;    /* not newer than what the receiver held */
 	uint64_t tombstones; /* of the applied, how many were tombstones */
 	uint64_t differ;     /* --check: keys that differ */
-	uint64_t bytes_in, bytes_out;
+	uint64_t bytes;      /* key, value and metadata bytes of the records */
+	uint64_t bytes_in, bytes_out; /* on the connection (compressed with -z) */
 };
 
 struct ks_client_opts {
@@ -61,24 +62,40 @@ struct ks_client_opts {
 	int timeout_ms;         /* the connection's I/O timeout (0: none) */
 	int stop_fd;            /* readable when a --watch must end, or -1 */
 	FILE *out;              /* per-key lines (-v, --check) */
+	bool compress;          /* -z: zstd both ways after the handshake */
+	uint64_t bwlimit;       /* --bwlimit: bytes a second this side writes
+				   at most; 0: no limit */
+	/* --watch: called once per session, from its thread, when the
+	 * receiver has committed everything the sender held when the
+	 * session began (NULL: not wanted) */
+	void (*caught_up)(void *arg);
+	void *caught_up_arg;
 };
 
 struct ks_client;
 
 /**
- * Prepare a client over @conn (owned from now on) and the open local
- * @store (not owned).  @return 0 or -ENOMEM
+ * Prepare a client over @conn (owned from now on); its local store comes
+ * with ks_client_open().  @return 0 or -ENOMEM
  */
-int ks_client_new(struct ks_conn *conn, kvc_store *store, const struct ks_client_opts *o,
+int ks_client_new(struct ks_conn *conn, const struct ks_client_opts *o,
 		  struct ks_client **ret_client);
 
 /* Close the connection (reaping its process) and free.  NULL is fine. */
 void ks_client_free(struct ks_client *c);
 
 /**
- * Greeting, token proofs, store identities.  @return an enum ks_exit
+ * Greeting and token proofs: after it, the server is known to be the one
+ * asked for, and nothing local has been touched yet.  @return an enum ks_exit
  */
 int ks_client_handshake(struct ks_client *c);
+
+/**
+ * Then open the server's store and exchange identities with the open
+ * local @store (not owned; the caller opens, or creates, it only once the
+ * server is authenticated).  @return an enum ks_exit
+ */
+int ks_client_open(struct ks_client *c, kvc_store *store);
 
 /**
  * Run one session: KS_OP_PUSH, KS_OP_PULL or KS_OP_CHECK.  A --watch
