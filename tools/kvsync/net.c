@@ -384,11 +384,12 @@ static int compress_out(struct ks_conn *c)
 }
 
 /*
- * --bwlimit: how many bytes may be written now (at least 1 when no limit),
- * refilling the bucket by the time passed; 0 with *ret_wait_ms the time
- * until enough is there.  The bucket holds a tenth of a second's worth (at
- * least a byte, at most 16 KiB a write), so the rate holds over any
- * stretch longer than that and the waits stay short.
+ * --bwlimit: how many bytes may be written now (all of @want when there
+ * is no limit), refilling the bucket by the time passed; 0 with
+ * *ret_wait_ms the time until enough is there.  The bucket holds a tenth
+ * of a second's worth (at least a byte, at most 4 MiB), so the rate holds
+ * over any stretch longer than that; a write waits for 64 KiB at most, so
+ * the waits stay short.
  */
 static size_t bw_allow(struct ks_conn *c, size_t want, int *ret_wait_ms)
 {
@@ -396,20 +397,26 @@ static size_t bw_allow(struct ks_conn *c, size_t want, int *ret_wait_ms)
 	if (!c->bw_rate)
 		return want;
 	int64_t now = ks_mono_ms();
-	double chunk = (double)c->bw_rate / 10;
-	if (chunk < 1)
-		chunk = 1;
-	if (chunk > 16384)
-		chunk = 16384;
+	double cap = (double)c->bw_rate / 10;
+	if (cap < 1)
+		cap = 1;
+	if (cap > 4194304)
+		cap = 4194304;
 	c->bw_tokens += (double)(now - c->bw_last_ms) * (double)c->bw_rate / 1000;
 	c->bw_last_ms = now;
-	if (c->bw_tokens > chunk)
-		c->bw_tokens = chunk;
-	double need = (double)want < chunk ? (double)want : chunk;
-	if (c->bw_tokens >= need)
-		return (size_t)need;
+	if (c->bw_tokens > cap)
+		c->bw_tokens = cap;
+	double need = (double)want;
+	if (need > cap)
+		need = cap;
+	if (need > 65536)
+		need = 65536;
+	if (c->bw_tokens >= need) {
+		double n = c->bw_tokens < (double)want ? c->bw_tokens : (double)want;
+		return (size_t)n;
+	}
 	double ms = (need - c->bw_tokens) * 1000 / (double)c->bw_rate;
-	*ret_wait_ms = ms < 1 ? 1 : ms > 1000 ? 1000 : (int)ms + 1;
+	*ret_wait_ms = ms > 1000 ? 1000 : (int)ms + 1;
 	return 0;
 }
 

@@ -283,6 +283,7 @@ int ks_client_session(struct ks_client *c, uint8_t op)
 			 : (op == KS_OP_PUSH) == s->local_is_src ? "SRC -> DST"
 								  : "DST -> SRC",
 			 "records", 0);
+	s->prog.bytes_first = true; /* bytes done first, as rsync's progress2 */
 	s->prog_records0 = s->st.records;
 	s->prog_bytes = 0;
 	struct ks_stats before = s->st;
