@@ -102,7 +102,7 @@ int run_client(struct cli *cli);
 
 /* serve.c: the far ends: --server and the serve daemon */
 /** `kvsync --server PATH`: serve one client on stdin/stdout.  @return the exit code */
-int run_stdio_server(const char *arg, uint64_t max_skew_ms, int timeout_ms);
+int run_stdio_server(const char *arg, uint64_t max_skew_ms, int timeout_ms, uint64_t bwlimit);
 /** `kvsync serve ...` (@argv[0] is "serve").  @return the exit code */
 int run_daemon(int argc, char **argv);
 /**

@@ -272,7 +272,7 @@ int main(int argc, char **argv)
 		if (optind != argc)
 			return usage_error("--server takes no other arguments");
 		return run_stdio_server(server, own_skew(cli.max_skew_set, cli.max_skew_ms),
-					cli.timeout_ms);
+					cli.timeout_ms, cli.bwlimit);
 	}
 	if (argc - optind != 2)
 		return usage_error("expected SRC and DST");

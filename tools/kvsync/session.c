@@ -460,6 +460,7 @@ int ks_server_run(struct ks_conn *conn, const struct ks_server_opts *o)
 	s->peer_word = "client";
 	s->stop_fd = o->stop_fd;
 	ks_conn_set_stop_fd(conn, o->stop_fd);
+	ks_conn_set_bwlimit(conn, o->bwlimit);
 	/* Writes in the handshake are tiny; a client that does not even
 	 * read those gets no more time than one that does not send. */
 	ks_conn_set_timeout(conn, o->login_grace_ms);

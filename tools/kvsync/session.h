@@ -139,6 +139,9 @@ struct ks_server_opts {
 				     of the server said so */
 	bool quiet;               /* the client prints our failures: do not
 				     print them a second time */
+	uint64_t bwlimit;         /* bytes a second written at most (the
+				     client's --bwlimit, given to --server and
+				     a local peer); 0: no limit */
 };
 
 /**
