@@ -88,6 +88,14 @@ static int check_compress(struct ks_client *c, const struct ks_hello *sh)
 	return 0;
 }
 
+/* Whether both ends opened the one store (identities known). */
+static int same_store(struct ks_sess *s)
+{
+	if (s->peer.node == s->self.node && s->peer.epoch == s->self.epoch)
+		return sess_fail(s, KS_EXIT_USAGE, "SRC and DST are the same store");
+	return 0;
+}
+
 static int recv_ident(struct ks_sess *s, int timeout_ms)
 {
 	struct ks_frame f;
@@ -97,9 +105,7 @@ static int recv_ident(struct ks_sess *s, int timeout_ms)
 		return rc;
 	if (ks_dec_ident(&f, &s->peer, &why))
 		return sess_proto_fail(s, why);
-	if (s->peer.node == s->self.node && s->peer.epoch == s->self.epoch)
-		return sess_fail(s, KS_EXIT_USAGE, "SRC and DST are the same store");
-	return 0;
+	return same_store(s);
 }
 
 int ks_client_new(struct ks_conn *conn, const struct ks_client_opts *o,
@@ -238,6 +244,17 @@ int ks_client_handshake(struct ks_client *c)
 		rc = client_auth(c, &sh, nonce);
 	if (!rc && z && (sh.flags & KS_HELLO_TOKEN))
 		rc = start_compress(s);
+	/* The server opens its store and says which it is; ours is told
+	 * once it is open (ks_client_open), which the server waits for.  The
+	 * self identity is not known yet: no same-store check here. */
+	if (!rc) {
+		struct ks_frame f;
+		const char *why = NULL;
+		ks_enc_open(sess_out(s), c->o.open_flags);
+		rc = sess_recv_expect(s, -1, KS_IDENT, false, &f);
+		if (!rc && ks_dec_ident(&f, &s->peer, &why))
+			rc = sess_proto_fail(s, why);
+	}
 out:
 	if (rc)
 		sess_tell_peer(s);
@@ -251,11 +268,12 @@ int ks_client_open(struct ks_client *c, kvc_store *store)
 	/* Read our store only now: a store that cannot be read is then told
 	 * to the server as an error, not left for it to guess. */
 	int rc = sess_load_identity(s);
+	if (!rc)
+		rc = same_store(s);
 	if (!rc) {
 		struct ks_ident me = s->self;
-		ks_enc_open(sess_out(s), c->o.open_flags);
 		ks_enc_ident(sess_out(s), &me);
-		rc = recv_ident(s, -1);
+		rc = sess_flush(s);
 	}
 	if (rc)
 		sess_tell_peer(s);

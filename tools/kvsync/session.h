@@ -85,15 +85,17 @@ int ks_client_new(struct ks_conn *conn, const struct ks_client_opts *o,
 void ks_client_free(struct ks_client *c);
 
 /**
- * Greeting and token proofs: after it, the server is known to be the one
- * asked for, and nothing local has been touched yet.  @return an enum ks_exit
+ * Greeting, token proofs, and the server's store opened (its IDENT
+ * received): after it, the server is known to be the one asked for and
+ * to hold its store, and nothing local has been touched yet.
+ * @return an enum ks_exit
  */
 int ks_client_handshake(struct ks_client *c);
 
 /**
- * Then open the server's store and exchange identities with the open
- * local @store (not owned; the caller opens, or creates, it only once the
- * server is authenticated).  @return an enum ks_exit
+ * Then tell the server our identity, read from the open local @store (not
+ * owned; the caller opens, or creates, it only after ks_client_handshake).
+ * @return an enum ks_exit
  */
 int ks_client_open(struct ks_client *c, kvc_store *store);
 
