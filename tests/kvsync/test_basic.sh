@@ -79,7 +79,7 @@ check_exit "-P with stderr not a terminal succeeds" 0 kvsync -P "$A" "$WORK/p1"
 check "and draws nothing" bash -c '! grep -q records "$0"' "$WORK/last.err"
 if command -v script >/dev/null; then
 	t script -qec "'$KVSYNC' -P '$A' '$WORK/p2'" /dev/null >"$WORK/tty.out" 2>&1 || true
-	check "-P on a terminal draws a progress line" grep -qE 'SRC -> DST: [0-9]+(/~?[0-9]+)? records' "$WORK/tty.out"
+	check "-P on a terminal draws a progress line" grep -qE 'SRC -> DST: [0-9.]+ [KMGTP]?i?B [0-9]+(/~?[0-9]+)? records' "$WORK/tty.out"
 	same_export "and the sync behind it completes" "$A" "$WORK/p2"
 fi
 
