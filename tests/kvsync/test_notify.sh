@@ -41,7 +41,9 @@ watch_ready() {
 	check_ready "$desc" "$name"
 }
 
-watch_ready wpush "kvsync --watch (a push) says READY=1" "$WORK/wsrc" "$WORK/wdst"
+# --bwlimit makes the initial sync take a second or two: a READY=1 sent
+# before it is over would find DST short of SRC.
+watch_ready wpush "kvsync --watch (a push) says READY=1" --bwlimit 2M "$WORK/wsrc" "$WORK/wdst"
 same_export "and DST holds SRC's 3000 records when it does" "$WORK/wsrc" "$WORK/wdst"
 check_stopping "kvsync --watch says STOPPING=1 at SIGTERM" wpush \
 	term_exits_0 "and exits 0" "$W_PID"

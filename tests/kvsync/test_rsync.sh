@@ -39,6 +39,7 @@ check_exit "-ai is accepted" 0 kvsync -ai "$A" "$WORK/n3"
 check_eq "-i prints a line per key, as -v" "$(grep -c '^+ k' "$WORK/last.out")" 40
 check "and the deletion as -v does" grep -qx -- '- gone' "$WORK/last.out"
 check_eq "-i alone prints no note" "$(grep -c 'has no effect' "$WORK/last.err")" 0
+check_eq "nor -v's summary line" "$(grep -c 'SRC -> DST' "$WORK/last.err")" 0
 check_exit "--itemize-changes is -i" 0 kvsync --itemize-changes "$A" "$WORK/n4"
 check_eq "with the same lines" "$(grep -c '^+ k' "$WORK/last.out")" 40
 check_exit "-aP is accepted" 0 kvsync -aP "$A" "$WORK/n5"

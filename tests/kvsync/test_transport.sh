@@ -7,7 +7,7 @@
 # the TCP connect the same way.  A pull refused at authentication (wrong
 # or missing token), from a port nobody listens on, through a remote shell
 # that fails or hangs, or from a daemon that stopped, leaves a missing DST
-# missing: no directory, no lock file.
+# missing: no directory, no lock file.  --bwlimit's waits end at a signal.
 . "$(dirname "$0")/lib.sh"
 
 A=$WORK/a
@@ -82,4 +82,16 @@ check_exit "a pull the same way creates no local store" 3 \
 	kvsync --timeout 2 "kvsync://127.0.0.1:$port" "$WORK/d10"
 check "none" test ! -e "$WORK/d10"
 kill -CONT "$DAEMON"
+
+# --bwlimit's waits end at a signal: a --watch writing at 1 KiB/s stops at
+# SIGTERM with exit 0, long before its initial sync could end.
+put_values "$A" big: 200
+timeout 30 "$KVSYNC" --watch --bwlimit 1 "$A" "$WORK/slow" 2>"$WORK/slow.err" &
+slow=$!
+PIDS+=("$slow")
+sleep 1
+kill -TERM "$slow"
+rc=0
+wait "$slow" || rc=$?
+check_eq "a --watch held back by --bwlimit ends at SIGTERM with exit 0" "$rc" 0
 finish

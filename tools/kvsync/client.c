@@ -282,6 +282,7 @@ int run_client(struct cli *cli)
 			.timeout_ms = cli->timeout_ms,
 			.stop_fd = stop_fd,
 			.out = stdout,
+			.summary = cli->verbose,
 			.compress = cli->compress,
 			.bwlimit = cli->bwlimit,
 			.caught_up = cli->watch ? caught_up : NULL,

@@ -330,7 +330,7 @@ int ks_client_session(struct ks_client *c, uint8_t op)
 		sess_tell_peer(s);
 		return s->code ? s->code : KS_EXIT_PROTO;
 	}
-	if ((s->flags & KS_REQ_VERBOSE) && op != KS_OP_CHECK) {
+	if (c->o.summary && op != KS_OP_CHECK) {
 		bool to_dst = (op == KS_OP_PUSH) == s->local_is_src;
 		char how[64];
 		if (s->plan_mode == KS_PLAN_DIGEST)

@@ -62,6 +62,8 @@ struct ks_client_opts {
 	int timeout_ms;         /* the connection's I/O timeout (0: none) */
 	int stop_fd;            /* readable when a --watch must end, or -1 */
 	FILE *out;              /* per-key lines (-v, --check) */
+	bool summary;           /* -v: a summary line per direction on stderr
+				   (-i: the per-key lines alone) */
 	bool compress;          /* -z: zstd both ways after the handshake */
 	uint64_t bwlimit;       /* --bwlimit: bytes a second this side writes
 				   at most; 0: no limit */
