@@ -6,6 +6,7 @@ pkgs=(
   build-essential meson ninja-build pkg-config clang libclang-rt-14-dev
   liblmdb-dev lmdb-utils libjansson-dev libfuse3-dev fuse3
   attr libsodium-dev libsqlite3-dev sqlite3 libmicrohttpd-dev libsystemd-dev
+  libzstd-dev
   curl jq wrk
   scdoc bash-completion man-db groff-base bsdextrautils
   systemd # systemd-analyze: the shipped units are verified offline

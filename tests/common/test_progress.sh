@@ -138,9 +138,9 @@ last reap "reap: a count and the time taken, no total" \
 # is the total (an upper bound: ~N), the last frame the records sent.
 on_tty sync "$KVSYNC -P $ST $WORK/dst" || not_ok "kvsync -P on a pty failed"
 has sync "kvsync: done/~total, records/s, bytes/s, ETA" \
-	"^SRC -> DST: [0-9]+/~$((3 * N)) records [0-9]+% [0-9.]+[kMGTP]? records/s $BRATE ETA "
+	"^SRC -> DST: [0-9.]+ [KMGTP]?i?B [0-9]+/~$((3 * N)) records [0-9]+% [0-9.]+[kMGTP]? records/s $BRATE ETA "
 last sync "kvsync: total/total at the end" \
-	"^SRC -> DST: $((3 * N))/$((3 * N)) records 100% .* in "
+	"^SRC -> DST: [0-9.]+ [KMGTP]?i?B $((3 * N))/$((3 * N)) records 100% .* in "
 frames_ok sync
 
 # bulk delete: total known, no bytes.

@@ -46,6 +46,11 @@ static void test_known_total(void)
 	       "4000 of 10000 in 2 s: 40%%, 2000/s, 3 s to go");
 	p.has_bytes = true;
 	p.bytes = 3 * 1024 * 1024;
+	p.bytes_first = true;
+	is_str(fmt(&p, 2 * S, false),
+	       "bulk put: 3.00 MiB 4000/10000 keys 40% 2.00k keys/s 1.50 MiB/s ETA 0:00:03",
+	       "bytes_first: the bytes done lead, as rsync's progress2");
+	p.bytes_first = false;
 	is_str(fmt(&p, 2 * S, false),
 	       "bulk put: 4000/10000 keys 40% 2.00k keys/s 1.50 MiB/s ETA 0:00:03",
 	       "with bytes counted: bytes/s in binary units");

@@ -69,9 +69,10 @@ stat_field() {
 		awk -v k="$2" '{ for (i = 1; i < NF; i++) if ($i == k) { print $(i + 1); exit } }'
 }
 
-# stats_field FILE NAME: a figure of a `kvsync --stats` summary.
+# stats_field FILE NAME: a figure of a `kvsync --stats` summary (rsync's
+# lines: "Total bytes sent: 1,234"), as a plain number.
 stats_field() {
-	sed -n "s/^$2: *//p" "$1"
+	sed -n "s/^$2: *//p" "$1" | sed 's/ bytes$//; s/,//g'
 }
 
 # snapshot STORE FILE: what must not change when nothing is applied: the

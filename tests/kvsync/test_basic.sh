@@ -16,22 +16,22 @@ kvctl "$A" delete gone
 
 check_exit "a first sync succeeds" 0 kvsync --stats "$A" "$B"
 check_eq "it sends every record, the tombstone included" \
-	"$(stats_field "$WORK/last.out" "records sent")" 21
-check_eq "and applies them" "$(stats_field "$WORK/last.out" "records applied")" 21
+	"$(stats_field "$WORK/last.out" "Number of keys transferred")" 21
+check_eq "and applies them" "$(stats_field "$WORK/last.out" "Number of keys applied")" 21
 check_eq "--stats counts the tombstone among them without -v" \
-	"$(stats_field "$WORK/last.out" "tombstones applied")" 1
+	"$(stats_field "$WORK/last.out" "Number of deleted keys")" 1
 check "and prints no per-key line without -v" bash -c '! grep -q "^[+=-] " "$0"' "$WORK/last.out"
 check_err "it says it created the destination store" "created store"
 
 check_exit "a sync with nothing new succeeds" 0 kvsync --stats "$A" "$B"
-check_eq "it sends no record" "$(stats_field "$WORK/last.out" "records sent")" 0
-check_eq "and applies none" "$(stats_field "$WORK/last.out" "records applied")" 0
+check_eq "it sends no record" "$(stats_field "$WORK/last.out" "Number of keys transferred")" 0
+check_eq "and applies none" "$(stats_field "$WORK/last.out" "Number of keys applied")" 0
 
 kvctl "$A" put key:3 changed
 kvctl "$A" put key:21 new
 check_exit "a sync after two changes succeeds" 0 kvsync --stats -v "$A" "$B"
 check_eq "it sends exactly the two changed records" \
-	"$(stats_field "$WORK/last.out" "records sent")" 2
+	"$(stats_field "$WORK/last.out" "Number of keys transferred")" 2
 check_eq "-v prints a '+ KEY' line per applied record" \
 	"$(grep '^[+=-] ' "$WORK/last.out")" "$(printf '+ key:3\n+ key:21')"
 check_err "-v sums the direction up on stderr" "SRC -> DST: 2 records after"
@@ -45,7 +45,7 @@ check_eq "and SRC, which received nothing, lists no peer" \
 # A record the destination already has is reported as ignored.
 check_exit "a digest sync (--full) succeeds" 0 kvsync --full -v --stats "$B" "$A"
 check_eq "--full sends nothing when the other side has everything" \
-	"$(stats_field "$WORK/last.out" "records sent")" 0
+	"$(stats_field "$WORK/last.out" "Number of keys transferred")" 0
 
 kvctl "$A" delete key:1
 kvctl "$A" put key:2 dry
@@ -58,7 +58,7 @@ snapshot "$B" "$WORK/after"
 check "-n changes nothing on the destination" cmp -s "$WORK/before" "$WORK/after"
 check_exit "a real sync after the dry run succeeds" 0 kvsync --stats "$A" "$B"
 check_eq "-n set no watermark: the real sync still sends both changes" \
-	"$(stats_field "$WORK/last.out" "records sent")" 2
+	"$(stats_field "$WORK/last.out" "Number of keys transferred")" 2
 [ "$(stat_field "$B" feed_head)" -gt "$head_before" ] && ok "the real sync advanced the feed" ||
 	not_ok "the real sync advanced the feed"
 
@@ -79,7 +79,7 @@ check_exit "-P with stderr not a terminal succeeds" 0 kvsync -P "$A" "$WORK/p1"
 check "and draws nothing" bash -c '! grep -q records "$0"' "$WORK/last.err"
 if command -v script >/dev/null; then
 	t script -qec "'$KVSYNC' -P '$A' '$WORK/p2'" /dev/null >"$WORK/tty.out" 2>&1 || true
-	check "-P on a terminal draws a progress line" grep -qE 'SRC -> DST: [0-9]+(/~?[0-9]+)? records' "$WORK/tty.out"
+	check "-P on a terminal draws a progress line" grep -qE 'SRC -> DST: [0-9.]+ [KMGTP]?i?B [0-9]+(/~?[0-9]+)? records' "$WORK/tty.out"
 	same_export "and the sync behind it completes" "$A" "$WORK/p2"
 fi
 

@@ -75,7 +75,7 @@ random_op() {
 # One sync; prints how many records it applied.
 sync_one() {
 	kvsync --stats "$@" >"$WORK/stats" 2>>"$WORK/kvsync.log"
-	stats_field "$WORK/stats" "records applied"
+	stats_field "$WORK/stats" "Number of keys applied"
 }
 
 # One pass in the topology's order; prints the records applied in total.

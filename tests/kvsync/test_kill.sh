@@ -92,7 +92,7 @@ scenario() {
 	check_eq "$name: the rerun succeeds" "$rc" 0
 	# The committed batches are a prefix of the feed, their watermark its end.
 	check_eq "$name: the rerun resumes exactly: it sends just the records that had not arrived" \
-		"$(stats_field "$WORK/$name.rerun" "records sent")" "$((TOTAL - keys))"
+		"$(stats_field "$WORK/$name.rerun" "Number of keys transferred")" "$((TOTAL - keys))"
 	check "$name: kvctl check is clean on both stores" \
 		bash -c '"$0" "$1" check >/dev/null && "$0" "$2" check >/dev/null' "$KVCTL" "$SRC" "$dst"
 	same_export "$name: both stores export the same namespace" "$SRC" "$dst"

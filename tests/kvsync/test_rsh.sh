@@ -14,7 +14,7 @@ kvctl "$A" put r:meta m --metadata '{"x":1}'
 
 check_exit "push through the remote shell succeeds" 0 \
 	kvsync -e "$RSH" --kvsync-path "$KVSYNC" --stats "$A" "host:$WORK/b"
-check_eq "it sends every record" "$(stats_field "$WORK/last.out" "records sent")" 31
+check_eq "it sends every record" "$(stats_field "$WORK/last.out" "Number of keys transferred")" 31
 same_export "the remote store holds the namespace" "$A" "$WORK/b"
 
 check_exit "pull from user@host succeeds" 0 \
@@ -25,7 +25,7 @@ kvctl "$A" put r:new fresh
 check_exit "-e with options of its own succeeds" 0 \
 	kvsync -e "$RSH -p 2222 -o BatchMode=yes" --kvsync-path "$KVSYNC" --stats "$A" "host:$WORK/b"
 check_eq "an incremental push sends only the change" \
-	"$(stats_field "$WORK/last.out" "records sent")" 1
+	"$(stats_field "$WORK/last.out" "Number of keys transferred")" 1
 
 mkdir "$WORK/with space"
 check_exit "a remote path with a space and a quote is passed intact" 0 \

@@ -110,7 +110,10 @@ size_t kt_progress_format(char *buf, size_t size, const struct kt_progress *p, i
 	double elapsed = now_ns > p->start_ns ? (double)(now_ns - p->start_ns) / 1e9 : 0;
 	double rate = elapsed > 0 ? (double)p->done / elapsed : 0;
 
-	add(buf, size, &n, "%s: %llu", p->what, (unsigned long long)p->done);
+	add(buf, size, &n, "%s: ", p->what);
+	if (p->has_bytes && p->bytes_first)
+		add(buf, size, &n, "%sB ", kt_progress_human(h, sizeof(h), (double)p->bytes, true));
+	add(buf, size, &n, "%llu", (unsigned long long)p->done);
 	if (total) {
 		double pct = (double)p->done * 100 / (double)p->total;
 		add(buf, size, &n, "/%s%llu %s %u%%", p->approximate ? "~" : "",

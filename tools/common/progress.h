@@ -29,6 +29,8 @@ struct kt_progress {
 	bool enabled;      /* fd is a terminal; a caller may clear it, e.g. when
 			      its data goes to the same screen */
 	bool has_bytes;    /* the caller counts bytes: show bytes/s */
+	bool bytes_first;  /* with has_bytes, the bytes done lead the line, as
+			      in rsync's progress2 (kvsync -P) */
 	bool approximate;  /* the total is an estimate: shown as "~N", and
 			      dropped once done passes it */
 	const char *what;  /* label; not owned, must outlive the display */

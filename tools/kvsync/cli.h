@@ -55,6 +55,10 @@ struct cli {
 	uint64_t max_skew_ms; /* --max-skew; 0: the operator lifted the bound */
 	bool max_skew_set;
 	bool both, watch, check, stats, progress;
+	bool verbose;         /* -v itself (-i gives only its per-key lines) */
+	bool compress;        /* -z */
+	uint64_t bwlimit;     /* --bwlimit in bytes a second; 0: none */
+	char noops[32];       /* rsync's options that change nothing: "-a, -t" */
 	const char *rsh;
 	const char *kvsync_path;
 	const char *token_file;
@@ -78,6 +82,12 @@ bool parse_seconds(const char *s, int *ret_ms);
 /** Add --prefix (@kind 0) or an --include/--exclude rule to cli->filter.
  * @return 0, or KS_EXIT_USAGE with the message printed */
 int add_filter(struct cli *cli, int kind, const char *arg);
+/**
+ * rsync's --bwlimit RATE: a number (a fraction too) with an optional
+ * suffix K, M, G (or KiB...: 1024-based; KB...: 1000-based; B: bytes);
+ * without one, KiB.  @return whether valid; *ret: bytes a second (0: none)
+ */
+bool parse_rate(const char *s, uint64_t *ret);
 
 /* connect.c: SRC and DST, and the connection between them */
 /** Read SRC or DST.  @return 0 or -errno (-EINVAL: not an endpoint) */
@@ -96,7 +106,7 @@ int run_client(struct cli *cli);
 
 /* serve.c: the far ends: --server and the serve daemon */
 /** `kvsync --server PATH`: serve one client on stdin/stdout.  @return the exit code */
-int run_stdio_server(const char *arg, uint64_t max_skew_ms, int timeout_ms);
+int run_stdio_server(const char *arg, uint64_t max_skew_ms, int timeout_ms, uint64_t bwlimit);
 /** `kvsync serve ...` (@argv[0] is "serve").  @return the exit code */
 int run_daemon(int argc, char **argv);
 /**

@@ -25,6 +25,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <systemd/sd-daemon.h>
 
 #include "kvcore.h"
 #include "auth.h"
@@ -63,10 +64,40 @@ static double now_s(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* @n with rsync's thousands separators: 1,234,567. */
+static const char *commas(char *buf, size_t size, uint64_t n)
+{
+	char digits[32];
+	int len = snprintf(digits, sizeof(digits), "%" PRIu64, n);
+	size_t j = 0;
+	for (int i = 0; i < len && j + 2 < size; i++) {
+		if (i && (len - i) % 3 == 0)
+			buf[j++] = ',';
+		buf[j++] = digits[i];
+	}
+	buf[j] = 0;
+	return buf;
+}
+
+/* @x with two decimals and thousands separators, as rsync's bytes/sec. */
+static const char *commas2(char *buf, size_t size, double x)
+{
+	uint64_t cents = x > 0 ? (uint64_t)(x * 100 + 0.5) : 0;
+	char whole[32];
+	snprintf(buf, size, "%s.%02u", commas(whole, sizeof(whole), cents / 100),
+		 (unsigned)(cents % 100));
+	return buf;
+}
+
+/*
+ * --stats: rsync's summary lines, in its wording and number format, where
+ * a line means the same for keys as for files; "files" become "keys"
+ * where the count is of records (docs/kvsync.md, "--stats").
+ */
 static void print_stats(const struct cli *cli, struct ks_client **clients, size_t n,
 			double seconds)
 {
-	struct ks_stats sum = {0, 0, 0, 0, 0, 0, 0};
+	struct ks_stats sum = {0};
 	for (size_t i = 0; i < n; i++) {
 		struct ks_stats st;
 		if (!clients[i])
@@ -77,21 +108,47 @@ static void print_stats(const struct cli *cli, struct ks_client **clients, size_
 		sum.ignored += st.ignored;
 		sum.tombstones += st.tombstones;
 		sum.differ += st.differ;
+		sum.bytes += st.bytes;
 		sum.bytes_in += st.bytes_in;
 		sum.bytes_out += st.bytes_out;
 	}
+	char a[32], b[32], c[48];
 	if (cli->check)
-		printf("keys differing: %" PRIu64 "\n", sum.differ);
-	printf("records sent: %" PRIu64 "\n"
-	       "records applied: %" PRIu64 "\n"
-	       "records ignored: %" PRIu64 "\n"
-	       "tombstones applied: %" PRIu64 "\n"
-	       "bytes sent: %" PRIu64 "\n"
-	       "bytes received: %" PRIu64 "\n"
-	       "seconds: %.3f\n",
-	       sum.records, sum.applied, sum.ignored, sum.tombstones, sum.bytes_out,
-	       sum.bytes_in, seconds);
+		printf("Number of keys differing: %s\n", commas(a, sizeof(a), sum.differ));
+	printf("Number of keys transferred: %s\n", commas(a, sizeof(a), sum.records));
+	printf("Number of keys applied: %s\n", commas(a, sizeof(a), sum.applied));
+	printf("Number of keys ignored: %s\n", commas(a, sizeof(a), sum.ignored));
+	printf("Number of deleted keys: %s\n", commas(a, sizeof(a), sum.tombstones));
+	printf("Total transferred size: %s bytes\n", commas(a, sizeof(a), sum.bytes));
+	printf("Literal data: %s bytes\n", commas(a, sizeof(a), sum.bytes));
+	printf("Total bytes sent: %s\n", commas(a, sizeof(a), sum.bytes_out));
+	printf("Total bytes received: %s\n", commas(a, sizeof(a), sum.bytes_in));
+	uint64_t wire = sum.bytes_in + sum.bytes_out;
+	printf("\nsent %s bytes  received %s bytes  %s bytes/sec\n",
+	       commas(a, sizeof(a), sum.bytes_out), commas(b, sizeof(b), sum.bytes_in),
+	       commas2(c, sizeof(c), seconds > 0 ? (double)wire / seconds : (double)wire));
+	printf("total size is %s  speedup is %s\n", commas(a, sizeof(a), sum.bytes),
+	       commas2(b, sizeof(b), wire ? (double)sum.bytes / (double)wire : 0));
 	fflush(stdout);
+}
+
+/*
+ * --watch under systemd (Type=notify): READY=1 once every direction has
+ * caught up with what its sender held at the start, so a unit ordered
+ * after this one finds DST holding SRC's records.
+ */
+struct readiness {
+	unsigned want, have;
+	pthread_mutex_t lock;
+};
+
+static void caught_up(void *arg)
+{
+	struct readiness *r = arg;
+	pthread_mutex_lock(&r->lock);
+	if (++r->have == r->want)
+		sd_notify(0, "READY=1");
+	pthread_mutex_unlock(&r->lock);
 }
 
 /* --watch --both: one connection each way, both until a signal or a failure. */
@@ -176,41 +233,38 @@ int run_client(struct cli *cli)
 	}
 
 	/*
-	 * The local store is opened (and created) once to fail early, then
-	 * closed while the peers are started: a forked peer must not inherit
-	 * an open store.  Then it is opened for good.
+	 * The local store is opened once to fail early (a SRC that is not
+	 * there), then closed while the peers are started: a forked peer must
+	 * not inherit an open store.  A missing DST is not created yet:
+	 * nothing local is made before the peer has proved who it is (a
+	 * refused token, an unreachable host, a remote shell that fails leave
+	 * no store behind).  It is opened (created) for good after the
+	 * handshake.
 	 */
 	size_t nconn = cli->watch && cli->both ? 2 : 1;
 	struct ks_conn *conns[2] = {NULL, NULL};
 	struct ks_client *clients[2] = {NULL, NULL};
 	kvc_store *store = NULL;
 	bool local_receives = writes && (!local_is_src || cli->both);
-	struct kvc_open_opts oo = {.no_create = !(local_receives && !local_is_src)};
-	bool created = false;
+	bool may_create = local_receives && !local_is_src;
+	struct kvc_open_opts oo = {.no_create = true};
 	int code = KS_EXIT_OK;
-	int rc = kvc_open(local->path, &oo, &store, &created);
-	if (rc) {
+	int rc = kvc_open(local->path, &oo, &store, NULL);
+	if (rc == -ENOENT && may_create) {
+		rc = 0; /* created after the handshake */
+	} else if (rc) {
 		fprintf(stderr, "kvsync: cannot open store %s: %s\n", local->path,
 			rc == -ENOENT ? "no such store" : strerror(-rc));
 		code = KS_EXIT_STORE;
-	} else if (created) {
-		fprintf(stderr, "kvsync: created store %s\n", kvc_store_path(store));
 	}
 	kvc_close(store);
 	store = NULL;
 	for (size_t i = 0; i < nconn && !code; i++)
 		code = connect_peer(cli, remote, &conns[i]);
 
+	struct readiness ready = {.want = (unsigned)(cli->both ? 2 : 1),
+				  .lock = PTHREAD_MUTEX_INITIALIZER};
 	double t0 = now_s();
-	if (!code) {
-		oo.no_create = true;
-		rc = kvc_open(local->path, &oo, &store, NULL);
-		if (rc) {
-			fprintf(stderr, "kvsync: cannot open store %s: %s\n", local->path,
-				strerror(-rc));
-			code = KS_EXIT_STORE;
-		}
-	}
 	for (size_t i = 0; i < nconn; i++) {
 		if (code) {
 			ks_conn_close(conns[i]);
@@ -229,12 +283,35 @@ int run_client(struct cli *cli)
 			.stop_fd = stop_fd,
 			.out = stdout,
 			.filter = &cli->filter,
+			.summary = cli->verbose,
+			.compress = cli->compress,
+			.bwlimit = cli->bwlimit,
+			.caught_up = cli->watch ? caught_up : NULL,
+			.caught_up_arg = &ready,
 		};
-		if (ks_client_new(conns[i], store, &o, &clients[i])) {
+		if (ks_client_new(conns[i], &o, &clients[i])) {
 			code = KS_EXIT_PROTO;
 			continue;
 		}
 		code = ks_client_handshake(clients[i]);
+		if (code)
+			fprintf(stderr, "kvsync: %s\n", ks_client_error(clients[i]));
+	}
+	if (!code) {
+		/* The peer is who we asked for: now the local store may be made. */
+		bool created = false;
+		oo.no_create = !may_create;
+		rc = kvc_open(local->path, &oo, &store, &created);
+		if (rc) {
+			fprintf(stderr, "kvsync: cannot open store %s: %s\n", local->path,
+				rc == -ENOENT ? "no such store" : strerror(-rc));
+			code = KS_EXIT_STORE;
+		} else if (created) {
+			fprintf(stderr, "kvsync: created store %s\n", kvc_store_path(store));
+		}
+	}
+	for (size_t i = 0; i < nconn && !code; i++) {
+		code = ks_client_open(clients[i], store);
 		if (code)
 			fprintf(stderr, "kvsync: %s\n", ks_client_error(clients[i]));
 	}
@@ -260,6 +337,8 @@ int run_client(struct cli *cli)
 		}
 		if (code == KS_EXIT_DIFFER)
 			fprintf(stderr, "kvsync: SRC and DST differ\n");
+		if (cli->watch && code == KS_EXIT_OK)
+			sd_notify(0, "STOPPING=1"); /* a --watch ends well only on a signal */
 		if (cli->stats)
 			print_stats(cli, clients, nconn, now_s() - t0);
 	}

@@ -168,6 +168,7 @@ struct local_peer_args {
 	const char *store;
 	uint64_t max_skew_ms; /* as ks_server_opts */
 	int timeout_ms;
+	uint64_t bwlimit;
 };
 
 /* The forked peer of a local-to-local sync. */
@@ -185,7 +186,7 @@ static int local_peer(int fd, void *arg)
 	struct ks_server_opts so = {.store_path = a->store, .stop_fd = -1,
 				    .login_grace_ms = a->timeout_ms,
 				    .timeout_ms = a->timeout_ms, .quiet = true,
-				    .max_skew_ms = a->max_skew_ms};
+				    .max_skew_ms = a->max_skew_ms, .bwlimit = a->bwlimit};
 	return ks_server_run(conn, &so);
 }
 
@@ -199,7 +200,7 @@ int connect_peer(const struct cli *cli, const struct endpoint *remote,
 		int fd;
 		/* Both stores are the user's: the peer's bound is theirs. */
 		struct local_peer_args a = {remote->path, own_skew(true, cli->max_skew_ms),
-					     cli->timeout_ms};
+					     cli->timeout_ms, cli->bwlimit};
 		rc = ks_spawn_fn(local_peer, &a, &pid, &fd);
 		if (rc) {
 			fprintf(stderr, "kvsync: cannot start the local peer: %s\n", strerror(-rc));
@@ -210,7 +211,8 @@ int connect_peer(const struct cli *cli, const struct endpoint *remote,
 	if (remote->kind == EP_DAEMON) {
 		int fd;
 		char err[256];
-		rc = ks_tcp_connect(remote->host, remote->port, &fd, err, sizeof(err));
+		rc = ks_tcp_connect(remote->host, remote->port, cli->timeout_ms, &fd, err,
+				    sizeof(err));
 		if (rc) {
 			fprintf(stderr, "kvsync: %s\n", err);
 			return KS_EXIT_PROTO;
@@ -219,7 +221,7 @@ int connect_peer(const struct cli *cli, const struct endpoint *remote,
 	}
 	char **argv;
 	size_t n;
-	rc = split_words(cli->rsh, &argv, &n, 4);
+	rc = split_words(cli->rsh, &argv, &n, 6);
 	if (rc || n == 0) {
 		if (!rc)
 			free(argv);
@@ -227,13 +229,26 @@ int connect_peer(const struct cli *cli, const struct endpoint *remote,
 		return KS_EXIT_USAGE;
 	}
 	char *path = shell_quote(remote->path);
-	argv[n] = strdup(remote->userhost);
-	argv[n + 1] = strdup(cli->kvsync_path);
-	argv[n + 2] = strdup("--server");
-	argv[n + 3] = path;
-	argv[n + 4] = NULL;
+	/* --bwlimit goes to the far end too, which sends a pull's records
+	 * (as rsync passes it on); only when given, so that a remote kvsync
+	 * without the option is still usable. */
+	char rate[32];
+	snprintf(rate, sizeof(rate), "%" PRIu64 "B", cli->bwlimit);
+	size_t k = n;
+	argv[k++] = strdup(remote->userhost);
+	argv[k++] = strdup(cli->kvsync_path);
+	if (cli->bwlimit) {
+		argv[k++] = strdup("--bwlimit");
+		argv[k++] = strdup(rate);
+	}
+	argv[k++] = strdup("--server");
+	argv[k++] = path;
+	argv[k] = NULL;
 	int code = KS_EXIT_OK;
-	if (!argv[n] || !argv[n + 1] || !argv[n + 2] || !path) {
+	bool nomem = false;
+	for (size_t i = n; i < k; i++)
+		nomem = nomem || !argv[i];
+	if (nomem) {
 		code = KS_EXIT_PROTO;
 	} else {
 		pid_t pid;
@@ -246,7 +261,7 @@ int connect_peer(const struct cli *cli, const struct endpoint *remote,
 			code = KS_EXIT_PROTO;
 		}
 	}
-	for (size_t i = 0; i < n + 4; i++)
+	for (size_t i = 0; i < k; i++)
 		free(argv[i]);
 	free(argv);
 	return code;

@@ -60,8 +60,12 @@ void usage(FILE *f)
 	      "  -n, --dry-run      show what would be applied, change nothing\n"
 	      "  -v, --verbose      a line per key: '+ KEY' applied, '= KEY' not newer,\n"
 	      "                     '- KEY' deletion applied\n"
+	      "  -i, --itemize-changes  the per-key lines of -v alone\n"
+	      "  -a, --archive, -r, --recursive, -t, --times, -X, --xattrs\n"
+	      "                     accepted for rsync's sake: every key, its ttl, times\n"
+	      "                     and metadata are always synced\n"
 	      "  -P, --progress     show progress (on a terminal)\n"
-	      "      --stats        print a summary at the end\n"
+	      "      --stats        print rsync's summary lines at the end\n"
 	      "      --max-skew MS  refuse records stamped more than MS ms ahead of the\n"
 	      "                     receiving store's clock (default 86400000, one day;\n"
 	      "                     0: no bound); a server (serve, --server) applies its\n"
@@ -71,6 +75,9 @@ void usage(FILE *f)
 	      "      --token-file FILE   prove knowledge of this token to a daemon\n"
 	      "      --timeout SECONDS   give up on a peer that neither sends nor reads\n"
 	      "                     for this long (default " STRINGIFY(DEFAULT_TIMEOUT_S) "; 0: never)\n"
+	      "  -z, --compress     compress the connection with zstd\n"
+	      "      --bwlimit RATE write at most RATE KiB a second (suffixes K, M, G;\n"
+	      "                     KB, MB, GB for 1000s; 0: no limit)\n"
 	      "  -h, --help         this help\n"
 	      "  -V, --version      print the version\n"
 	      "\n"
@@ -139,6 +146,52 @@ bool parse_seconds(const char *s, int *ret_ms)
 	return true;
 }
 
+bool parse_rate(const char *s, uint64_t *ret)
+{
+	char *end;
+	if ((*s < '0' || *s > '9') && *s != '.')
+		return false;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || !(v >= 0))
+		return false;
+	double unit = 1024; /* rsync's default: KiB/s */
+	if (*end) {
+		static const char units[] = "bkmg";
+		const char *u = strchr(units, end[0] | 0x20);
+		if (!u || !end[0])
+			return false;
+		int power = (int)(u - units);
+		const char *rest = end + 1;
+		bool decimal = false;
+		if (power && (rest[0] | 0x20) == 'i' && (rest[1] | 0x20) == 'b')
+			rest += 2;
+		else if (power && (rest[0] | 0x20) == 'b')
+			decimal = true, rest++;
+		if (*rest)
+			return false;
+		unit = 1;
+		for (int i = 0; i < power; i++)
+			unit *= decimal ? 1000 : 1024;
+	}
+	double bytes = v * unit;
+	if (bytes > 1e15) /* a petabyte a second: as good as none */
+		return false;
+	*ret = (uint64_t)(bytes + 0.5);
+	if (!*ret && bytes > 0)
+		*ret = 1;
+	return true;
+}
+
+/* rsync's -a, -r, -t, -X: kvsync always does what they ask for. */
+static void note_noop(struct cli *cli, const char *opt)
+{
+	size_t n = strlen(cli->noops);
+	if (strstr(cli->noops, opt) || n + strlen(opt) + 3 > sizeof(cli->noops))
+		return;
+	snprintf(cli->noops + n, sizeof(cli->noops) - n, "%s%s", n ? ", " : "", opt);
+}
+
 /* --------------------------------------------------------------- main */
 
 int main(int argc, char **argv)
@@ -151,7 +204,8 @@ int main(int argc, char **argv)
 		return run_daemon(argc - 1, argv + 1);
 
 	enum { O_BOTH = 256, O_WATCH, O_CHECK, O_FULL, O_STATS, O_SKEW, O_KVSYNC_PATH,
-	       O_TOKEN, O_SERVER, O_VERSION, O_TIMEOUT, O_PREFIX, O_INCLUDE, O_EXCLUDE };
+	       O_TOKEN, O_SERVER, O_VERSION, O_TIMEOUT, O_PREFIX, O_INCLUDE, O_EXCLUDE,
+	       O_BWLIMIT };
 	static const struct option opts[] = {
 		{"both", no_argument, NULL, O_BOTH},
 		{"watch", no_argument, NULL, O_WATCH},
@@ -170,6 +224,13 @@ int main(int argc, char **argv)
 		{"prefix", required_argument, NULL, O_PREFIX},
 		{"include", required_argument, NULL, O_INCLUDE},
 		{"exclude", required_argument, NULL, O_EXCLUDE},
+		{"archive", no_argument, NULL, 'a'},
+		{"recursive", no_argument, NULL, 'r'},
+		{"times", no_argument, NULL, 't'},
+		{"xattrs", no_argument, NULL, 'X'},
+		{"itemize-changes", no_argument, NULL, 'i'},
+		{"compress", no_argument, NULL, 'z'},
+		{"bwlimit", required_argument, NULL, O_BWLIMIT},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, O_VERSION},
 		{NULL, 0, NULL, 0},
@@ -180,14 +241,28 @@ int main(int argc, char **argv)
 	int c;
 	static char prog[] = "kvsync"; /* getopt names argv[0] in its messages */
 	argv[0] = prog;
-	while ((c = getopt_long(argc, argv, "nvPe:hV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "nvPe:hVartXiz", opts, NULL)) != -1) {
 		switch (c) {
 		case O_BOTH: cli.both = true; break;
 		case O_WATCH: cli.watch = true; break;
 		case O_CHECK: cli.check = true; break;
 		case O_FULL: cli.req_flags |= KS_REQ_FULL; break;
 		case 'n': cli.req_flags |= KS_REQ_DRY_RUN; break;
-		case 'v': cli.req_flags |= KS_REQ_VERBOSE; break;
+		case 'v':
+			cli.req_flags |= KS_REQ_VERBOSE;
+			cli.verbose = true;
+			break;
+		case 'i': cli.req_flags |= KS_REQ_VERBOSE; break;
+		case 'a': note_noop(&cli, "-a"); break;
+		case 'r': note_noop(&cli, "-r"); break;
+		case 't': note_noop(&cli, "-t"); break;
+		case 'X': note_noop(&cli, "-X"); break;
+		case 'z': cli.compress = true; break;
+		case O_BWLIMIT:
+			if (!parse_rate(optarg, &cli.bwlimit))
+				return usage_error("--bwlimit takes a rate such as 512, 1.5M or 100KB, not '%s'",
+						   optarg);
+			break;
 		case 'P': cli.progress = true; break;
 		case O_STATS: cli.stats = true; break;
 		case O_SKEW:
@@ -227,7 +302,7 @@ int main(int argc, char **argv)
 		if (!ks_filter_empty(&cli.filter))
 			return usage_error("--server takes its filter from the client");
 		return run_stdio_server(server, own_skew(cli.max_skew_set, cli.max_skew_ms),
-					cli.timeout_ms);
+					cli.timeout_ms, cli.bwlimit);
 	}
 	if (argc - optind != 2)
 		return usage_error("expected SRC and DST");
@@ -237,6 +312,9 @@ int main(int argc, char **argv)
 		return usage_error("--dry-run and --watch do not go together");
 	if (cli.watch)
 		cli.req_flags |= KS_REQ_WATCH;
+	if (cli.verbose && cli.noops[0])
+		fprintf(stderr, "kvsync: %s %s no effect: every key, ttl and metadata is always synced\n",
+			cli.noops, strchr(cli.noops, ',') ? "have" : "has");
 	cli.progress = cli.progress && isatty(2);
 	if (parse_endpoint(argv[optind], &cli.src) || parse_endpoint(argv[optind + 1], &cli.dst)) {
 		endpoint_release(&cli.src);

@@ -26,10 +26,18 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #define KS_IN_MAX (64u * 1024u * 1024u)
 #define KS_READ_CHUNK (256u * 1024u)
 #define KS_FLUSH_AT (256u * 1024u)
+/* -z: zstd level 1, fast enough for links of a few hundred Mbit/s (level 3
+ * saved 2 % more bytes at half the speed: docs/performance.md); and the
+ * largest window a peer's stream may ask the decompressor to keep (8 MiB;
+ * the compressor keeps 512 KiB at level 1), so that a hostile
+ * stream cannot make us allocate more. */
+#define KS_ZSTD_LEVEL 1
+#define KS_ZSTD_WINDOW_LOG_MAX 23
 
 struct ks_conn {
 	int rfd, wfd; /* equal for a socket */
@@ -47,6 +55,20 @@ struct ks_conn {
 	int proto_err;     /* sticky -EPROTO once the stream is bad */
 	const char *why;
 	uint64_t bytes_in, bytes_out;
+	/* -z: once started, what is written goes through zc into zout, and
+	 * what is read goes through zd from zin into in. */
+	ZSTD_CCtx *zc;
+	ZSTD_DCtx *zd;
+	uint8_t *zout;
+	size_t zout_len, zout_cap, zout_off;
+	uint8_t *zin;
+	size_t zin_start, zin_len, zin_cap;
+	bool z_more; /* the last decompression filled its output: more may wait */
+	char why_buf[160];
+	/* --bwlimit: a token bucket of bytes this side may write */
+	uint64_t bw_rate; /* bytes per second; 0: no limit */
+	double bw_tokens;
+	int64_t bw_last_ms;
 };
 
 int64_t ks_mono_ms(void)
@@ -110,6 +132,10 @@ int ks_conn_close(struct ks_conn *c)
 		}
 	}
 	ks_wbuf_release(&c->out);
+	ZSTD_freeCCtx(c->zc);
+	ZSTD_freeDCtx(c->zd);
+	free(c->zout);
+	free(c->zin);
 	free(c->in);
 	free(c->cur);
 	free(c);
@@ -124,6 +150,44 @@ void ks_conn_set_stop_fd(struct ks_conn *c, int fd)
 void ks_conn_set_timeout(struct ks_conn *c, int timeout_ms)
 {
 	c->timeout_ms = timeout_ms > 0 ? timeout_ms : -1;
+}
+
+void ks_conn_set_bwlimit(struct ks_conn *c, uint64_t bytes_per_s)
+{
+	c->bw_rate = bytes_per_s;
+	c->bw_tokens = 0;
+	c->bw_last_ms = ks_mono_ms();
+}
+
+int ks_conn_start_compress(struct ks_conn *c)
+{
+	if (c->zc)
+		return 0;
+	int rc = ks_conn_flush(c);
+	if (rc)
+		return rc;
+	c->zc = ZSTD_createCCtx();
+	c->zd = ZSTD_createDCtx();
+	/* What was read past the last frame is already compressed. */
+	size_t cap = c->in_len > KS_READ_CHUNK ? c->in_len : KS_READ_CHUNK;
+	c->zin = malloc(cap);
+	if (!c->zc || !c->zd || !c->zin)
+		return -ENOMEM;
+	c->zin_cap = cap;
+	memcpy(c->zin, c->in + c->in_start, c->in_len);
+	c->zin_len = c->in_len;
+	c->zin_start = 0;
+	c->in_start = c->in_len = 0;
+	if (ZSTD_isError(ZSTD_CCtx_setParameter(c->zc, ZSTD_c_compressionLevel, KS_ZSTD_LEVEL)) ||
+	    ZSTD_isError(ZSTD_DCtx_setParameter(c->zd, ZSTD_d_windowLogMax,
+						KS_ZSTD_WINDOW_LOG_MAX)))
+		return -EINVAL;
+	return 0;
+}
+
+bool ks_conn_compressed(const struct ks_conn *c)
+{
+	return c->zc != NULL;
 }
 
 struct ks_wbuf *ks_conn_out(struct ks_conn *c)
@@ -153,11 +217,10 @@ static int proto_fail(struct ks_conn *c, const char *why)
 	return -EPROTO;
 }
 
-/* One read() into the input buffer.  @return 0 (maybe nothing read) or -errno */
-static int fill_input(struct ks_conn *c)
+/* Room for one more read (KS_READ_CHUNK) at the end of the input buffer,
+ * which never grows past KS_IN_MAX.  @return 0 or -errno */
+static int input_room(struct ks_conn *c)
 {
-	if (c->eof)
-		return 0;
 	if (c->in_start + c->in_len + KS_READ_CHUNK > c->in_cap) {
 		if (c->in_start) {
 			memmove(c->in, c->in + c->in_start, c->in_len);
@@ -173,12 +236,17 @@ static int fill_input(struct ks_conn *c)
 			c->in = p;
 		}
 	}
-	ssize_t n = read(c->rfd, c->in + c->in_start + c->in_len,
-			 c->in_cap - c->in_start - c->in_len);
+	return 0;
+}
+
+/* One read() of @cap bytes at most into @p.  @return bytes read (0: none
+ * yet, or the end, which sets eof) or -errno */
+static ssize_t read_raw(struct ks_conn *c, uint8_t *p, size_t cap)
+{
+	ssize_t n = read(c->rfd, p, cap);
 	if (n > 0) {
-		c->in_len += (size_t)n;
 		c->bytes_in += (uint64_t)n;
-		return 0;
+		return n;
 	}
 	if (n == 0) {
 		c->eof = true;
@@ -191,6 +259,81 @@ static int fill_input(struct ks_conn *c)
 		return 0;
 	}
 	return -errno;
+}
+
+/*
+ * -z: read what has come and decompress into the input buffer, as much as
+ * it has room for.  The room is the bound: however much a hostile stream
+ * would expand to, no more than KS_IN_MAX of it is ever held, and a frame
+ * longer than the protocol allows is refused by the frame decoder as soon
+ * as its length is seen.
+ */
+static int fill_compressed(struct ks_conn *c)
+{
+	int rc = input_room(c);
+	if (rc)
+		return rc;
+	if (!c->z_more && !c->eof) {
+		if (c->zin_start) {
+			memmove(c->zin, c->zin + c->zin_start, c->zin_len);
+			c->zin_start = 0;
+		}
+		if (c->zin_len < c->zin_cap) {
+			ssize_t n = read_raw(c, c->zin + c->zin_len, c->zin_cap - c->zin_len);
+			if (n < 0)
+				return (int)n;
+			c->zin_len += (size_t)n;
+		}
+	}
+	if (!c->zin_len && !c->z_more)
+		return 0;
+	ZSTD_inBuffer ib = {c->zin + c->zin_start, c->zin_len, 0};
+	ZSTD_outBuffer ob = {c->in + c->in_start + c->in_len,
+			     c->in_cap - c->in_start - c->in_len, 0};
+	size_t r = ZSTD_decompressStream(c->zd, &ob, &ib);
+	if (ZSTD_isError(r)) {
+		snprintf(c->why_buf, sizeof(c->why_buf), "bad compressed stream: %s",
+			 ZSTD_getErrorName(r));
+		return proto_fail(c, c->why_buf);
+	}
+	c->zin_start += ib.pos;
+	c->zin_len -= ib.pos;
+	c->in_len += ob.pos;
+	c->z_more = ob.pos == ob.size;
+	if (!ib.pos && !ob.pos && c->zin_len == c->zin_cap)
+		return proto_fail(c, "bad compressed stream: no progress");
+	return 0;
+}
+
+/* One read() into the input buffer.  @return 0 (maybe nothing read) or -errno */
+static int fill_input(struct ks_conn *c)
+{
+	if (c->zd)
+		return fill_compressed(c);
+	if (c->eof)
+		return 0;
+	int rc = input_room(c);
+	if (rc)
+		return rc;
+	ssize_t n = read_raw(c, c->in + c->in_start + c->in_len,
+			     c->in_cap - c->in_start - c->in_len);
+	if (n < 0)
+		return (int)n;
+	c->in_len += (size_t)n;
+	return 0;
+}
+
+/* Whether input is already waiting inside the decompressor (a poll on the
+ * descriptor would not see it). */
+static bool input_pending(const struct ks_conn *c)
+{
+	return c->zd && (c->z_more || c->zin_len);
+}
+
+/* Whether the peer's stream has ended and everything of it is in in[]. */
+static bool input_ended(const struct ks_conn *c)
+{
+	return c->eof && !input_pending(c);
 }
 
 static bool stop_requested(const struct pollfd *p)
@@ -216,16 +359,101 @@ int ks_conn_flush(struct ks_conn *c)
  * written, give up.  What the peer sends meanwhile does not count as
  * progress, or a peer that only talks would keep us waiting.
  */
+/* -z: compress everything buffered into zout, flushed so that the peer
+ * can decode all of it now.  @return 0 or -errno */
+static int compress_out(struct ks_conn *c)
+{
+	ZSTD_inBuffer ib = {c->out.buf.p, c->out.buf.len, 0};
+	for (;;) {
+		size_t need = c->zout_len + ZSTD_CStreamOutSize();
+		if (need > c->zout_cap) {
+			uint8_t *p = kt_array_grow(c->zout, 1, need, &c->zout_cap, need);
+			if (!p)
+				return -ENOMEM;
+			c->zout = p;
+		}
+		ZSTD_outBuffer ob = {c->zout + c->zout_len, c->zout_cap - c->zout_len, 0};
+		size_t left = ZSTD_compressStream2(c->zc, &ob, &ib, ZSTD_e_flush);
+		if (ZSTD_isError(left))
+			return -EIO;
+		c->zout_len += ob.pos;
+		if (!left && ib.pos == ib.size)
+			break;
+	}
+	c->out.buf.len = 0;
+	c->out_off = 0;
+	return 0;
+}
+
+/*
+ * --bwlimit: how many bytes may be written now (all of @want when there
+ * is no limit), refilling the bucket by the time passed; 0 with
+ * *ret_wait_ms the time until enough is there.  The bucket holds a tenth
+ * of a second's worth (at least a byte, at most 4 MiB), so the rate holds
+ * over any stretch longer than that; a write waits for 64 KiB at most, so
+ * the waits stay short.
+ */
+static size_t bw_allow(struct ks_conn *c, size_t want, int *ret_wait_ms)
+{
+	*ret_wait_ms = 0;
+	if (!c->bw_rate)
+		return want;
+	int64_t now = ks_mono_ms();
+	double cap = (double)c->bw_rate / 10;
+	if (cap < 1)
+		cap = 1;
+	if (cap > 4194304)
+		cap = 4194304;
+	c->bw_tokens += (double)(now - c->bw_last_ms) * (double)c->bw_rate / 1000;
+	c->bw_last_ms = now;
+	if (c->bw_tokens > cap)
+		c->bw_tokens = cap;
+	double need = (double)want;
+	if (need > cap)
+		need = cap;
+	if (need > 65536)
+		need = 65536;
+	if (c->bw_tokens >= need) {
+		double n = c->bw_tokens < (double)want ? c->bw_tokens : (double)want;
+		return (size_t)n;
+	}
+	double ms = (need - c->bw_tokens) * 1000 / (double)c->bw_rate;
+	*ret_wait_ms = ms > 1000 ? 1000 : (int)ms + 1;
+	return 0;
+}
+
+/*
+ * A peer that stops reading must not hold us (and whatever we hold: a read
+ * transaction, a daemon slot) for ever: after timeout_ms without a byte
+ * written, give up.  What the peer sends meanwhile does not count as
+ * progress, or a peer that only talks would keep us waiting.  A wait for
+ * --bwlimit is ours, not the peer's: it does not count either.
+ */
 static int flush_out(struct ks_conn *c)
 {
 	if (c->out.err)
 		return c->out.err;
+	if (c->zc && c->out.buf.len) {
+		int rc = compress_out(c);
+		if (rc)
+			return rc;
+	}
+	uint8_t *buf = c->zc ? c->zout : c->out.buf.p;
+	size_t len = c->zc ? c->zout_len : c->out.buf.len;
+	size_t *off = c->zc ? &c->zout_off : &c->out_off;
 	int64_t deadline = c->timeout_ms < 0 ? -1 : ks_mono_ms() + c->timeout_ms;
-	while (c->out_off < c->out.buf.len) {
-		ssize_t n = write(c->wfd, c->out.buf.p + c->out_off, c->out.buf.len - c->out_off);
+	while (*off < len) {
+		int bw_wait;
+		size_t allow = bw_allow(c, len - *off, &bw_wait);
+		ssize_t n = -1;
+		errno = EAGAIN;
+		if (allow)
+			n = write(c->wfd, buf + *off, allow);
 		if (n > 0) {
-			c->out_off += (size_t)n;
+			*off += (size_t)n;
 			c->bytes_out += (uint64_t)n;
+			if (c->bw_rate)
+				c->bw_tokens -= (double)n;
 			if (deadline >= 0)
 				deadline = ks_mono_ms() + c->timeout_ms;
 			continue;
@@ -235,12 +463,16 @@ static int flush_out(struct ks_conn *c)
 		if (n < 0 && errno != EAGAIN)
 			return errno == EPIPE || errno == ECONNRESET ? -EPIPE : -errno;
 		struct pollfd p[3] = {
-			{.fd = c->wfd, .events = POLLOUT},
+			{.fd = bw_wait ? -1 : c->wfd, .events = POLLOUT},
 			{.fd = c->eof ? -1 : c->rfd, .events = POLLIN},
 			{.fd = c->stop_fd, .events = POLLIN},
 		};
 		int wait = -1;
-		if (deadline >= 0) {
+		if (bw_wait) {
+			wait = bw_wait;
+			if (deadline >= 0)
+				deadline += bw_wait;
+		} else if (deadline >= 0) {
 			int64_t left = deadline - ks_mono_ms();
 			if (left <= 0)
 				return -ETIMEDOUT;
@@ -264,8 +496,13 @@ static int flush_out(struct ks_conn *c)
 		if (p[0].revents & (POLLERR | POLLHUP) && !(p[0].revents & POLLOUT))
 			return -EPIPE;
 	}
-	c->out.buf.len = 0;
-	c->out_off = 0;
+	if (c->zc) {
+		c->zout_len = 0;
+		c->zout_off = 0;
+	} else {
+		c->out.buf.len = 0;
+		c->out_off = 0;
+	}
 	return 0;
 }
 
@@ -412,12 +649,12 @@ int ks_conn_recv(struct ks_conn *c, int timeout_ms, struct ks_frame *ret)
 		}
 		if (rc == -EPROTO)
 			return proto_fail(c, why);
-		if (c->eof) {
+		if (input_ended(c)) {
 			if (c->in_len == 0)
 				return -ECONNRESET;
 			return proto_fail(c, "connection closed in the middle of a frame");
 		}
-		rc = wait_input(c, deadline);
+		rc = input_pending(c) ? 1 : wait_input(c, deadline);
 		if (rc <= 0)
 			return rc ? rc : -ETIMEDOUT;
 		rc = fill_input(c);
@@ -431,7 +668,7 @@ int ks_conn_wait(struct ks_conn *c, int timeout_ms)
 	int rc = c->write_err ? 0 : ks_conn_flush(c);
 	if (rc)
 		return rc;
-	if (c->eof || c->proto_err)
+	if (input_ended(c) || c->proto_err)
 		return 1;
 	struct ks_frame f;
 	size_t size;
@@ -439,13 +676,13 @@ int ks_conn_wait(struct ks_conn *c, int timeout_ms)
 		return 1;
 	int64_t deadline = deadline_of(c, timeout_ms);
 	for (;;) {
-		rc = wait_input(c, deadline);
+		rc = input_pending(c) ? 1 : wait_input(c, deadline);
 		if (rc <= 0)
 			return rc;
 		rc = fill_input(c);
 		if (rc)
 			return rc;
-		if (c->eof ||
+		if (input_ended(c) ||
 		    ks_frame_decode(c->in + c->in_start, c->in_len, &f, &size, NULL) != -EAGAIN)
 			return 1;
 	}
@@ -563,7 +800,41 @@ void ks_tcp_tune(int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
 }
 
-int ks_tcp_connect(const char *host, const char *port, int *ret_fd, char *err, size_t err_size)
+/* connect() that gives up after @timeout_ms (<= 0: the kernel's own).
+ * @return 0 or an errno */
+static int connect_within(int fd, const struct sockaddr *sa, socklen_t len, int timeout_ms)
+{
+	if (timeout_ms <= 0)
+		return connect(fd, sa, len) == 0 ? 0 : errno;
+	set_nonblock(fd);
+	int err = 0;
+	if (connect(fd, sa, len) < 0) {
+		if (errno != EINPROGRESS)
+			return errno;
+		struct pollfd p = {.fd = fd, .events = POLLOUT};
+		int64_t deadline = ks_mono_ms() + timeout_ms;
+		for (;;) {
+			int64_t left = deadline - ks_mono_ms();
+			if (left <= 0)
+				return ETIMEDOUT;
+			int n = poll(&p, 1, (int)left);
+			if (n > 0)
+				break;
+			if (n < 0 && errno != EINTR)
+				return errno;
+		}
+		socklen_t elen = sizeof(err);
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
+			return errno;
+	}
+	int fl = fcntl(fd, F_GETFL);
+	if (fl >= 0)
+		fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+	return err;
+}
+
+int ks_tcp_connect(const char *host, const char *port, int timeout_ms, int *ret_fd, char *err,
+		   size_t err_size)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_UNSPEC};
 	struct addrinfo *res;
@@ -579,17 +850,18 @@ int ks_tcp_connect(const char *host, const char *port, int *ret_fd, char *err, s
 			last = errno;
 			continue;
 		}
-		if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+		last = connect_within(fd, a->ai_addr, a->ai_addrlen, timeout_ms);
+		if (last == 0) {
 			ks_tcp_tune(fd);
 			freeaddrinfo(res);
 			*ret_fd = fd;
 			return 0;
 		}
-		last = errno;
 		close(fd);
 	}
 	freeaddrinfo(res);
-	snprintf(err, err_size, "cannot connect to %s port %s: %s", host, port, strerror(last));
+	snprintf(err, err_size, "cannot connect to %s port %s: %s", host, port,
+		 last == ETIMEDOUT ? "timed out" : strerror(last));
 	return -last;
 }
 

@@ -50,6 +50,25 @@ void ks_conn_set_stop_fd(struct ks_conn *c, int fd);
  */
 void ks_conn_set_timeout(struct ks_conn *c, int timeout_ms);
 
+/*
+ * --bwlimit: write at most @bytes_per_s bytes a second (averaged over a
+ * tenth of a second) to the connection; 0: no limit (the default).  Waits
+ * for it still watch the stop descriptor and read the peer's input.
+ */
+void ks_conn_set_bwlimit(struct ks_conn *c, uint64_t bytes_per_s);
+
+/**
+ * -z: from now on, both directions are a zstd stream (what is written is
+ * compressed and flushed at every ks_conn_flush(); what is read is
+ * decompressed, never more than the input bound at once).  Flushes first;
+ * input already read past the last frame is taken as compressed.
+ * @return 0, -ENOMEM, or a flush error
+ */
+int ks_conn_start_compress(struct ks_conn *c);
+
+/* Whether ks_conn_start_compress() was called. */
+bool ks_conn_compressed(const struct ks_conn *c);
+
 /* The buffer frames are encoded into; ks_conn_flush() sends it. */
 struct ks_wbuf *ks_conn_out(struct ks_conn *c);
 
@@ -94,6 +113,8 @@ int ks_conn_wait(struct ks_conn *c, int timeout_ms);
 /* Why the last -EPROTO happened (static text). */
 const char *ks_conn_why(const struct ks_conn *c);
 
+/* Bytes read from and written to the descriptors: what went over the
+ * connection, compressed with -z. */
 uint64_t ks_conn_bytes_in(const struct ks_conn *c);
 uint64_t ks_conn_bytes_out(const struct ks_conn *c);
 
@@ -117,10 +138,12 @@ int ks_split_hostport(const char *s, const char *def_port, char **ret_host, char
 		      size_t port_size);
 
 /**
- * Connect over TCP.  On failure @err says why.
- * @return 0 or -errno
+ * Connect over TCP, giving up after @timeout_ms (<= 0: the kernel's own
+ * limit, minutes).  On failure @err says why.
+ * @return 0 or -errno (-ETIMEDOUT)
  */
-int ks_tcp_connect(const char *host, const char *port, int *ret_fd, char *err, size_t err_size);
+int ks_tcp_connect(const char *host, const char *port, int timeout_ms, int *ret_fd, char *err,
+		   size_t err_size);
 
 /**
  * Listen on TCP.  @bound gets "ADDR:PORT" as actually bound.

@@ -264,7 +264,7 @@ int ks_dec_hello(const struct ks_frame *f, struct ks_hello *ret, const char **wh
 	}
 	h.flags = rd_u32(&r, "short HELLO");
 	const uint8_t *nonce = rd_bytes(&r, KS_NONCE_LEN, "short HELLO");
-	if (h.flags & ~(uint32_t)(KS_HELLO_SERVER | KS_HELLO_TOKEN))
+	if (h.flags & ~(uint32_t)(KS_HELLO_SERVER | KS_HELLO_TOKEN | KS_HELLO_COMPRESS))
 		rd_fail(&r, "HELLO with unknown flags");
 	if (rd_done(&r, why))
 		return -EPROTO;

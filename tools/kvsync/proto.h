@@ -74,6 +74,9 @@ enum ks_type {
 enum ks_hello_flags {
 	KS_HELLO_SERVER = 1u << 0, /* sent by the serving side */
 	KS_HELLO_TOKEN = 1u << 1,  /* this side holds a token and will prove it */
+	/* -z: from a client, asks for zstd after the handshake; from a server
+	 * (only to a client that asked), agrees */
+	KS_HELLO_COMPRESS = 1u << 2,
 };
 
 enum ks_open_flags {

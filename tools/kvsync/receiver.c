@@ -50,6 +50,7 @@ static int batch_add(struct ks_sess *s, struct batch *b, struct inrec *r)
 	b->bytes += r->key_len + r->rec.value_len + r->rec.metadata_len + 64;
 	s->st.records++;
 	s->prog_bytes += r->key_len + r->rec.value_len + r->rec.metadata_len;
+	s->st.bytes += r->key_len + r->rec.value_len + r->rec.metadata_len;
 	sess_progress(s, false);
 	return 0;
 }
@@ -268,7 +269,10 @@ int sess_run_receiver(struct ks_sess *s)
 		return sess_proto_fail(s, why);
 	s->plan_mode = plan.mode;
 	s->plan_after = plan.after;
+	s->plan_head = plan.head;
 	sess_progress_plan(s, &plan);
+	if ((plan.mode == KS_PLAN_FEED && plan.head <= plan.after) || !plan.head)
+		sess_caught_up(s); /* nothing to catch up with */
 
 	struct batch b = {NULL, 0, 0, 0, NULL};
 	int timeout = (s->flags & KS_REQ_WATCH) ? WATCH_SILENCE_MS : -1;
@@ -292,6 +296,8 @@ int sess_run_receiver(struct ks_sess *s)
 				rc = sess_proto_fail(s, why);
 			else
 				rc = commit_batch(s, &b, has_wm, wm);
+			if (!rc && has_wm && wm >= s->plan_head)
+				sess_caught_up(s);
 			break;
 		}
 		case KS_DIGEST:

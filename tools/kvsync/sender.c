@@ -27,6 +27,7 @@ int sess_end_batch(struct ks_sess *s, bool has_wm, uint64_t wm)
 	if (!s->out_n && !has_wm)
 		return 0;
 	ks_enc_batch_end(sess_out(s), has_wm, wm);
+	s->batches_out++;
 	s->out_n = 0;
 	s->out_bytes = 0;
 	return sess_flush(s);
@@ -59,6 +60,7 @@ void sess_encode_record(struct ks_sess *s, const void *key, size_t key_len,
 	s->out_bytes += key_len + rec->value_len + rec->metadata_len + 64;
 	s->st.records++;
 	s->prog_bytes += key_len + rec->value_len + rec->metadata_len;
+	s->st.bytes += key_len + rec->value_len + rec->metadata_len;
 	sess_progress(s, false);
 }
 
@@ -70,6 +72,7 @@ int sess_sender_input(struct ks_sess *s, const struct ks_frame *f)
 	if (f->type == KS_ACK) {
 		if (ks_dec_counts(f, &a, &i, &why))
 			return sess_proto_fail(s, why);
+		s->acks_in++;
 		if (s->client) {
 			s->st.applied += a;
 			s->st.ignored += i;
@@ -221,6 +224,9 @@ int sess_run_sender(struct ks_sess *s)
 		}
 		if (!watch)
 			break;
+		/* The feed is read through and every batch committed. */
+		if (s->acks_in == s->batches_out)
+			sess_caught_up(s);
 		if (ks_mono_ms() - last_sent >= PING_MS) {
 			ks_enc_empty(sess_out(s), KS_PING);
 			last_sent = ks_mono_ms();

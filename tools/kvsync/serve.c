@@ -39,7 +39,7 @@
 
 /* The remote shell authenticated the client: its greeting gets the I/O
  * timeout, as any other wait. */
-int run_stdio_server(const char *arg, uint64_t max_skew_ms, int timeout_ms)
+int run_stdio_server(const char *arg, uint64_t max_skew_ms, int timeout_ms, uint64_t bwlimit)
 {
 	/* The protocol owns the original stdin and stdout; anything printed
 	 * by accident goes to stderr instead of corrupting the stream. */
@@ -67,7 +67,7 @@ int run_stdio_server(const char *arg, uint64_t max_skew_ms, int timeout_ms)
 	}
 	struct ks_server_opts so = {.store_path = path, .stop_fd = -1,
 				    .login_grace_ms = timeout_ms, .timeout_ms = timeout_ms,
-				    .max_skew_ms = max_skew_ms};
+				    .max_skew_ms = max_skew_ms, .bwlimit = bwlimit};
 	int code = ks_server_run(conn, &so);
 	free(path);
 	return code;

@@ -34,15 +34,27 @@
 
 /* ---------------------------------------------------------- handshake */
 
-static int send_greeting(struct ks_sess *s, uint32_t flags, uint8_t nonce[KS_NONCE_LEN])
+static int send_magic(struct ks_sess *s)
+{
+	ks_enc_magic(sess_out(s));
+	s->greeted = true; /* an ERROR frame may follow the magic */
+	return ks_conn_flush(s->conn); /* the caller decides what a failure means */
+}
+
+static int send_hello(struct ks_sess *s, uint32_t flags, uint8_t nonce[KS_NONCE_LEN])
 {
 	struct ks_hello h = {.version = KS_PROTO_VERSION, .flags = flags};
 	randombytes_buf(h.nonce, KS_NONCE_LEN);
 	memcpy(nonce, h.nonce, KS_NONCE_LEN);
-	ks_enc_magic(sess_out(s));
 	ks_enc_hello(sess_out(s), &h);
-	s->greeted = true;
-	return ks_conn_flush(s->conn); /* the caller decides what a failure means */
+	return ks_conn_flush(s->conn);
+}
+
+/* -z: both directions are compressed from here on. */
+static int start_compress(struct ks_sess *s)
+{
+	int rc = ks_conn_start_compress(s->conn);
+	return rc ? sess_conn_fail(s, rc) : 0;
 }
 
 static int recv_hello(struct ks_sess *s, int timeout_ms, struct ks_hello *h)
@@ -64,6 +76,26 @@ static int recv_hello(struct ks_sess *s, int timeout_ms, struct ks_hello *h)
 	return 0;
 }
 
+/* Whether the server's answer to -z (KS_HELLO_COMPRESS) is what we asked. */
+static int check_compress(struct ks_client *c, const struct ks_hello *sh)
+{
+	bool agreed = (sh->flags & KS_HELLO_COMPRESS) != 0;
+	if (agreed && !c->o.compress)
+		return sess_proto_fail(&c->s, "the server compresses unasked");
+	if (!agreed && c->o.compress)
+		return sess_fail(&c->s, KS_EXIT_PROTO,
+			    "the server's kvsync does not know -z (compression): drop -z, or upgrade it");
+	return 0;
+}
+
+/* Whether both ends opened the one store (identities known). */
+static int same_store(struct ks_sess *s)
+{
+	if (s->peer.node == s->self.node && s->peer.epoch == s->self.epoch)
+		return sess_fail(s, KS_EXIT_USAGE, "SRC and DST are the same store");
+	return 0;
+}
+
 static int recv_ident(struct ks_sess *s, int timeout_ms)
 {
 	struct ks_frame f;
@@ -73,12 +105,10 @@ static int recv_ident(struct ks_sess *s, int timeout_ms)
 		return rc;
 	if (ks_dec_ident(&f, &s->peer, &why))
 		return sess_proto_fail(s, why);
-	if (s->peer.node == s->self.node && s->peer.epoch == s->self.epoch)
-		return sess_fail(s, KS_EXIT_USAGE, "SRC and DST are the same store");
-	return 0;
+	return same_store(s);
 }
 
-int ks_client_new(struct ks_conn *conn, kvc_store *store, const struct ks_client_opts *o,
+int ks_client_new(struct ks_conn *conn, const struct ks_client_opts *o,
 		  struct ks_client **ret_client)
 {
 	struct ks_client *c = calloc(1, sizeof(*c));
@@ -89,7 +119,6 @@ int ks_client_new(struct ks_conn *conn, kvc_store *store, const struct ks_client
 	c->o = *o;
 	struct ks_sess *s = &c->s;
 	s->conn = conn;
-	s->store = store;
 	s->client = true;
 	s->peer_word = "server";
 	s->stop_fd = o->stop_fd;
@@ -97,9 +126,12 @@ int ks_client_new(struct ks_conn *conn, kvc_store *store, const struct ks_client
 	s->local_is_src = o->local_is_src;
 	s->rsh = o->rsh;
 	s->progress = o->progress;
+	s->caught_up = o->caught_up;
+	s->caught_up_arg = o->caught_up_arg;
 	kt_progress_init(&s->prog, 2, "kvsync", "records", 0);
 	ks_conn_set_stop_fd(conn, o->stop_fd);
 	ks_conn_set_timeout(conn, o->timeout_ms);
+	ks_conn_set_bwlimit(conn, o->bwlimit);
 	*ret_client = c;
 	return 0;
 }
@@ -167,15 +199,15 @@ int ks_client_handshake(struct ks_client *c)
 {
 	struct ks_sess *s = &c->s;
 	uint8_t nonce[KS_NONCE_LEN];
-	/* Greet first: a store that cannot be read is then told to the
-	 * server as an error, not left for it to guess. */
-	int rc = send_greeting(s, c->o.token_key ? KS_HELLO_TOKEN : 0, nonce);
+	uint32_t hflags = (c->o.token_key ? KS_HELLO_TOKEN : 0) |
+			  (c->o.compress ? KS_HELLO_COMPRESS : 0);
+	int rc = send_magic(s);
+	if (!rc)
+		rc = send_hello(s, hflags, nonce);
 	if (rc == -EPIPE)
 		rc = 0; /* the answer (or its absence) tells more */
 	else if (rc)
 		rc = sess_conn_fail(s, rc);
-	if (!rc)
-		rc = sess_load_identity(s);
 	if (rc)
 		goto out;
 	char junk[100];
@@ -202,14 +234,47 @@ int ks_client_handshake(struct ks_client *c)
 	struct ks_hello sh;
 	rc = recv_hello(s, -1, &sh);
 	if (!rc)
+		rc = check_compress(c, &sh);
+	/* The server compresses after its last handshake frame: its HELLO,
+	 * or its AUTH when it holds a token. */
+	bool z = c->o.compress;
+	if (!rc && z && !(sh.flags & KS_HELLO_TOKEN))
+		rc = start_compress(s);
+	if (!rc)
 		rc = client_auth(c, &sh, nonce);
-	if (rc)
-		goto out;
-	struct ks_ident me = s->self;
-	ks_enc_open(sess_out(s), c->o.open_flags);
-	ks_enc_ident(sess_out(s), &me);
-	rc = recv_ident(s, -1);
+	if (!rc && z && (sh.flags & KS_HELLO_TOKEN))
+		rc = start_compress(s);
+	/* The server opens its store and says which it is; ours is told
+	 * once it is open (ks_client_open), which the server waits for.  The
+	 * self identity is not known yet: no same-store check here. */
+	if (!rc) {
+		struct ks_frame f;
+		const char *why = NULL;
+		ks_enc_open(sess_out(s), c->o.open_flags);
+		rc = sess_recv_expect(s, -1, KS_IDENT, false, &f);
+		if (!rc && ks_dec_ident(&f, &s->peer, &why))
+			rc = sess_proto_fail(s, why);
+	}
 out:
+	if (rc)
+		sess_tell_peer(s);
+	return rc ? s->code : KS_EXIT_OK;
+}
+
+int ks_client_open(struct ks_client *c, kvc_store *store)
+{
+	struct ks_sess *s = &c->s;
+	s->store = store;
+	/* Read our store only now: a store that cannot be read is then told
+	 * to the server as an error, not left for it to guess. */
+	int rc = sess_load_identity(s);
+	if (!rc)
+		rc = same_store(s);
+	if (!rc) {
+		struct ks_ident me = s->self;
+		ks_enc_ident(sess_out(s), &me);
+		rc = sess_flush(s);
+	}
 	if (rc)
 		sess_tell_peer(s);
 	return rc ? s->code : KS_EXIT_OK;
@@ -228,12 +293,15 @@ int ks_client_session(struct ks_client *c, uint8_t op)
 		q.flags |= KS_REQ_VERBOSE;
 	s->plan_mode = 0;
 	s->next_id = 0;
+	s->caught = false;
+	s->batches_out = s->acks_in = 0;
 	/* A display of its own per session: its clock, its counts, its total. */
 	kt_progress_init(&s->prog, 2,
 			 op == KS_OP_CHECK ? "comparing"
 			 : (op == KS_OP_PUSH) == s->local_is_src ? "SRC -> DST"
 								  : "DST -> SRC",
 			 "records", 0);
+	s->prog.bytes_first = true; /* bytes done first, as rsync's progress2 */
 	s->prog_records0 = s->st.records;
 	s->prog_bytes = 0;
 	struct ks_stats before = s->st;
@@ -268,7 +336,7 @@ int ks_client_session(struct ks_client *c, uint8_t op)
 		sess_tell_peer(s);
 		return s->code ? s->code : KS_EXIT_PROTO;
 	}
-	if ((s->flags & KS_REQ_VERBOSE) && op != KS_OP_CHECK) {
+	if (c->o.summary && op != KS_OP_CHECK) {
 		bool to_dst = (op == KS_OP_PUSH) == s->local_is_src;
 		char how[64];
 		if (s->plan_mode == KS_PLAN_DIGEST)
@@ -391,8 +459,7 @@ static int left_ms(int64_t deadline)
  * a client that trickles its greeting holds a connection for at most
  * login_grace_ms (sshd's LoginGraceTime).
  */
-static int server_greet(struct ks_sess *s, const struct ks_server_opts *o,
-			const uint8_t *nonce)
+static int server_greet(struct ks_sess *s, const struct ks_server_opts *o)
 {
 	int64_t deadline = o->login_grace_ms > 0 ? ks_mono_ms() + o->login_grace_ms : -1;
 	char junk[100];
@@ -408,9 +475,20 @@ static int server_greet(struct ks_sess *s, const struct ks_server_opts *o,
 	if (rc)
 		return sess_conn_fail(s, rc);
 	struct ks_hello ch;
+	uint8_t nonce[KS_NONCE_LEN];
 	rc = recv_hello(s, left_ms(deadline), &ch);
+	if (!rc) {
+		uint32_t hflags = KS_HELLO_SERVER | (o->token_key ? KS_HELLO_TOKEN : 0) |
+				  (ch.flags & KS_HELLO_COMPRESS);
+		rc = send_hello(s, hflags, nonce);
+		if (rc)
+			rc = sess_conn_fail(s, rc);
+	}
 	if (!rc)
 		rc = server_auth(s, o, &ch, nonce, left_ms(deadline));
+	/* -z: compressed both ways after our last handshake frame. */
+	if (!rc && (ch.flags & KS_HELLO_COMPRESS))
+		rc = start_compress(s);
 	if (rc && s->code == KS_EXIT_PROTO && deadline >= 0 && ks_mono_ms() >= deadline) {
 		/* Not "stopped answering": it may have been sending all along. */
 		s->code = 0;
@@ -429,6 +507,7 @@ int ks_server_run(struct ks_conn *conn, const struct ks_server_opts *o)
 	s->peer_word = "client";
 	s->stop_fd = o->stop_fd;
 	ks_conn_set_stop_fd(conn, o->stop_fd);
+	ks_conn_set_bwlimit(conn, o->bwlimit);
 	/* Writes in the handshake are tiny; a client that does not even
 	 * read those gets no more time than one that does not send. */
 	ks_conn_set_timeout(conn, o->login_grace_ms);
@@ -442,12 +521,11 @@ int ks_server_run(struct ks_conn *conn, const struct ks_server_opts *o)
 		rc = sess_fail(s, o->refuse_code ? o->refuse_code : KS_EXIT_AUTH, "%s", o->refuse);
 		goto out;
 	}
-	uint8_t nonce[KS_NONCE_LEN];
-	uint32_t hflags = KS_HELLO_SERVER | (o->token_key ? KS_HELLO_TOKEN : 0);
 	/* A client that gave up early may have said why: a failed write
-	 * is reported only if reading finds nothing better. */
-	send_greeting(s, hflags, nonce);
-	rc = server_greet(s, o, nonce);
+	 * is reported only if reading finds nothing better.  The HELLO
+	 * follows the client's, whose -z it answers. */
+	send_magic(s);
+	rc = server_greet(s, o);
 	const char *busy = !rc && o->admit ? o->admit(o->admit_arg) : NULL;
 	if (busy)
 		rc = sess_fail(s, KS_EXIT_PROTO, "%s", busy);

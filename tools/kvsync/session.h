@@ -44,7 +44,8 @@ struct ks_stats {
 	uint64_t ignored;    /* not newer than what the receiver held */
 	uint64_t tombstones; /* of the applied, how many were tombstones */
 	uint64_t differ;     /* --check: keys that differ */
-	uint64_t bytes_in, bytes_out;
+	uint64_t bytes;      /* key, value and metadata bytes of the records */
+	uint64_t bytes_in, bytes_out; /* on the connection (compressed with -z) */
 };
 
 struct ks_client_opts {
@@ -63,24 +64,44 @@ struct ks_client_opts {
 	FILE *out;              /* per-key lines (-v, --check) */
 	const struct ks_filter *filter; /* --prefix, --include, --exclude, or
 					   NULL; not owned */
+	bool summary;           /* -v: a summary line per direction on stderr
+				   (-i: the per-key lines alone) */
+	bool compress;          /* -z: zstd both ways after the handshake */
+	uint64_t bwlimit;       /* --bwlimit: bytes a second this side writes
+				   at most; 0: no limit */
+	/* --watch: called once per session, from its thread, when the
+	 * receiver has committed everything the sender held when the
+	 * session began (NULL: not wanted) */
+	void (*caught_up)(void *arg);
+	void *caught_up_arg;
 };
 
 struct ks_client;
 
 /**
- * Prepare a client over @conn (owned from now on) and the open local
- * @store (not owned).  @return 0 or -ENOMEM
+ * Prepare a client over @conn (owned from now on); its local store comes
+ * with ks_client_open().  @return 0 or -ENOMEM
  */
-int ks_client_new(struct ks_conn *conn, kvc_store *store, const struct ks_client_opts *o,
+int ks_client_new(struct ks_conn *conn, const struct ks_client_opts *o,
 		  struct ks_client **ret_client);
 
 /* Close the connection (reaping its process) and free.  NULL is fine. */
 void ks_client_free(struct ks_client *c);
 
 /**
- * Greeting, token proofs, store identities.  @return an enum ks_exit
+ * Greeting, token proofs, and the server's store opened (its IDENT
+ * received): after it, the server is known to be the one asked for and
+ * to hold its store, and nothing local has been touched yet.
+ * @return an enum ks_exit
  */
 int ks_client_handshake(struct ks_client *c);
+
+/**
+ * Then tell the server our identity, read from the open local @store (not
+ * owned; the caller opens, or creates, it only after ks_client_handshake).
+ * @return an enum ks_exit
+ */
+int ks_client_open(struct ks_client *c, kvc_store *store);
 
 /**
  * Run one session: KS_OP_PUSH, KS_OP_PULL or KS_OP_CHECK.  A --watch
@@ -124,6 +145,9 @@ struct ks_server_opts {
 				     of the server said so */
 	bool quiet;               /* the client prints our failures: do not
 				     print them a second time */
+	uint64_t bwlimit;         /* bytes a second written at most (the
+				     client's --bwlimit, given to --server and
+				     a local peer); 0: no limit */
 };
 
 /**

@@ -83,6 +83,13 @@ struct ks_sess {
 	struct kt_progress prog;
 	uint64_t prog_records0; /* st.records when the session began */
 	uint64_t prog_bytes;    /* key, value and metadata bytes this session */
+	/* --watch readiness, client only: called once a session when the
+	 * receiver holds what the sender held at its start */
+	void (*caught_up)(void *arg);
+	void *caught_up_arg;
+	bool caught;
+	uint64_t plan_head;     /* the sender's head when the session began */
+	uint64_t batches_out, acks_in; /* sender: batches closed, and acknowledged */
 	/* the first failure */
 	int code;
 	bool from_peer; /* the failure is the peer's, reported by it */
@@ -115,6 +122,7 @@ void sess_print_key(FILE *f, const char *prefix, const uint8_t *key, size_t n,
 void sess_progress(struct ks_sess *s, bool final);
 void sess_progress_plan(struct ks_sess *s, const struct ks_plan *plan);
 void sess_note_outcome(struct ks_sess *s, uint8_t outcome, const uint8_t *key, size_t n);
+void sess_caught_up(struct ks_sess *s);
 int sess_load_identity(struct ks_sess *s);
 int sess_set_filter(struct ks_sess *s, const struct ks_filter *f);
 

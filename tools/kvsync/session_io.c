@@ -235,6 +235,16 @@ void sess_progress_plan(struct ks_sess *s, const struct ks_plan *plan)
 	kt_progress_set_total(&s->prog, plan->head - plan->after, true);
 }
 
+/* The receiver holds what the sender held when the session began: say so
+ * once (--watch readiness). */
+void sess_caught_up(struct ks_sess *s)
+{
+	if (s->caught || !s->caught_up)
+		return;
+	s->caught = true;
+	s->caught_up(s->caught_up_arg);
+}
+
 void sess_note_outcome(struct ks_sess *s, uint8_t outcome, const uint8_t *key, size_t n)
 {
 	if (!s->client || !(s->flags & KS_REQ_VERBOSE))
