@@ -128,27 +128,27 @@ kvctl "$A" bulk put - >/dev/null <<'JSON'
 [{"key":"in:2","value":"2"},{"key":"in:3","value":"3"},{"key":"out:2","value":"2"},{"key":"out:3","value":"3"},{"key":"out:4","value":"4"}]
 JSON
 kvsync --stats --prefix in: "$A" "$B" >"$WORK/st1"
-check_eq "a filtered sync sends the 2 selected changes" "$(stats_field "$WORK/st1" 'records sent')" 2
+check_eq "a filtered sync sends the 2 selected changes" "$(stats_field "$WORK/st1" 'Number of keys transferred')" 2
 check_eq "... incrementally (the peer's watermark is usable)" \
 	"$(kvsync -v --prefix in: "$A" "$B" 2>&1 >/dev/null | grep -c 'after')" 1
 check_eq "it leaves the unfiltered watermark where it was" \
 	"$(peers "$B")" "$wm_before"
 kvsync --stats --prefix in: "$A" "$B" >"$WORK/st2"
 check_eq "a second identical filtered sync sends nothing" \
-	"$(stats_field "$WORK/st2" 'records sent')" 0
+	"$(stats_field "$WORK/st2" 'Number of keys transferred')" 0
 kvsync --stats "$A" "$B" >"$WORK/st3"
 check_eq "an unfiltered sync then applies the 3 changes the filter passed over" \
-	"$(stats_field "$WORK/st3" 'records applied')" 3
+	"$(stats_field "$WORK/st3" 'Number of keys applied')" 3
 check_eq "... and ignores the 2 the filtered one applied" \
-	"$(stats_field "$WORK/st3" 'records ignored')" 2
+	"$(stats_field "$WORK/st3" 'Number of keys ignored')" 2
 kvctl "$A" put out:5 5
 kvctl "$A" put in:4 4
 kvsync --stats --prefix in: "$A" "$B" >"$WORK/st4"
 check_eq "after it, a filtered sync starts from the unfiltered watermark: sends 1" \
-	"$(stats_field "$WORK/st4" 'records sent')" 1
+	"$(stats_field "$WORK/st4" 'Number of keys transferred')" 1
 kvsync --stats --exclude 'in:' "$A" "$B" >"$WORK/st5"
 check_eq "another filter has a watermark of its own: sends out:5 only" \
-	"$(stats_field "$WORK/st5" 'records sent')" 1
+	"$(stats_field "$WORK/st5" 'Number of keys transferred')" 1
 check_exit "and all converged" 0 kvsync --check "$A" "$B"
 
 # ---- a scoped watermark below the GC horizon: the way back, filtered
@@ -165,7 +165,7 @@ sleep 1.1
 check "tombstones older than 1 s are collected" t "$GC_TOMBSTONES" "$A" 1
 check_exit "a filtered sync behind the GC horizon succeeds" 0 kvsync -v --stats --prefix g: "$A" "$B"
 check_err "it compares by digests" "by digest comparison"
-check_eq "it sends the one selected record B lacks" "$(stats_field "$WORK/last.out" "records sent")" 1
+check_eq "it sends the one selected record B lacks" "$(stats_field "$WORK/last.out" "Number of keys transferred")" 1
 check_eq "the change arrives" "$(kvctl "$B" get g:2)" "changed after the split"
 check_exit "nothing outside the prefix arrives" 1 kvctl "$B" get x:2
 check_exit "the next filtered sync succeeds" 0 kvsync -v --stats --prefix g: "$A" "$B"
