@@ -408,8 +408,9 @@ int kvc_delete_one(kvc_store *store, const void *key, size_t key_len, char *errm
  * ttl) from what a client was given, with Workers KV's rules: a ttl
  * (which wins over an expiration) of 1..UINT32_MAX seconds, an expiration
  * of at least 1; neither given clears the key's expiry, as a put does.
- * @min_ttl only words the messages: kvc_write holds both to the store's
- * min_ttl (and an expiration to now + min_ttl) when it writes.
+ * The store's min_ttl is not checked here: kvc_write holds a ttl to it
+ * (and an expiration to now + min_ttl) when it writes, in the store the
+ * write goes to.
  * @param[in,out] w        the write; changed only on success
  * @param[out]    msg      on failure, Workers KV's message (NULL: none)
  * @return 0, -EINVAL (ttl below 1 or above UINT32_MAX, expiration below 1)
@@ -422,8 +423,7 @@ int kvc_delete_one(kvc_store *store, const void *key, size_t key_len, char *errm
  * least 60."
  */
 int kvc_write_set_expiry(struct kvc_write *w, bool has_expiration, int64_t expiration,
-			 bool has_ttl, int64_t ttl, uint32_t min_ttl, char *msg,
-			 size_t msg_size);
+			 bool has_ttl, int64_t ttl, char *msg, size_t msg_size);
 
 /**
  * Check the length of a value before it is all in hand (a server refusing

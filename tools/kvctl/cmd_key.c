@@ -56,8 +56,8 @@ int cmd_put(kvc_store *store, const struct args *a)
 		w.metadata = a->metadata;
 		w.metadata_len = strlen(a->metadata);
 	}
-	if (kvc_write_set_expiry(&w, a->expiration != NULL, a->expiration_s, a->ttl != NULL, a->ttl_s, kvc_store_min_ttl(store), msg,
-		       sizeof(msg)))
+	if (kvc_write_set_expiry(&w, a->expiration != NULL, a->expiration_s, a->ttl != NULL, a->ttl_s, msg,
+				 sizeof(msg)))
 		return failure("%s", msg);
 
 	struct input in = {0};
