@@ -247,15 +247,24 @@ int kvc_usage(kvc_store *store, struct kvc_usage *ret)
 
 /* ---------------------------------------------------------------- stats */
 
+/* A scan's state: the figures, and the one clock reading every record's
+ * expiry is judged by: the transaction's, as its cursors judge liveness, so
+ * the counts agree with what a listing of that snapshot shows. */
+struct stats_scan {
+	struct kvc_stats st;
+	int64_t now_ns;
+};
+
 static int stats_fn(void *arg, const void *key, size_t key_len, const struct kvc_record *rec,
 		    int decode_err)
 {
-	struct kvc_stats *st = arg;
+	struct stats_scan *sc = arg;
+	struct kvc_stats *st = &sc->st;
 	if (decode_err)
 		return 0;
 	if (rec->flags & KVC_REC_TOMBSTONE) {
 		st->tombstones++;
-	} else if (kvc_record_expired(rec, kvc_now_ns())) {
+	} else if (kvc_record_expired(rec, sc->now_ns)) {
 		st->expired_pending++;
 	} else {
 		st->keys++;
@@ -270,19 +279,20 @@ int kvc_stats(kvc_store *store, struct kvc_stats *ret)
 	int rc = kvc_txn_begin(store, KVC_TXN_READ, &txn);
 	if (rc)
 		return rc;
-	struct kvc_stats st = {.min_ttl = store->min_ttl};
-	rc = kvc_rec_scan(txn, stats_fn, &st);
+	struct stats_scan sc = {.st = {.min_ttl = store->min_ttl}, .now_ns = txn->now_ns};
+	struct kvc_stats *st = &sc.st;
+	rc = kvc_rec_scan(txn, stats_fn, &sc);
 	if (!rc)
-		rc = kvc_feed_head(txn, &st.feed_head);
+		rc = kvc_feed_head(txn, &st->feed_head);
 	if (!rc)
-		rc = kvc_gc_horizon(txn, &st.gc_horizon);
+		rc = kvc_gc_horizon(txn, &st->gc_horizon);
 	if (!rc)
-		rc = kvc_meta_get_or(txn, "hlc", 0, &st.hlc);
+		rc = kvc_meta_get_or(txn, "hlc", 0, &st->hlc);
 	if (!rc)
-		map_usage(store, &st.map_size, &st.map_used);
+		map_usage(store, &st->map_size, &st->map_used);
 	kvc_txn_abort(txn);
 	if (!rc)
-		*ret = st;
+		*ret = *st;
 	return rc;
 }
 
