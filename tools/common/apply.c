@@ -75,6 +75,10 @@ static int apply_fn(kvc_txn *txn, void *arg)
 			kt_progress_update(a->progress, i + 1);
 		}
 	}
+	/* One commit (with its fsync) for all of it: as long as the writes
+	 * for a large file, and nothing to count. */
+	if (a->progress)
+		kt_progress_wait(a->progress, "committing");
 	return 0;
 }
 

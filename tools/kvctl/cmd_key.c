@@ -65,7 +65,7 @@ int cmd_put(kvc_store *store, const struct args *a)
 		w.value = a->pos[1];
 		w.value_len = strlen(a->pos[1]);
 	} else {
-		rc = read_input(a->path, KVC_VALUE_MAX, &in);
+		rc = read_input(a->path, KVC_VALUE_MAX, NULL, &in);
 		if (rc)
 			return failure("cannot read '%s': %s", a->path ? a->path : "-",
 				       strerror(-rc));
