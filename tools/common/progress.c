@@ -35,6 +35,8 @@ static void put_all(int fd, const char *s, size_t n)
 	}
 }
 
+static void draw(struct kt_progress *p, int64_t now, bool final);
+
 void kt_progress_init(struct kt_progress *p, int fd, const char *what, const char *unit,
 		      uint64_t total)
 {
@@ -60,6 +62,8 @@ void kt_progress_phase(struct kt_progress *p, const char *phase, const char *uni
 	p->done = p->bytes = 0;
 	p->has_bytes = false;
 	p->start_ns = mono_ns();
+	if (p->enabled) /* at once, as the operation's first frame is */
+		draw(p, p->start_ns, false);
 }
 
 void kt_progress_set_total(struct kt_progress *p, uint64_t total, bool approximate)

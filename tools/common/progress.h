@@ -11,7 +11,8 @@
  *   bulk put: 4000/10000 keys 40% 8123 keys/s 1.2 MiB/s ETA 0:00:01
  *
  * It is rewritten in place with '\r', at most ten times a second however
- * often it is updated.  kt_progress_end() draws it once more with the
+ * often it is updated (the first frame of a step and of a wait are drawn at
+ * once: see below).  kt_progress_end() draws it once more with the
  * final counts and the elapsed time in place of the ETA, and leaves it on
  * the screen with a newline (as rsync leaves its last line): the operator
  * keeps the count and the rate.  The state lives in the caller's struct: no
@@ -23,7 +24,7 @@
  * of one big transaction), so that the line never stands still on a
  * finished count while the work goes on:
  *
- *   bulk put: parsing 41.2/86.1 MiB 47% 95.3 MiB/s ETA 0:00:01
+ *   bulk put: parsing 41.2 MiB/86.1 MiB 47% 95.3 MiB/s ETA 0:00:01
  *   bulk put: 10000/10000 keys 100%, committing...
  *
  * The final line's rate and time are the whole operation's, from init.
@@ -78,10 +79,13 @@ void kt_progress_set_total(struct kt_progress *p, uint64_t total, bool approxima
 /**
  * Begin a step of the operation counted on its own, from 0 of @total
  * (0: unknown) @unit, its rate and ETA from now: @phase names it on the
- * line ("bulk put: parsing 1.20/86.1 MiB ..."), NULL for the operation's
- * main work (the line without a step's name, the one kt_progress_end
- * draws).  @bytes: the counts are bytes, shown in binary units (@unit is
- * then not shown).  Drawn at the next update, within the ten a second.
+ * line ("bulk put: parsing 41.2 MiB/86.1 MiB ..."), NULL for the
+ * operation's main work (the line without a step's name, the one
+ * kt_progress_end draws).  @bytes: the counts are bytes, shown in binary
+ * units (@unit is then not shown).  Drawn at once, with nothing done, as
+ * an operation's first frame is: the operator sees the step begin (a
+ * command has a handful of steps, so the ten a second hold but for those
+ * few frames).
  */
 void kt_progress_phase(struct kt_progress *p, const char *phase, const char *unit,
 		       uint64_t total, bool bytes);
