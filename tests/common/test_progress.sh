@@ -263,6 +263,29 @@ check_eq "check: the records checked on stdout" \
 	"$(tr -d '\r' <"$WORK/check.raw" | grep '^ok:')" "ok: $ALL records checked"
 frames_ok check
 
+# check of a store with problems (the first 5 entries of its change feed
+# removed, through LMDB's own dump and load): each problem is printed on a
+# line of its own, never after a frame on the same line, and the line is
+# drawn again below it.
+N=300 bulk_file "$WORK/small.json" 0 10
+kv "$WORK/small" bulk put "$WORK/small.json" 2>/dev/null
+t mdb_dump -a "$WORK/small" >"$WORK/small.dump"
+awk '/^database=/ { db = substr($0, 10) }
+	/^HEADER=END/ { n = 0 }
+	/^ / && db == "feed" && ++n <= 10 { next }
+	{ print }' "$WORK/small.dump" >"$WORK/bad.dump"
+mkdir "$WORK/bad"
+t mdb_load -f "$WORK/bad.dump" "$WORK/bad" 2>/dev/null
+on_tty check_bad "$KVCTL $WORK/bad check" && not_ok "check of a store with problems succeeded"
+tr '\r' '\n' <"$WORK/check_bad.raw" | sed "s/^${ESC}\[K//" >"$WORK/check_bad.lines"
+check_eq "check_bad: each problem on a line of its own" \
+	"$(grep -Ec "^(key 'k[0-9]+' is missing from the change feed at [0-9]+|the feed has [0-9]+ entries for 300 records)\$" \
+		"$WORK/check_bad.lines")" 6
+check_eq "check_bad: no problem after a frame on its line" \
+	"$(grep -Ec '^check: .*(is missing|the feed has)' "$WORK/check_bad.lines")" 0
+last check_bad "the line drawn again below them, what was checked" "^check: [0-9]+/[0-9]+ entries 100% .* in "
+check_eq "check_bad: the count of problems" "$(grep -c '^kvctl: check found 6 problems' "$WORK/check_bad.lines")" 1
+
 # reap: no total known, a count and a rate.
 on_tty reap "$KVCTL $ST reap" || not_ok "reap on a pty failed"
 last reap "reap: a count and the time taken, no total" \
