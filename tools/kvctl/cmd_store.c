@@ -110,13 +110,17 @@ int cmd_reap(kvc_store *store, const struct args *a)
 		total += n;
 		kt_progress_update(&progress, total);
 	} while (!rc && n >= REAP_BATCH);
-	kt_progress_end(&progress);
-	if (rc)
+	if (rc) {
+		kt_progress_end(&progress);
 		return failure("reap failed after %" PRIu64 " keys: %s", total, strerror(-rc));
-	printf("reaped %" PRIu64 " expired key%s\n", total, total == 1 ? "" : "s");
-	/* Tombstones past the grace period have served replication. */
+	}
+	/* Tombstones past the grace period have served replication.  Their
+	 * collection reports nothing and lasts as long as they are many. */
 	uint64_t collected = 0;
+	kt_progress_wait(&progress, "collecting old tombstones");
 	rc = kvc_gc_tombstones(store, KVC_TOMBSTONE_GRACE_DEFAULT, &collected);
+	kt_progress_end(&progress);
+	printf("reaped %" PRIu64 " expired key%s\n", total, total == 1 ? "" : "s");
 	if (rc)
 		return failure("collecting old tombstones failed: %s", strerror(-rc));
 	if (collected)
