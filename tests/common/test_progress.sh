@@ -200,6 +200,16 @@ has put "then the keys, from 0 of the file's entries" "^bulk put: 0/$N keys 0% "
 has put "the commit is a step of its own, not a count standing still" \
 	"^bulk put: $N/$N keys 100%, committing\.\.\.\$"
 
+# A file refused before any work (too large; missing): its message alone.
+head -c $((100 * 1024 * 1024 + 1)) /dev/zero | tr '\0' ' ' >"$WORK/huge.json"
+on_tty huge "$KVCTL $ST bulk put $WORK/huge.json" && not_ok "a bulk file over the limit was taken"
+check_eq "a bulk file over the limit on a pty: no line, the message" \
+	"$(cat "$WORK/huge.frames"; grep -c 'Bulk file is 104857601 bytes' "$WORK/huge.raw")" 1
+rm -f "$WORK/huge.json"
+on_tty missing "$KVCTL $ST bulk put $WORK/missing.json" && not_ok "a missing bulk file was taken"
+check_eq "a missing bulk file on a pty: no line, the message" \
+	"$(cat "$WORK/missing.frames"; grep -c 'cannot read' "$WORK/missing.raw")" 1
+
 # Parsing and writing a large file, each paused as it begins: both move.
 on_tty_paused put_big "$KVCTL $WORK/stb bulk put $WORK/big.json" "bulk put: parsing " \
 	"bulk put: 0/" || not_ok "bulk put of large values failed"

@@ -233,6 +233,12 @@ void kt_progress_clear(struct kt_progress *p)
 	p->last_ns = INT64_MIN;
 }
 
+void kt_progress_drop(struct kt_progress *p)
+{
+	kt_progress_clear(p);
+	p->enabled = false;
+}
+
 void kt_progress_end(struct kt_progress *p)
 {
 	if (p->enabled)

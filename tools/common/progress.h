@@ -112,6 +112,13 @@ void kt_progress_update_bytes(struct kt_progress *p, uint64_t done, uint64_t byt
 void kt_progress_clear(struct kt_progress *p);
 
 /**
+ * The operation was refused before its work began (a file that cannot be
+ * read, or is too large to be): erase what was drawn and draw nothing
+ * more, so that only the message stays.
+ */
+void kt_progress_drop(struct kt_progress *p);
+
+/**
  * The operation is over: draw the final counts of its main work with the
  * time since init (and the rate over it) and end the line with a newline,
  * so it stays.  Nothing when disabled.  The

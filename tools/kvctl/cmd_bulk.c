@@ -23,7 +23,7 @@ static int load_bulk(const char *path, enum kt_bulk_format fmt, struct kt_progre
 	struct input in;
 	int rc = read_input(path, KT_BULK_BYTES_MAX, progress, &in);
 	if (rc || in.oversize)
-		kt_progress_end(progress); /* where it stopped; the message below it */
+		kt_progress_drop(progress); /* refused before any work: the message alone */
 	if (rc)
 		return failure("cannot read '%s': %s", path, strerror(-rc));
 	if (in.oversize) {
