@@ -408,8 +408,9 @@ int kvc_delete_one(kvc_store *store, const void *key, size_t key_len, char *errm
  * ttl) from what a client was given, with Workers KV's rules: a ttl
  * (which wins over an expiration) of 1..UINT32_MAX seconds, an expiration
  * of at least 1; neither given clears the key's expiry, as a put does.
- * @min_ttl only words the messages: kvc_write holds both to the store's
- * min_ttl (and an expiration to now + min_ttl) when it writes.
+ * The store's min_ttl is not checked here: kvc_write holds a ttl to it
+ * (and an expiration to now + min_ttl) when it writes, in the store the
+ * write goes to.
  * @param[in,out] w        the write; changed only on success
  * @param[out]    msg      on failure, Workers KV's message (NULL: none)
  * @return 0, -EINVAL (ttl below 1 or above UINT32_MAX, expiration below 1)
@@ -422,8 +423,7 @@ int kvc_delete_one(kvc_store *store, const void *key, size_t key_len, char *errm
  * least 60."
  */
 int kvc_write_set_expiry(struct kvc_write *w, bool has_expiration, int64_t expiration,
-			 bool has_ttl, int64_t ttl, uint32_t min_ttl, char *msg,
-			 size_t msg_size);
+			 bool has_ttl, int64_t ttl, char *msg, size_t msg_size);
 
 /**
  * Check the length of a value before it is all in hand (a server refusing
@@ -717,16 +717,39 @@ int kvc_gc_horizon(kvc_txn *txn, uint64_t *ret_seq);
 
 /* ------------------------------------------------------------- integrity */
 
+/** How often kvc_check reports its progress: every this many entries. */
+#define KVC_CHECK_PROGRESS_EVERY 1024u
+
+/**
+ * What kvc_check has done, for a progress display: @done entries checked
+ * of @total.  The entries are the records and the chunks of their large
+ * values, then those of the change feed, the expiry index and the
+ * tombstone index; @total is their sum as LMDB counts them in the check's
+ * snapshot (no scan: the feed's count stands for the records', one entry
+ * each in a sound store), fixed for the whole check.  In a store with
+ * problems @done may end short of @total or pass it.
+ */
+typedef void kvc_check_progress_fn(void *arg, uint64_t done, uint64_t total);
+
 /**
  * Verify the store: every record decodes, every expiry, tombstone and feed
  * entry matches a record and every record has its entries, sequences are
- * unique and below the head.  @fn (may be NULL) is called with a message
- * for each problem found.
- * @param[out] ret_problems number of problems found
+ * unique and below the head.  All in one read transaction.
+ * @param[in] fn        (may be NULL) called with a message for each problem
+ * @param[in] progress  (may be NULL) called once before the first entry,
+ *                      each time @done passes a multiple of
+ *                      KVC_CHECK_PROGRESS_EVERY, and once
+ *                      after the last; while the check's transaction is
+ *                      open, so it must not begin one of this store
+ * @param[in] arg       passed to both
+ * @param[out] ret_problems (may be NULL) number of problems found
+ * @param[out] ret_records  (may be NULL) number of records checked: keys,
+ *                          expired ones and tombstones
  * @return 0 (ran; see ret_problems) or -errno
  */
-int kvc_check(kvc_store *store, void (*fn)(void *arg, const char *problem), void *arg,
-	      uint64_t *ret_problems);
+int kvc_check(kvc_store *store, void (*fn)(void *arg, const char *problem),
+	      kvc_check_progress_fn *progress, void *arg, uint64_t *ret_problems,
+	      uint64_t *ret_records);
 
 /* ------------------------------------------------------------- metadata */
 

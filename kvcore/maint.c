@@ -247,15 +247,24 @@ int kvc_usage(kvc_store *store, struct kvc_usage *ret)
 
 /* ---------------------------------------------------------------- stats */
 
+/* A scan's state: the figures, and the one clock reading every record's
+ * expiry is judged by: the transaction's, as its cursors judge liveness, so
+ * the counts agree with what a listing of that snapshot shows. */
+struct stats_scan {
+	struct kvc_stats st;
+	int64_t now_ns;
+};
+
 static int stats_fn(void *arg, const void *key, size_t key_len, const struct kvc_record *rec,
 		    int decode_err)
 {
-	struct kvc_stats *st = arg;
+	struct stats_scan *sc = arg;
+	struct kvc_stats *st = &sc->st;
 	if (decode_err)
 		return 0;
 	if (rec->flags & KVC_REC_TOMBSTONE) {
 		st->tombstones++;
-	} else if (kvc_record_expired(rec, kvc_now_ns())) {
+	} else if (kvc_record_expired(rec, sc->now_ns)) {
 		st->expired_pending++;
 	} else {
 		st->keys++;
@@ -270,19 +279,20 @@ int kvc_stats(kvc_store *store, struct kvc_stats *ret)
 	int rc = kvc_txn_begin(store, KVC_TXN_READ, &txn);
 	if (rc)
 		return rc;
-	struct kvc_stats st = {.min_ttl = store->min_ttl};
-	rc = kvc_rec_scan(txn, stats_fn, &st);
+	struct stats_scan sc = {.st = {.min_ttl = store->min_ttl}, .now_ns = txn->now_ns};
+	struct kvc_stats *st = &sc.st;
+	rc = kvc_rec_scan(txn, stats_fn, &sc);
 	if (!rc)
-		rc = kvc_feed_head(txn, &st.feed_head);
+		rc = kvc_feed_head(txn, &st->feed_head);
 	if (!rc)
-		rc = kvc_gc_horizon(txn, &st.gc_horizon);
+		rc = kvc_gc_horizon(txn, &st->gc_horizon);
 	if (!rc)
-		rc = kvc_meta_get_or(txn, "hlc", 0, &st.hlc);
+		rc = kvc_meta_get_or(txn, "hlc", 0, &st->hlc);
 	if (!rc)
-		map_usage(store, &st.map_size, &st.map_used);
+		map_usage(store, &st->map_size, &st->map_used);
 	kvc_txn_abort(txn);
 	if (!rc)
-		*ret = st;
+		*ret = *st;
 	return rc;
 }
 
@@ -291,7 +301,9 @@ int kvc_stats(kvc_store *store, struct kvc_stats *ret)
 struct check {
 	kvc_txn *txn;
 	void (*fn)(void *arg, const char *problem);
+	kvc_check_progress_fn *progress;
 	void *arg;
+	uint64_t done, total; /* entries checked, of the snapshot's count */
 	uint64_t problems;
 	uint64_t head;
 	uint64_t records, expiring, tombstones;
@@ -328,6 +340,34 @@ static const char *show(const void *key, size_t n, char *buf, size_t size)
 	return buf;
 }
 
+/* @n more entries checked: tell the caller each time the count passes a
+ * multiple of KVC_CHECK_PROGRESS_EVERY. */
+static void advance(struct check *ck, uint64_t n)
+{
+	uint64_t before = ck->done / KVC_CHECK_PROGRESS_EVERY;
+	ck->done += n;
+	if (ck->progress && ck->done / KVC_CHECK_PROGRESS_EVERY != before)
+		ck->progress(ck->arg, ck->done, ck->total);
+}
+
+/* The entries of the databases the check walks, from LMDB's counters. */
+static int check_total(kvc_txn *txn, uint64_t *ret)
+{
+	kvc_store *store = txn->store;
+	const MDB_dbi dbs[] = {store->feed, store->feed, store->exp, store->tomb, store->chunk};
+	size_t ndbs = sizeof(dbs) / sizeof(dbs[0]) - !store->have_chunk_db;
+	uint64_t n = 0;
+	for (size_t i = 0; i < ndbs; i++) {
+		MDB_stat st;
+		int rc = mdb_stat(txn->mdb, dbs[i], &st);
+		if (rc)
+			return kvc_lmdb_err(txn, rc);
+		n += st.ms_entries;
+	}
+	*ret = n;
+	return 0;
+}
+
 static bool idx_has(kvc_txn *txn, MDB_dbi dbi, uint64_t a, uint64_t seq, const void *key,
 		    size_t key_len)
 {
@@ -346,6 +386,7 @@ static int check_rec(void *arg, const void *key, size_t key_len, const struct kv
 	kvc_txn *txn = ck->txn;
 	char kbuf[KVC_KEY_MAX * 4 + 1];
 	const char *name = show(key, key_len, kbuf, sizeof(kbuf));
+	advance(ck, 1);
 	if (ck->have_prev) {
 		if (kvc_key_order(ck->prev, ck->prev_len, key, key_len) >= 0)
 			problem(ck, "key '%s' is out of order", name);
@@ -392,6 +433,7 @@ static int check_rec(void *arg, const void *key, size_t key_len, const struct kv
 			problem(ck, "key '%s' has a chunked value that cannot be read: %s", name,
 				txn->errmsg[0] ? txn->errmsg : "malformed chunk table");
 		ck->chunks += n;
+		advance(ck, n); /* a large value's chunks are most of its check */
 		txn->errmsg[0] = 0;
 	} else if (rec->value_len > KVC_VALUE_MAX) {
 		problem(ck, "key '%s' has a value over the limit", name);
@@ -424,6 +466,7 @@ static int check_entry(void *arg, const MDB_val *k, const MDB_val *d)
 	bool feed = ci->dbi == txn->store->feed;
 
 	ci->n++;
+	advance(ck, 1);
 	if (k->mv_size != (feed ? 8u : 16u) || d->mv_size == 0 || d->mv_size > KVC_KEY_MAX) {
 		problem(ck, "malformed %s entry", what);
 		return 0;
@@ -458,16 +501,21 @@ static int check_index(struct check *ck, MDB_dbi dbi, const char *what, uint64_t
 	return rc;
 }
 
-int kvc_check(kvc_store *store, void (*fn)(void *arg, const char *problem), void *arg,
-	      uint64_t *ret_problems)
+int kvc_check(kvc_store *store, void (*fn)(void *arg, const char *problem),
+	      kvc_check_progress_fn *progress, void *arg, uint64_t *ret_problems,
+	      uint64_t *ret_records)
 {
 	kvc_txn *txn;
 	int rc = kvc_txn_begin(store, KVC_TXN_READ, &txn);
 	if (rc)
 		return rc;
-	struct check ck = {.txn = txn, .fn = fn, .arg = arg};
+	struct check ck = {.txn = txn, .fn = fn, .progress = progress, .arg = arg};
 	uint64_t nfeed = 0, nexp = 0, ntomb = 0, hlc = 0;
 	rc = kvc_feed_head(txn, &ck.head);
+	if (!rc)
+		rc = check_total(txn, &ck.total);
+	if (!rc && progress)
+		progress(arg, 0, ck.total);
 	if (!rc)
 		rc = kvc_rec_scan(txn, check_rec, &ck);
 	if (!rc)
@@ -495,7 +543,11 @@ int kvc_check(kvc_store *store, void (*fn)(void *arg, const char *problem), void
 				(unsigned long long)st.ms_entries, (unsigned long long)ck.chunks);
 	}
 	kvc_txn_abort(txn);
+	if (!rc && progress)
+		progress(arg, ck.done, ck.total);
 	if (!rc && ret_problems)
 		*ret_problems = ck.problems;
+	if (!rc && ret_records)
+		*ret_records = ck.records;
 	return rc;
 }

@@ -114,8 +114,7 @@ __attribute__((format(printf, 3, 4))) static int expiry_refuse(char *msg, size_t
 }
 
 int kvc_write_set_expiry(struct kvc_write *w, bool has_expiration, int64_t expiration,
-			 bool has_ttl, int64_t ttl, uint32_t min_ttl, char *msg,
-			 size_t msg_size)
+			 bool has_ttl, int64_t ttl, char *msg, size_t msg_size)
 {
 	if (!w)
 		return -EINVAL;

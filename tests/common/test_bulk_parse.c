@@ -91,7 +91,7 @@ static void test_base64_strict(void)
 
 static int parse(const char *text, enum kt_bulk_format fmt, struct kt_bulk *b, char *msg)
 {
-	return kt_bulk_parse(text, strlen(text), fmt, b, msg, KT_BULK_ERRMSG_MAX);
+	return kt_bulk_parse(text, strlen(text), fmt, NULL, b, msg, KT_BULK_ERRMSG_MAX);
 }
 
 static void test_put_format(void)
@@ -265,13 +265,13 @@ static void test_entry_limit(void)
 	text[o++] = ']';
 	struct kt_bulk b;
 	char msg[KT_BULK_ERRMSG_MAX];
-	int rc = kt_bulk_parse(text, o, KT_BULK_KEYS, &b, msg, sizeof(msg));
+	int rc = kt_bulk_parse(text, o, KT_BULK_KEYS, NULL, &b, msg, sizeof(msg));
 	is_int(rc, -E2BIG, "10,005 entries are over the limit");
 	is_str(msg, "Bulk file has 10005 entries; the limit is 10000.", "and counted to the end");
-	rc = kt_bulk_parse(text, o - (5 * 4 + 1), KT_BULK_KEYS, &b, msg, sizeof(msg));
+	rc = kt_bulk_parse(text, o - (5 * 4 + 1), KT_BULK_KEYS, NULL, &b, msg, sizeof(msg));
 	ok(rc == -EINVAL, "a file cut after the limit is still checked as JSON");
 	memcpy(text + o - (5 * 4 + 1), "]", 1);
-	rc = kt_bulk_parse(text, o - 5 * 4, KT_BULK_KEYS, &b, msg, sizeof(msg));
+	rc = kt_bulk_parse(text, o - 5 * 4, KT_BULK_KEYS, NULL, &b, msg, sizeof(msg));
 	ok(rc == 0 && b.count == KT_BULK_ENTRIES_MAX, "exactly 10,000 entries are accepted");
 	kt_bulk_release(&b);
 	free(text);
@@ -334,7 +334,7 @@ static void test_writers(void)
 	const char *ttl_entry = "[{\"key\":\"l\",\"value\":\"v\",\"expiration_ttl\":4294967295}]";
 	struct kt_bulk tb;
 	char tmsg[KT_BULK_ERRMSG_MAX];
-	is_int(kt_bulk_parse(ttl_entry, strlen(ttl_entry), KT_BULK_PUT, &tb, tmsg, sizeof(tmsg)), 0,
+	is_int(kt_bulk_parse(ttl_entry, strlen(ttl_entry), KT_BULK_PUT, NULL, &tb, tmsg, sizeof(tmsg)), 0,
 	       "the bulk parser reads an exported expiration_ttl");
 	ok(tb.count == 1 && tb.entries[0].has_ttl && tb.entries[0].ttl == 4294967295ll &&
 		   !tb.entries[0].has_expiration,

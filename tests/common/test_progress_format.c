@@ -3,7 +3,9 @@
  * from given counts and clock values: done/total, the percentage, the rate
  * in units/s and bytes/s, the ETA while running and the elapsed time at the
  * end; an estimated total shown as "~N" and dropped once the work passes
- * it; short numbers; a line cut to the buffer, never overrun.  The drawing
+ * it; short numbers; a line cut to the buffer, never overrun; the steps
+ * of an operation (a named step counted in bytes, a wait that shows no
+ * rate, and a final line timed from the start of the whole operation).  The drawing
  * itself (terminal only, ten frames a second at most) is tested through
  * the real tools in test_progress.sh.
  */
@@ -95,6 +97,39 @@ static void test_estimate(void)
 	       "the real total set at the end: N/N");
 }
 
+static void test_steps(void)
+{
+	struct kt_progress p = display("bulk put", "keys", 0);
+	kt_progress_phase(&p, "reading", NULL, 90 * 1024 * 1024, true);
+	p.start_ns = 0;
+	p.done = 45 * 1024 * 1024;
+	is_str(fmt(&p, S / 2, false), "bulk put: reading 45.0 MiB/90.0 MiB 50% 90.0 MiB/s ETA 0:00:01",
+	       "a step counted in bytes: its name, bytes of the size in binary units, bytes/s");
+	kt_progress_phase(&p, "reading", NULL, 0, true);
+	p.start_ns = 0;
+	p.done = 1536;
+	is_str(fmt(&p, S, false), "bulk put: reading 1.50 KiB 1.50 KiB/s",
+	       "bytes with no total (a pipe): the count and the rate");
+	kt_progress_phase(&p, NULL, "keys", 10000, false);
+	is_int((long long)p.done, 0, "a new step starts from nothing done");
+	p.start_ns = 2 * S;
+	p.done = 5000;
+	is_str(fmt(&p, 3 * S, false), "bulk put: 5000/10000 keys 50% 5.00k keys/s ETA 0:00:01",
+	       "the main work: no step name, its rate and ETA from its own start");
+	p.done = 10000;
+	p.wait = "committing";
+	is_str(fmt(&p, 4 * S, false), "bulk put: 10000/10000 keys 100%, committing...",
+	       "a wait: the counts so far and what runs, no stale rate or ETA");
+	p.wait = NULL;
+	is_str(fmt(&p, 5 * S, true), "bulk put: 10000/10000 keys 100% 2.00k keys/s in 0:00:05",
+	       "the final line: the whole operation's time and rate, from init");
+	kt_progress_phase(&p, "parsing", NULL, 2048, true);
+	p.start_ns = 0;
+	p.done = 1024;
+	is_str(fmt(&p, S, true), "bulk put: parsing 1.00 KiB/2.00 KiB 50% 1.00 KiB/s in 0:00:01",
+	       "a final line in a step (a failed parse) says where it stopped");
+}
+
 static void test_human(void)
 {
 	char b[32];
@@ -124,6 +159,7 @@ int main(void)
 	test_known_total();
 	test_unknown_total();
 	test_estimate();
+	test_steps();
 	test_human();
 	test_truncation();
 	return done_testing();

@@ -53,7 +53,7 @@ static void round_trip(const struct kt_bulk *b)
 
 	struct kt_bulk again;
 	char msg[KT_BULK_ERRMSG_MAX];
-	require(kt_bulk_parse(text, len, KT_BULK_PUT, &again, msg, sizeof(msg)) == 0);
+	require(kt_bulk_parse(text, len, KT_BULK_PUT, NULL, &again, msg, sizeof(msg)) == 0);
 	require(again.count == b->count);
 	for (size_t i = 0; i < b->count; i++) {
 		const struct kt_bulk_entry *x = &b->entries[i], *y = &again.entries[i];
@@ -70,7 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct kt_bulk b;
 	char msg[KT_BULK_ERRMSG_MAX];
-	int rc = kt_bulk_parse(data, size, KT_BULK_PUT, &b, msg, sizeof(msg));
+	int rc = kt_bulk_parse(data, size, KT_BULK_PUT, NULL, &b, msg, sizeof(msg));
 	if (rc == 0) {
 		check_entries(&b, true);
 		round_trip(&b);
@@ -78,7 +78,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else {
 		require(strlen(msg) > 0 && strlen(msg) < sizeof(msg));
 	}
-	rc = kt_bulk_parse(data, size, KT_BULK_KEYS, &b, msg, sizeof(msg));
+	rc = kt_bulk_parse(data, size, KT_BULK_KEYS, NULL, &b, msg, sizeof(msg));
 	if (rc == 0) {
 		check_entries(&b, false);
 		kt_bulk_release(&b);

@@ -34,6 +34,10 @@ check_eq "an empty token file is refused (exit 1)" "$st" 1
 check "with a message" grep -q 'no token on its first line' "$WORK/err"
 check_eq "a usage error exits 2" "$(t "$KVAPI" 2>/dev/null; echo $?)" 2
 check_eq "--listen without a port exits 2" "$(t "$KVAPI" --listen 127.0.0.1 "$WORK/root" 2>/dev/null; echo $?)" 2
+for n in 0 257 x 1.5; do
+	check_eq "--per-address-max $n exits 2" \
+		"$(t "$KVAPI" --per-address-max "$n" "$WORK/root" 2>/dev/null; echo $?)" 2
+done
 check "-h" sh -c "'$KVAPI' -h | grep -q 'Usage: kvapi'"
 check "--version" sh -c "'$KVAPI' --version | grep -q '^kvapi '"
 

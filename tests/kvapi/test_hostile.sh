@@ -3,10 +3,13 @@
 # hold memory past a route's limit, and do not keep others from being
 # served: slowloris connections, oversized bodies (announced and
 # chunked), garbage request lines, pipelining, hundreds of concurrent
-# requests.
+# requests, one address holding connections open (--per-address-max: the
+# one past the limit is closed unanswered while another address is
+# served).
 . "$(dirname "$0")/lib.sh"
 
-start_kvapi "$WORK/root"
+# All 100 concurrent clients below come from one address: room for them.
+start_kvapi "$WORK/root" --per-address-max 256
 NS=$(new_ns hostile)
 V="$BASE/$NS/values"
 HOST=${ADDR%:*}
@@ -72,4 +75,46 @@ for i in $(seq 300); do [ "$(cat "$WORK/r$i")" = "v$i" ] || bad=$((bad + 1)); do
 check_eq "300 concurrent GETs read their values" "$bad" 0
 check "kvctl check: the store is sound" kvctl "$WORK/root/$NS" check
 check "kvapi is still running" kill -0 "$KVAPI_PID"
+
+# One address cannot hold every connection.  A kvapi with the default
+# --per-address-max (64) in a network namespace; 64 connections from its
+# 127.0.0.1 that send half a request and wait, each connected before the
+# next starts (connections are accepted in the order they were made); a
+# 65th from the same address is closed unanswered, while a client from
+# another address (the other end of a veth pair) is served, and the first
+# address is served again once its connections are gone.
+printf 'hostile-token\n' >"$WORK/token"
+netns_pair hostile 10.78.0.1/24 10.78.0.2/24
+bg limit ip netns exec "$NS_A" "$KVAPI" --listen 0.0.0.0:8787 --token-file "$WORK/token" \
+	"$WORK/root"
+check "kvapi with the default limit is serving" within 10000 grep -q 'serving.* 64 from one address' \
+	"$WORK/limit.log"
+PATH_NS="/client/v4/accounts/$ACCOUNT/storage/kv/namespaces"
+AUTH='Authorization: Bearer hostile-token'
+HANG=()
+for i in $(seq 64); do
+	timeout 90 ip netns exec "$NS_A" bash -c "exec 3<>/dev/tcp/127.0.0.1/8787 && touch '$WORK/hang$i' &&
+		printf 'GET $PATH_NS HTTP/1.1\r\nHost: x\r\n' >&3 && exec sleep 60" &
+	HANG+=("$!")
+	PIDS+=("$!")
+	within 10000 test -e "$WORK/hang$i" || not_ok "hanging connection $i was not made"
+done
+# in_ns NS URL: curl from network namespace NS with the token.
+in_ns() {
+	t ip netns exec "$1" curl -sS -o "$WORK/body" -w '%{http_code}' -H "$AUTH" "$2" \
+		>"$WORK/status" 2>"$WORK/curl.err" || true
+}
+in_ns "$NS_A" "http://127.0.0.1:8787$PATH_NS"
+check_eq "a 65th connection from the same address gets no reply" "$(status)" 000
+in_ns "$NS_B" "http://10.78.0.1:8787$PATH_NS"
+check_eq "a client from another address is served meanwhile" "$(status)" 200
+check_json "with the namespaces" '.success == true'
+for p in "${HANG[@]}"; do kill "$p" 2>/dev/null || true; done
+for p in "${HANG[@]}"; do wait "$p" 2>/dev/null || true; done
+served_again() {
+	in_ns "$NS_A" "http://127.0.0.1:8787$PATH_NS"
+	[ "$(status)" = 200 ]
+}
+check "the first address is served once its connections are closed" within 10000 served_again
+check "kvapi is still running" kill -0 "$BG_PID"
 finish

@@ -363,7 +363,7 @@ static inline long long kt_check(kvc_store *s)
 {
 	unsigned shown = 0;
 	uint64_t problems = 0;
-	int rc = kvc_check(s, kt_check_diag, &shown, &problems);
+	int rc = kvc_check(s, kt_check_diag, NULL, &shown, &problems, NULL);
 	return rc ? rc : (long long)problems;
 }
 

@@ -144,27 +144,26 @@ struct expiry_case {
 	int64_t exp;
 	bool has_ttl;
 	int64_t ttl;
-	uint32_t min_ttl;
 	const char *msg; /* NULL: accepted */
 	const char *what;
 };
 
 static const struct expiry_case expiry_cases[] = {
-	{false, 0, true, 0, 60, "Invalid expiration_ttl of 0. Please specify integer greater than 0.", "ttl 0"},
-	{false, 0, true, -5, 30, "Invalid expiration_ttl of -5. Please specify integer greater than 0.", "a negative ttl"},
-	{false, 0, true, INT64_MIN, 60, "Invalid expiration_ttl of -9223372036854775808. Please specify integer greater than 0.", "the least ttl an int64 holds"},
-	{false, 0, true, 4294967296, 60, "Invalid expiration_ttl of 4294967296. Expiration TTL must be at most 4294967295.", "a ttl of UINT32_MAX + 1"},
-	{false, 0, true, INT64_MAX, 60, "Invalid expiration_ttl of 9223372036854775807. Expiration TTL must be at most 4294967295.", "the largest ttl an int64 holds"},
-	{true, 0, false, 0, 60, "Invalid expiration of 0. Please specify integer greater than the current number of seconds since the UNIX epoch.", "expiration 0"},
-	{true, -1, false, 0, 1, "Invalid expiration of -1. Please specify integer greater than the current number of seconds since the UNIX epoch.", "a negative expiration"},
+	{false, 0, true, 0, "Invalid expiration_ttl of 0. Please specify integer greater than 0.", "ttl 0"},
+	{false, 0, true, -5, "Invalid expiration_ttl of -5. Please specify integer greater than 0.", "a negative ttl"},
+	{false, 0, true, INT64_MIN, "Invalid expiration_ttl of -9223372036854775808. Please specify integer greater than 0.", "the least ttl an int64 holds"},
+	{false, 0, true, 4294967296, "Invalid expiration_ttl of 4294967296. Expiration TTL must be at most 4294967295.", "a ttl of UINT32_MAX + 1"},
+	{false, 0, true, INT64_MAX, "Invalid expiration_ttl of 9223372036854775807. Expiration TTL must be at most 4294967295.", "the largest ttl an int64 holds"},
+	{true, 0, false, 0, "Invalid expiration of 0. Please specify integer greater than the current number of seconds since the UNIX epoch.", "expiration 0"},
+	{true, -1, false, 0, "Invalid expiration of -1. Please specify integer greater than the current number of seconds since the UNIX epoch.", "a negative expiration"},
 	/* The ttl wins: the expiration beside it is not looked at. */
-	{true, -1, true, 120, 60, NULL, "a good ttl beside a bad expiration"},
-	{true, 2000000000, true, 0, 60, "Invalid expiration_ttl of 0. Please specify integer greater than 0.", "a bad ttl beside a good expiration"},
-	{false, 0, true, 1, 60, NULL, "ttl 1 (below min_ttl: kvc_write's to refuse)"},
-	{false, 0, true, 4294967295, 60, NULL, "ttl UINT32_MAX"},
-	{true, 1, false, 0, 60, NULL, "expiration 1 (in the past: kvc_write's to refuse)"},
-	{true, INT64_MAX, false, 0, 60, NULL, "the largest expiration"},
-	{false, 0, false, 0, 60, NULL, "neither"},
+	{true, -1, true, 120, NULL, "a good ttl beside a bad expiration"},
+	{true, 2000000000, true, 0, "Invalid expiration_ttl of 0. Please specify integer greater than 0.", "a bad ttl beside a good expiration"},
+	{false, 0, true, 1, NULL, "ttl 1 (below min_ttl: kvc_write's to refuse)"},
+	{false, 0, true, 4294967295, NULL, "ttl UINT32_MAX"},
+	{true, 1, false, 0, NULL, "expiration 1 (in the past: kvc_write's to refuse)"},
+	{true, INT64_MAX, false, 0, NULL, "the largest expiration"},
+	{false, 0, false, 0, NULL, "neither"},
 };
 
 static void test_expiry_rules(void)
@@ -174,8 +173,8 @@ static void test_expiry_rules(void)
 		/* Fields set before: a refusal leaves them, success overwrites. */
 		struct kvc_write w = {.set = KVC_SET_VALUE, .expiration = 77, .ttl = 88};
 		char msg[256] = "unchanged";
-		int rc = kvc_write_set_expiry(&w, c->has_exp, c->exp, c->has_ttl, c->ttl, c->min_ttl,
-					      msg, sizeof(msg));
+		int rc = kvc_write_set_expiry(&w, c->has_exp, c->exp, c->has_ttl, c->ttl, msg,
+					      sizeof(msg));
 		if (c->msg) {
 			is_int(rc, -EINVAL, "set_expiry: %s is refused", c->what);
 			is_str(msg, c->msg, "set_expiry: %s: the message", c->what);
@@ -193,12 +192,12 @@ static void test_expiry_rules(void)
 		   w.expiration, w.ttl);
 	}
 	struct kvc_write w = {0};
-	is_int(kvc_write_set_expiry(&w, false, 0, true, 0, 60, NULL, 0), -EINVAL,
+	is_int(kvc_write_set_expiry(&w, false, 0, true, 0, NULL, 0), -EINVAL,
 	       "set_expiry: no message buffer is fine");
-	is_int(kvc_write_set_expiry(NULL, false, 0, false, 0, 60, NULL, 0), -EINVAL,
+	is_int(kvc_write_set_expiry(NULL, false, 0, false, 0, NULL, 0), -EINVAL,
 	       "set_expiry: no write is -EINVAL");
 	char small[16];
-	kvc_write_set_expiry(&w, false, 0, true, 0, 60, small, sizeof(small));
+	kvc_write_set_expiry(&w, false, 0, true, 0, small, sizeof(small));
 	is_str(small, "Invalid expirat", "set_expiry: a short buffer gets a cut, terminated message");
 }
 
@@ -211,7 +210,7 @@ static void test_expiry_stored(struct kt_dir *d)
 	int64_t now = kvc_now_ns() / 1000000000;
 
 	struct kvc_write w = {.set = KVC_SET_VALUE, .value = "v", .value_len = 1};
-	is_int(kvc_write_set_expiry(&w, false, 0, true, 3600, 1, NULL, 0), 0,
+	is_int(kvc_write_set_expiry(&w, false, 0, true, 3600, NULL, 0), 0,
 	       "stored: ttl 3600 accepted");
 	is_int(kt_write(s, "k", 1, &w, NULL, 0), 0, "stored: the put with a ttl is written");
 	struct kt_rec r = {0};
@@ -221,7 +220,7 @@ static void test_expiry_stored(struct kt_dir *d)
 	kt_rec_free(&r);
 
 	w = (struct kvc_write){.set = KVC_SET_VALUE, .value = "v", .value_len = 1};
-	is_int(kvc_write_set_expiry(&w, true, now + 7200, false, 0, 1, NULL, 0), 0,
+	is_int(kvc_write_set_expiry(&w, true, now + 7200, false, 0, NULL, 0), 0,
 	       "stored: expiration now + 7200 accepted");
 	is_int(kt_write(s, "k", 1, &w, NULL, 0), 0, "stored: the put with an expiration is written");
 	is_int(kt_get(s, "k", 1, 0, &r), 0, "stored: read back");
@@ -230,7 +229,7 @@ static void test_expiry_stored(struct kt_dir *d)
 	kt_rec_free(&r);
 
 	w = (struct kvc_write){.set = KVC_SET_VALUE, .value = "v", .value_len = 1};
-	is_int(kvc_write_set_expiry(&w, false, 0, false, 0, 1, NULL, 0), 0,
+	is_int(kvc_write_set_expiry(&w, false, 0, false, 0, NULL, 0), 0,
 	       "stored: neither accepted");
 	is_int(kt_write(s, "k", 1, &w, NULL, 0), 0, "stored: the plain put is written");
 	is_int(kt_get(s, "k", 1, 0, &r), 0, "stored: read back");

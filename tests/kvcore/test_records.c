@@ -21,6 +21,11 @@
  *    a key with a ttl clamps the mtime into [0, now + 100 years] with a
  *    positive expiration = ceil(mtime) + ttl, kvc_check stays clean, and the
  *    record replicates to another store through kvc_apply.
+ *  - kvc_check's progress: called first with 0, then with a growing count,
+ *    its total fixed and known before the first record (records, feed,
+ *    expiry and tombstone entries, and the chunks of large values: no scan
+ *    before the check), last with
+ *    done = total in a sound store; its record count is the records'.
  * Prints TAP.
  */
 #include <errno.h>
@@ -325,6 +330,79 @@ static void test_extreme_mtime(const struct kt_dir *d)
 	kt_check_close(p, "kvc_check is clean on its peer");
 }
 
+struct progress_calls {
+	unsigned n;
+	uint64_t first_done, last_done, total;
+	bool growing, same_total;
+};
+
+static void check_progress(void *arg, uint64_t done, uint64_t total)
+{
+	struct progress_calls *c = arg;
+	if (c->n == 0) {
+		c->first_done = done;
+		c->total = total;
+		c->growing = c->same_total = true;
+	} else {
+		c->growing = c->growing && done >= c->last_done;
+		c->same_total = c->same_total && total == c->total;
+	}
+	c->last_done = done;
+	c->n++;
+}
+
+static void test_check_progress(const struct kt_dir *d)
+{
+	char path[128], key[16];
+	kvc_store *s = kt_open(kt_dir_sub(d, "progress", path, sizeof(path)), NULL);
+	/* 3000 records: 200 with a ttl (expiry entries), 500 deleted
+	 * (tombstones). */
+	for (int i = 0; i < 3000; i++) {
+		struct kvc_write w = {.set = KVC_SET_VALUE, .value = "v", .value_len = 1};
+		snprintf(key, sizeof(key), "k%04d", i);
+		if (kvc_write_set_expiry(&w, false, 0, i < 200, 3600, NULL, 0) ||
+		    kt_write(s, key, strlen(key), &w, NULL, 0))
+			bail_out("fixture write");
+	}
+	for (int i = 2500; i < 3000; i++) {
+		snprintf(key, sizeof(key), "k%04d", i);
+		if (kt_delete(s, key, strlen(key)))
+			bail_out("fixture delete");
+	}
+	struct progress_calls c = {0};
+	uint64_t problems = 1, records = 0;
+	is_int(kvc_check(s, NULL, check_progress, &c, &problems, &records), 0,
+	       "check with progress: runs");
+	ok(problems == 0 && records == 3000, "check: no problem, 3000 records (%llu, %llu)",
+	   (unsigned long long)problems, (unsigned long long)records);
+	is_int(c.first_done, 0, "progress: first called with nothing done");
+	is_int((long long)c.total, 2 * 3000 + 200 + 500,
+	       "progress: the total is records + feed + expiry + tombstone entries");
+	ok(c.growing && c.same_total, "progress: the count grows, the total stays");
+	is_int((long long)c.last_done, (long long)c.total, "progress: last called with all done");
+	is_int(c.n, 2 + 6700 / KVC_CHECK_PROGRESS_EVERY,
+	       "progress: once at the start, every KVC_CHECK_PROGRESS_EVERY, once at the end");
+	is_int(kvc_check(s, NULL, NULL, NULL, NULL, NULL), 0, "check: every out parameter may be NULL");
+	kvc_close(s);
+
+	/* A large value's chunks are counted: most of its check is theirs. */
+	s = kt_open(kt_dir_sub(d, "progress-chunks", path, sizeof(path)), NULL);
+	size_t big_len = 4u << 20;
+	char *big = malloc(big_len);
+	if (big)
+		memset(big, 'b', big_len); /* zeros would be holes, no chunks */
+	if (!big || kt_put(s, "big", 3, big, big_len))
+		bail_out("fixture big value");
+	free(big);
+	c = (struct progress_calls){0};
+	is_int(kvc_check(s, NULL, check_progress, &c, &problems, &records), 0,
+	       "check of a chunked value: runs");
+	ok(c.total > 2 && c.last_done == c.total && records == 1,
+	   "progress: record, feed entry and %llu chunks, all done at the end",
+	   (unsigned long long)(c.total - 2));
+	kvc_close(s);
+}
+
 int main(void)
 {
 	struct kt_dir d;
@@ -332,6 +410,7 @@ int main(void)
 	test_hostile(&d);
 	test_saturation(&d);
 	test_extreme_mtime(&d);
+	test_check_progress(&d);
 	kt_dir_remove(&d);
 	return done_testing();
 }

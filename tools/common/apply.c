@@ -10,7 +10,6 @@
 struct apply {
 	const struct kt_bulk *b;
 	enum kt_bulk_format fmt;
-	uint32_t min_ttl;
 	struct kt_progress *progress;
 	char msg[KT_APPLY_ERRMSG_MAX];
 };
@@ -39,7 +38,7 @@ static int put_one(kvc_txn *txn, struct apply *a, size_t i)
 	};
 	char why[256];
 	int rc = kvc_write_set_expiry(&w, e->has_expiration, e->expiration, e->has_ttl, e->ttl,
-				      a->min_ttl, why, sizeof(why));
+				      why, sizeof(why));
 
 	if (rc)
 		return entry_fail(a, i, why, rc);
@@ -76,6 +75,10 @@ static int apply_fn(kvc_txn *txn, void *arg)
 			kt_progress_update(a->progress, i + 1);
 		}
 	}
+	/* One commit (with its fsync) for all of it: as long as the writes
+	 * for a large file, and nothing to count. */
+	if (a->progress)
+		kt_progress_wait(a->progress, "committing");
 	return 0;
 }
 
@@ -83,7 +86,7 @@ int kt_bulk_apply(kvc_store *store, const struct kt_bulk *b, enum kt_bulk_format
 		  struct kt_progress *progress, char *errmsg, size_t errmsg_size)
 {
 	struct apply a = {
-		.b = b, .fmt = fmt, .min_ttl = kvc_store_min_ttl(store), .progress = progress,
+		.b = b, .fmt = fmt, .progress = progress,
 	};
 	char store_msg[512] = "";
 	int rc = kvc_write_txn(store, apply_fn, &a, store_msg, sizeof(store_msg));

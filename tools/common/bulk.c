@@ -37,6 +37,7 @@ struct parser {
 	long entry;        /* index of the entry being read, -1 outside one */
 	const char *key;   /* its key once known (for messages), else NULL */
 	size_t key_len;
+	struct kt_progress *progress; /* NULL: none */
 };
 
 /* ------------------------------------------------------------ messages */
@@ -689,6 +690,8 @@ static int parse_entries(struct parser *p, enum kt_bulk_format fmt, struct kt_bu
 		if (rc)
 			return rc;
 		total++;
+		if (p->progress)
+			kt_progress_update(p->progress, p->pos);
 	} while (eat(p, ','));
 	p->entry = -1;
 	p->key = NULL;
@@ -735,8 +738,9 @@ static int parse_keys_object(struct parser *p, struct kt_bulk *b)
 	return 0;
 }
 
-int kt_bulk_parse(const void *data, size_t len, enum kt_bulk_format fmt, struct kt_bulk *ret,
-		  char *errmsg, size_t errmsg_size)
+int kt_bulk_parse(const void *data, size_t len, enum kt_bulk_format fmt,
+		  struct kt_progress *progress, struct kt_bulk *ret, char *errmsg,
+		  size_t errmsg_size)
 {
 	char dummy[1];
 	struct parser p = {
@@ -745,6 +749,7 @@ int kt_bulk_parse(const void *data, size_t len, enum kt_bulk_format fmt, struct 
 		.err = errmsg_size ? errmsg : dummy,
 		.err_size = errmsg_size ? errmsg_size : sizeof(dummy),
 		.entry = -1,
+		.progress = progress,
 	};
 	struct kt_bulk b = {0};
 	int rc;
@@ -754,6 +759,8 @@ int kt_bulk_parse(const void *data, size_t len, enum kt_bulk_format fmt, struct 
 			 KT_BULK_BYTES_MAX);
 		return -E2BIG;
 	}
+	if (progress)
+		kt_progress_phase(progress, "parsing", NULL, len, true);
 	int c = peek(&p);
 	if (c == '[')
 		rc = parse_entries(&p, fmt, &b);

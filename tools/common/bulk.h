@@ -30,6 +30,7 @@
 #include <stdio.h>
 
 #include "json.h"
+#include "progress.h"
 
 #define KT_BULK_ENTRIES_MAX 10000u
 #define KT_BULK_BYTES_MAX (100u * 1024u * 1024u)
@@ -66,14 +67,17 @@ struct kt_bulk {
  * @param[in] data       the file's bytes (need not be NUL-terminated)
  * @param[in] len        their number
  * @param[in] fmt        which format to expect
+ * @param[in] progress   NULL, or a display moved after each entry through a
+ *                       step of its own: "parsing", bytes of @len
  * @param[out] ret       the entries; release with kt_bulk_release()
  * @param[out] errmsg    on failure, why (names the entry index and key when
  *                       the fault is in an entry); NUL-terminated
  * @return 0, -EINVAL (malformed), -E2BIG (over KT_BULK_ENTRIES_MAX entries
  *         or KT_BULK_BYTES_MAX bytes), -ENOMEM
  */
-int kt_bulk_parse(const void *data, size_t len, enum kt_bulk_format fmt, struct kt_bulk *ret,
-		  char *errmsg, size_t errmsg_size);
+int kt_bulk_parse(const void *data, size_t len, enum kt_bulk_format fmt,
+		  struct kt_progress *progress, struct kt_bulk *ret, char *errmsg,
+		  size_t errmsg_size);
 
 /** Free the entries of @b (which may be NULL or zeroed) and zero it. */
 void kt_bulk_release(struct kt_bulk *b);

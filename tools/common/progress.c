@@ -35,6 +35,8 @@ static void put_all(int fd, const char *s, size_t n)
 	}
 }
 
+static void draw(struct kt_progress *p, int64_t now, bool final);
+
 void kt_progress_init(struct kt_progress *p, int fd, const char *what, const char *unit,
 		      uint64_t total)
 {
@@ -44,8 +46,24 @@ void kt_progress_init(struct kt_progress *p, int fd, const char *what, const cha
 	p->what = what;
 	p->unit = unit;
 	p->total = total;
-	p->start_ns = mono_ns();
+	p->start_ns = p->op_start_ns = mono_ns();
 	p->last_ns = INT64_MIN;
+}
+
+void kt_progress_phase(struct kt_progress *p, const char *phase, const char *unit,
+		       uint64_t total, bool bytes)
+{
+	p->phase = phase;
+	p->wait = NULL;
+	p->unit = unit;
+	p->count_bytes = bytes;
+	p->total = total;
+	p->approximate = false;
+	p->done = p->bytes = 0;
+	p->has_bytes = false;
+	p->start_ns = mono_ns();
+	if (p->enabled) /* at once, as the operation's first frame is */
+		draw(p, p->start_ns, false);
 }
 
 void kt_progress_set_total(struct kt_progress *p, uint64_t total, bool approximate)
@@ -97,33 +115,61 @@ static void hms(char *buf, size_t size, uint64_t s)
 		 (unsigned)(s / 60 % 60), (unsigned)(s % 60));
 }
 
+/* @n as the line shows a count: bytes in binary units ("41.2 MiB"), else
+ * the number itself. */
+static const char *count(char *buf, size_t size, const struct kt_progress *p, uint64_t n)
+{
+	if (!p->count_bytes) {
+		snprintf(buf, size, "%llu", (unsigned long long)n);
+		return buf;
+	}
+	char h[32];
+	snprintf(buf, size, "%sB", kt_progress_human(h, sizeof(h), (double)n, true));
+	return buf;
+}
+
 size_t kt_progress_format(char *buf, size_t size, const struct kt_progress *p, int64_t now_ns,
 			  bool final)
 {
 	if (!size)
 		return 0;
 	size_t n = 0;
-	char h[32], t[32];
+	char h[32], t[32], c[48];
 
 	/* An estimate that the work has passed is no total at all. */
 	bool total = p->total && !(p->approximate && p->done > p->total);
-	double elapsed = now_ns > p->start_ns ? (double)(now_ns - p->start_ns) / 1e9 : 0;
+	/* The final line is the whole operation's; a step's line its own. */
+	int64_t since = final ? p->op_start_ns : p->start_ns;
+	double elapsed = now_ns > since ? (double)(now_ns - since) / 1e9 : 0;
 	double rate = elapsed > 0 ? (double)p->done / elapsed : 0;
+	const char *unit = p->unit ? p->unit : "";
 
 	add(buf, size, &n, "%s: ", p->what);
+	if (p->phase) /* on a final line too: where a failed operation stopped */
+		add(buf, size, &n, "%s ", p->phase);
 	if (p->has_bytes && p->bytes_first)
 		add(buf, size, &n, "%sB ", kt_progress_human(h, sizeof(h), (double)p->bytes, true));
-	add(buf, size, &n, "%llu", (unsigned long long)p->done);
+	add(buf, size, &n, "%s", count(c, sizeof(c), p, p->done));
 	if (total) {
 		double pct = (double)p->done * 100 / (double)p->total;
-		add(buf, size, &n, "/%s%llu %s %u%%", p->approximate ? "~" : "",
-		    (unsigned long long)p->total, p->unit, (unsigned)(pct > 100 ? 100 : pct));
-	} else {
-		add(buf, size, &n, " %s", p->unit);
+		add(buf, size, &n, "/%s%s", p->approximate ? "~" : "",
+		    count(c, sizeof(c), p, p->total));
+		if (!p->count_bytes)
+			add(buf, size, &n, " %s", unit);
+		add(buf, size, &n, " %u%%", (unsigned)(pct > 100 ? 100 : pct));
+	} else if (!p->count_bytes) {
+		add(buf, size, &n, " %s", unit);
+	}
+	if (p->wait && !final) {
+		add(buf, size, &n, ", %s...", p->wait);
+		return n;
 	}
 	if (elapsed > 0 && (p->done || final)) {
-		add(buf, size, &n, " %s %s/s", kt_progress_human(h, sizeof(h), rate, false),
-		    p->unit);
+		if (p->count_bytes)
+			add(buf, size, &n, " %sB/s", kt_progress_human(h, sizeof(h), rate, true));
+		else
+			add(buf, size, &n, " %s %s/s", kt_progress_human(h, sizeof(h), rate, false),
+			    unit);
 		if (p->has_bytes)
 			add(buf, size, &n, " %sB/s",
 			    kt_progress_human(h, sizeof(h), (double)p->bytes / elapsed, true));
@@ -155,9 +201,17 @@ static void draw(struct kt_progress *p, int64_t now, bool final)
 	p->last_ns = now;
 }
 
+void kt_progress_wait(struct kt_progress *p, const char *what)
+{
+	p->wait = what;
+	if (p->enabled)
+		draw(p, mono_ns(), false);
+}
+
 void kt_progress_update(struct kt_progress *p, uint64_t done)
 {
 	p->done = done;
+	p->wait = NULL;
 	if (!p->enabled)
 		return;
 	int64_t now = mono_ns();
@@ -171,6 +225,20 @@ void kt_progress_update_bytes(struct kt_progress *p, uint64_t done, uint64_t byt
 	p->has_bytes = true;
 	p->bytes = bytes;
 	kt_progress_update(p, done);
+}
+
+void kt_progress_clear(struct kt_progress *p)
+{
+	if (!p->enabled || p->last_ns == INT64_MIN)
+		return;
+	put_all(p->fd, "\r\033[K", 4);
+	p->last_ns = INT64_MIN;
+}
+
+void kt_progress_drop(struct kt_progress *p)
+{
+	kt_progress_clear(p);
+	p->enabled = false;
 }
 
 void kt_progress_end(struct kt_progress *p)

@@ -11,11 +11,23 @@
  *   bulk put: 4000/10000 keys 40% 8123 keys/s 1.2 MiB/s ETA 0:00:01
  *
  * It is rewritten in place with '\r', at most ten times a second however
- * often it is updated.  kt_progress_end() draws it once more with the
+ * often it is updated (the first frame of a step and of a wait are drawn at
+ * once: see below).  kt_progress_end() draws it once more with the
  * final counts and the elapsed time in place of the ETA, and leaves it on
  * the screen with a newline (as rsync leaves its last line): the operator
  * keeps the count and the rate.  The state lives in the caller's struct: no
  * globals, any number of displays may exist (one per fd makes sense).
+ *
+ * An operation may have steps before its counted work, each counted in its
+ * own unit (kt_progress_phase: reading and parsing a bulk file, in bytes),
+ * and a step after it that reports nothing (kt_progress_wait: the commit
+ * of one big transaction), so that the line never stands still on a
+ * finished count while the work goes on:
+ *
+ *   bulk put: parsing 41.2 MiB/86.1 MiB 47% 95.3 MiB/s ETA 0:00:01
+ *   bulk put: 10000/10000 keys 100%, committing...
+ *
+ * The final line's rate and time are the whole operation's, from init.
  */
 #ifndef KVTOOLS_PROGRESS_H
 #define KVTOOLS_PROGRESS_H
@@ -38,7 +50,13 @@ struct kt_progress {
 	uint64_t total;    /* 0 = unknown */
 	uint64_t done;
 	uint64_t bytes;    /* bytes done, when has_bytes */
-	int64_t start_ns;  /* monotonic time of init */
+	bool count_bytes;  /* done and total are bytes: shown in binary units */
+	const char *phase; /* the step counted, before the main work (e.g.
+			      "parsing"); NULL for the main work.  Not owned */
+	const char *wait;  /* a step that reports nothing is running (e.g.
+			      "committing"); NULL when none.  Not owned */
+	int64_t start_ns;  /* monotonic time the step counted began */
+	int64_t op_start_ns; /* monotonic time of init: the final line's time */
 	int64_t last_ns;   /* monotonic time of the last draw */
 };
 
@@ -60,6 +78,29 @@ void kt_progress_init(struct kt_progress *p, int fd, const char *what, const cha
  */
 void kt_progress_set_total(struct kt_progress *p, uint64_t total, bool approximate);
 
+/**
+ * Begin a step of the operation counted on its own, from 0 of @total
+ * (0: unknown) @unit, its rate and ETA from now: @phase names it on the
+ * line ("bulk put: parsing 41.2 MiB/86.1 MiB ..."), NULL for the
+ * operation's main work (the line without a step's name, the one
+ * kt_progress_end draws).  @bytes: the counts are bytes, shown in binary
+ * units (@unit is then not shown).  Drawn at once, with nothing done, as
+ * an operation's first frame is: the operator sees the step begin (a
+ * command has a handful of steps, so the ten a second hold but for those
+ * few frames).
+ */
+void kt_progress_phase(struct kt_progress *p, const char *phase, const char *unit,
+		       uint64_t total, bool bytes);
+
+/**
+ * A step that reports nothing is beginning (e.g. "committing"): the line
+ * shows the counts so far and "@what..." in place of the rate and ETA,
+ * drawn at once (the step may be long, and the last frame may be up to
+ * 100 ms old), so the operator does not watch a finished count stand
+ * still.  The next update or end replaces it.
+ */
+void kt_progress_wait(struct kt_progress *p, const char *what);
+
 /** Record that @done units are done; redraws if the last draw is 100 ms old. */
 void kt_progress_update(struct kt_progress *p, uint64_t done);
 
@@ -67,8 +108,22 @@ void kt_progress_update(struct kt_progress *p, uint64_t done);
 void kt_progress_update_bytes(struct kt_progress *p, uint64_t done, uint64_t bytes);
 
 /**
- * The operation is over: draw the final counts with the elapsed time and
- * end the line with a newline, so it stays.  Nothing when disabled.  The
+ * Erase the line, so that other output can be written to the screen it is
+ * on; the next update draws it again (at once).  Nothing when disabled.
+ */
+void kt_progress_clear(struct kt_progress *p);
+
+/**
+ * The operation was refused before its work began (a file that cannot be
+ * read, or is too large to be): erase what was drawn and draw nothing
+ * more, so that only the message stays.
+ */
+void kt_progress_drop(struct kt_progress *p);
+
+/**
+ * The operation is over: draw the final counts of its main work with the
+ * time since init (and the rate over it) and end the line with a newline,
+ * so it stays.  Nothing when disabled.  The
  * display may be reused after init.
  */
 void kt_progress_end(struct kt_progress *p);

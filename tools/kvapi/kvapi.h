@@ -56,6 +56,16 @@
 #define KA_STREAM_MIN (1024u * 1024u)
 #define KA_STREAM_PIECE (256u * 1024u)
 
+/*
+ * Connections: at most KA_CONNECTIONS_MAX at once (a thread each), and at
+ * most ka_server.per_address_max (--per-address-max) of them from one
+ * client address, so that one client cannot hold them all until the idle
+ * timeout while others are turned away.  A connection past either limit
+ * is closed as soon as it is accepted, before any request is read.
+ */
+#define KA_CONNECTIONS_MAX 256u
+#define KA_PER_ADDRESS_DEFAULT 64u
+
 /* Cloudflare's error codes (docs/kvapi.md lists where each comes from). */
 enum ka_code {
 	KA_E_AUTH = 10000,          /* authentication error */
@@ -95,6 +105,7 @@ struct ka_server {
 	const char *token;      /* NULL: no token, loopback clients only */
 	size_t token_len;
 	int verbose;            /* -v: a line per request */
+	unsigned per_address_max; /* connections at once from one address */
 	pthread_mutex_t log_lock;
 };
 

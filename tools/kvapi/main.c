@@ -1,7 +1,8 @@
 /*
  * kvapi: the Workers KV part of the Cloudflare API v4 over local stores.
  *
- *   kvapi [--listen HOST:PORT] [--token-file F] [--memory-max SIZE] [-v] ROOT
+ *   kvapi [--listen HOST:PORT] [--token-file F] [--memory-max SIZE]
+ *         [--per-address-max N] [-v] ROOT
  *
  * This file reads the command line, opens ROOT's namespaces, starts the
  * server, says READY=1 to systemd (Type=notify) once the socket listens,
@@ -28,7 +29,8 @@
 #define TOKEN_MAX 4096
 
 static const char usage_text[] =
-	"Usage: kvapi [--listen HOST:PORT] [--token-file F] [--memory-max SIZE] [-v] ROOT\n"
+	"Usage: kvapi [--listen HOST:PORT] [--token-file F] [--memory-max SIZE]\n"
+	"             [--per-address-max N] [-v] ROOT\n"
 	"\n"
 	"Serve the Workers KV part of the Cloudflare API v4 over the stores under ROOT,\n"
 	"one per namespace (ROOT/<namespace id>), at\n"
@@ -43,6 +45,9 @@ static const char usage_text[] =
 	"  --memory-max SIZE   bytes held at once for request bodies and replies, all\n"
 	"                      requests together (K, M, G: powers of 1024; default\n"
 	"                      1G, at least 200M); past it requests get 503\n"
+	"  --per-address-max N connections at once from one client address (1 to\n"
+	"                      256, the limit of all; default 64); past it a new\n"
+	"                      connection is closed at once\n"
 	"  -v, --verbose       log one line per request\n"
 	"  -h, --help          show this help\n"
 	"  --version           show the version\n";
@@ -105,24 +110,27 @@ static int read_token(const char *path, char **ret)
 
 int main(int argc, char **argv)
 {
-	enum { O_VERSION = 256, O_LISTEN, O_TOKEN, O_MEMORY };
+	enum { O_VERSION = 256, O_LISTEN, O_TOKEN, O_MEMORY, O_PER_ADDRESS };
 	static const struct option opts[] = {
 		{"listen", required_argument, NULL, O_LISTEN},
 		{"token-file", required_argument, NULL, O_TOKEN},
 		{"memory-max", required_argument, NULL, O_MEMORY},
+		{"per-address-max", required_argument, NULL, O_PER_ADDRESS},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, O_VERSION},
 		{NULL, 0, NULL, 0},
 	};
 	const char *listen = DEFAULT_LISTEN, *token_file = NULL, *memory_max = NULL;
-	struct ka_server srv = {0};
+	const char *per_address = NULL;
+	struct ka_server srv = {.per_address_max = KA_PER_ADDRESS_DEFAULT};
 	int c;
 	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
 		switch (c) {
 		case O_LISTEN: listen = optarg; break;
 		case O_TOKEN: token_file = optarg; break;
 		case O_MEMORY: memory_max = optarg; break;
+		case O_PER_ADDRESS: per_address = optarg; break;
 		case 'v': srv.verbose++; break;
 		case 'h': fputs(usage_text, stdout); return 0;
 		case O_VERSION: printf("kvapi %s\n", KVAPI_VERSION); return 0;
@@ -145,6 +153,12 @@ int main(int argc, char **argv)
 		return usage_error("--memory-max must be at least %s: a bulk body of the "
 				   "largest size and its parsed copy",
 				   ka_size_show(KA_MEMORY_MIN, shown, sizeof(shown)));
+	int64_t n;
+	if (per_address && (ka_parse_int(per_address, &n) || n < 1 || n > KA_CONNECTIONS_MAX))
+		return usage_error("--per-address-max takes a number from 1 to %u, not '%s'",
+				   KA_CONNECTIONS_MAX, per_address);
+	if (per_address)
+		srv.per_address_max = (unsigned)n;
 	if (sodium_init() < 0) {
 		fprintf(stderr, "kvapi: cannot initialize libsodium\n");
 		return 1;
@@ -193,9 +207,12 @@ int main(int argc, char **argv)
 		free(token);
 		return 1;
 	}
-	ka_log(&srv, "serving %s on %s (%s; memory for bodies and replies: %s)", root, bound,
-	       token ? "token required" : "loopback clients only",
-	       ka_size_show(mem_max, shown, sizeof(shown)));
+	ka_log(&srv,
+	       "serving %s on %s (%s; memory for bodies and replies: %s; connections: %u, %u"
+	       " from one address)",
+	       root, bound, token ? "token required" : "loopback clients only",
+	       ka_size_show(mem_max, shown, sizeof(shown)), KA_CONNECTIONS_MAX,
+	       srv.per_address_max);
 	sd_notify(0, "READY=1");
 
 	int sig = 0;

@@ -26,8 +26,8 @@
 static bool parse_body(struct ka_req *r, enum kt_bulk_format fmt, struct kt_bulk *b)
 {
 	char msg[KT_BULK_ERRMSG_MAX];
-	int rc = kt_bulk_parse(r->body.p ? (const void *)r->body.p : "", r->body.len, fmt, b, msg,
-			       sizeof(msg));
+	int rc = kt_bulk_parse(r->body.p ? (const void *)r->body.p : "", r->body.len, fmt, NULL, b,
+			       msg, sizeof(msg));
 	if (rc == -E2BIG)
 		ka_reply_error(r, 413, KA_E_TOO_LARGE, "%s", msg);
 	else if (rc == -ENOMEM)

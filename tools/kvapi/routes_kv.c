@@ -364,8 +364,7 @@ static int put_expiry(struct ka_req *r, struct kvc_write *w)
 		free(s);
 	}
 	char msg[256];
-	if (kvc_write_set_expiry(w, has[0], v[0], has[1], v[1], kvc_store_min_ttl(ka_ns_store(r->ns)),
-				 msg, sizeof(msg))) {
+	if (kvc_write_set_expiry(w, has[0], v[0], has[1], v[1], msg, sizeof(msg))) {
 		ka_reply_error(r, 400, KA_E_VALUE, "%s", msg);
 		return -EINVAL;
 	}

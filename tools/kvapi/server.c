@@ -37,7 +37,6 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#define CONNECTION_LIMIT 256u
 #define CONNECTION_TIMEOUT_S 60u
 
 static const char api_prefix[] = "/client/v4/accounts/";
@@ -526,7 +525,8 @@ struct MHD_Daemon *ka_server_start(struct ka_server *srv, const char *host, uint
 		flags, port, NULL, NULL, on_request, srv,
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-		MHD_OPTION_CONNECTION_LIMIT, CONNECTION_LIMIT,
+		MHD_OPTION_CONNECTION_LIMIT, KA_CONNECTIONS_MAX,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, srv->per_address_max,
 		MHD_OPTION_CONNECTION_TIMEOUT, CONNECTION_TIMEOUT_S,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
 		MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,

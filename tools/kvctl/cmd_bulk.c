@@ -2,7 +2,9 @@
  * cmd_bulk: bulk put, get and delete, the Workers KV bulk operations.  A
  * file is read and parsed whole (common/bulk.c) before the store is
  * touched; put and delete apply all its entries in one write transaction
- * or none, get answers from one snapshot.
+ * or none, get answers from one snapshot.  One progress line follows the
+ * whole command: reading the file, parsing it (bytes of its size), the
+ * keys, and for put and delete the commit.
  */
 #include "kvctl.h"
 
@@ -15,10 +17,13 @@
 #include <string.h>
 #include <unistd.h>
 
-static int load_bulk(const char *path, enum kt_bulk_format fmt, struct kt_bulk *ret)
+static int load_bulk(const char *path, enum kt_bulk_format fmt, struct kt_progress *progress,
+		     struct kt_bulk *ret)
 {
 	struct input in;
-	int rc = read_input(path, KT_BULK_BYTES_MAX, &in);
+	int rc = read_input(path, KT_BULK_BYTES_MAX, progress, &in);
+	if (rc || in.oversize)
+		kt_progress_drop(progress); /* refused before any work: the message alone */
 	if (rc)
 		return failure("cannot read '%s': %s", path, strerror(-rc));
 	if (in.oversize) {
@@ -32,24 +37,24 @@ static int load_bulk(const char *path, enum kt_bulk_format fmt, struct kt_bulk *
 			       KT_BULK_BYTES_MAX);
 	}
 	char msg[KT_BULK_ERRMSG_MAX];
-	rc = kt_bulk_parse(in.data, in.len, fmt, ret, msg, sizeof(msg));
+	rc = kt_bulk_parse(in.data, in.len, fmt, progress, ret, msg, sizeof(msg));
 	input_release(&in);
-	if (rc)
+	if (rc) {
+		kt_progress_end(progress);
 		return failure("%s", msg);
+	}
 	return 0;
 }
 
 /* Apply a bulk put or delete in one transaction: all entries or none. */
-static int bulk_write(kvc_store *store, const struct kt_bulk *b, bool put)
+static int bulk_write(kvc_store *store, const struct kt_bulk *b, bool put,
+		      struct kt_progress *progress)
 {
-	struct kt_progress progress;
 	char msg[KT_APPLY_ERRMSG_MAX];
 
-	kt_progress_init(&progress, STDERR_FILENO, put ? "bulk put" : "bulk delete", "keys",
-			 b->count);
-	int rc = kt_bulk_apply(store, b, put ? KT_BULK_PUT : KT_BULK_KEYS, &progress, msg,
+	int rc = kt_bulk_apply(store, b, put ? KT_BULK_PUT : KT_BULK_KEYS, progress, msg,
 			       sizeof(msg));
-	kt_progress_end(&progress);
+	kt_progress_end(progress);
 	if (rc)
 		return failure("%s", msg);
 	fprintf(stderr, "Success! %s %zu key%s\n", put ? "Put" : "Deleted", b->count,
@@ -89,7 +94,8 @@ static int print_value_object(const struct kvc_record *rec, bool with_metadata)
 	return 0;
 }
 
-static int bulk_get(kvc_store *store, const struct kt_bulk *b, bool with_metadata)
+static int bulk_get(kvc_store *store, const struct kt_bulk *b, bool with_metadata,
+		    struct kt_progress *progress)
 {
 	for (size_t i = 0; i < b->count; i++) {
 		const struct kt_bulk_entry *e = &b->entries[i];
@@ -97,21 +103,23 @@ static int bulk_get(kvc_store *store, const struct kt_bulk *b, bool with_metadat
 		if (kvc_key_check_msg(e->key, e->key_len, why, sizeof(why))) {
 			char shown[100];
 			kt_bulk_show_key(e->key, e->key_len, shown, sizeof(shown));
+			kt_progress_end(progress);
 			return failure("bulk entry %zu (key '%s'): %s", i, shown, why);
 		}
 	}
 	bool *repeat = kt_bulk_repeats(b);
-	if (!repeat)
+	if (!repeat) {
+		kt_progress_end(progress);
 		return failure("%s", strerror(ENOMEM));
+	}
 	kvc_txn *txn;
 	int rc = kvc_txn_begin(store, KVC_TXN_READ, &txn);
 	if (rc) {
+		kt_progress_end(progress);
 		free(repeat);
 		return failure("cannot read the store: %s", strerror(-rc));
 	}
-	struct kt_progress progress;
-	kt_progress_init(&progress, STDERR_FILENO, "bulk get", "keys", b->count);
-	progress.enabled = progress.enabled && !isatty(STDOUT_FILENO); /* data on the screen */
+	kt_progress_phase(progress, NULL, "keys", b->count, false);
 	bool first = true;
 	uint64_t bytes = 0;
 	putchar('{');
@@ -122,7 +130,7 @@ static int bulk_get(kvc_store *store, const struct kt_bulk *b, bool with_metadat
 			rc = kvc_get(txn, e->key, e->key_len, 0, &rec);
 		if (!rc)
 			bytes += rec.value_len;
-		kt_progress_update_bytes(&progress, i + 1, bytes);
+		kt_progress_update_bytes(progress, i + 1, bytes);
 		if (repeat[i])
 			continue;
 		fputs(first ? "\n  " : ",\n  ", stdout);
@@ -143,7 +151,7 @@ static int bulk_get(kvc_store *store, const struct kt_bulk *b, bool with_metadat
 		}
 		rc = print_value_object(&rec, with_metadata);
 	}
-	kt_progress_end(&progress);
+	kt_progress_end(progress);
 	fputs(first ? "}\n" : "\n}\n", stdout);
 	free(repeat);
 	if (rc)
@@ -159,15 +167,22 @@ int cmd_bulk(kvc_store *store, const struct args *a)
 {
 	int rc;
 	const char *sub = a->pos[0];
-	bool put = !strcmp(sub, "put");
+	bool put = !strcmp(sub, "put"), get = !strcmp(sub, "get");
 	struct kt_bulk b;
-	rc = load_bulk(a->pos[1], put ? KT_BULK_PUT : KT_BULK_KEYS, &b);
+	struct kt_progress progress;
+	kt_progress_init(&progress, STDERR_FILENO, put ? "bulk put" : get ? "bulk get" : "bulk delete",
+			 "keys", 0);
+	if (get) /* its data on the screen: no line through it */
+		progress.enabled = progress.enabled && !isatty(STDOUT_FILENO);
+	rc = load_bulk(a->pos[1], put ? KT_BULK_PUT : KT_BULK_KEYS, &progress, &b);
 	if (rc)
 		return rc;
-	if (!strcmp(sub, "get"))
-		rc = bulk_get(store, &b, a->opts & OPT_METADATA_FLAG);
-	else
-		rc = bulk_write(store, &b, put);
+	if (get) {
+		rc = bulk_get(store, &b, a->opts & OPT_METADATA_FLAG, &progress);
+	} else {
+		kt_progress_phase(&progress, NULL, "keys", b.count, false);
+		rc = bulk_write(store, &b, put, &progress);
+	}
 	kt_bulk_release(&b);
 	return rc;
 }

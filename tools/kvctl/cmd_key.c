@@ -56,8 +56,8 @@ int cmd_put(kvc_store *store, const struct args *a)
 		w.metadata = a->metadata;
 		w.metadata_len = strlen(a->metadata);
 	}
-	if (kvc_write_set_expiry(&w, a->expiration != NULL, a->expiration_s, a->ttl != NULL, a->ttl_s, kvc_store_min_ttl(store), msg,
-		       sizeof(msg)))
+	if (kvc_write_set_expiry(&w, a->expiration != NULL, a->expiration_s, a->ttl != NULL, a->ttl_s, msg,
+				 sizeof(msg)))
 		return failure("%s", msg);
 
 	struct input in = {0};
@@ -65,7 +65,7 @@ int cmd_put(kvc_store *store, const struct args *a)
 		w.value = a->pos[1];
 		w.value_len = strlen(a->pos[1]);
 	} else {
-		rc = read_input(a->path, KVC_VALUE_MAX, &in);
+		rc = read_input(a->path, KVC_VALUE_MAX, NULL, &in);
 		if (rc)
 			return failure("cannot read '%s': %s", a->path ? a->path : "-",
 				       strerror(-rc));

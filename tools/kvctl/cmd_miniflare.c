@@ -329,6 +329,7 @@ static int import_fn(kvc_txn *txn, void *arg)
 			 sqlite3_errmsg(sqlite3_db_handle(c->rows)));
 		return -EIO;
 	}
+	kt_progress_wait(c->progress, "committing"); /* one commit for all of it */
 	return 0;
 }
 
@@ -535,11 +536,15 @@ static int export_db_open(const struct mf_paths *p, struct export_db *e)
 
 /* Commit: the database (after the blobs are on disk), then its name.  A
  * failure leaves no row naming a blob of this export. */
-static int export_db_commit(const struct mf_paths *p, struct export_db *e)
+/* Commit the rows; a failure ends @progress before its message. */
+static int export_db_commit(const struct mf_paths *p, struct export_db *e,
+			    struct kt_progress *progress)
 {
 	const char *path = e->fresh ? e->tmp : p->db;
-	if (sqlite3_exec(e->db, "COMMIT", NULL, NULL, NULL))
+	if (sqlite3_exec(e->db, "COMMIT", NULL, NULL, NULL)) {
+		kt_progress_end(progress);
 		return db_failure(e->db, path, "cannot write");
+	}
 	/* The last connection of a WAL database checkpoints it into the file;
 	 * the rows are committed whatever the close says. */
 	sqlite3_close(e->db);
@@ -555,6 +560,7 @@ static int export_db_commit(const struct mf_paths *p, struct export_db *e)
 		err = errno;
 	if (err) {
 		unlink(e->tmp);
+		kt_progress_end(progress);
 		return failure("cannot put the new database in place as '%s': %s", p->db,
 			       strerror(err));
 	}
@@ -622,26 +628,29 @@ static int export_row(void *arg, const void *k, size_t kn, const struct kvc_reco
 	return 0;
 }
 
-/* Each live key under the prefix: a new blob and a row. */
+/* Each live key under the prefix: a new blob and a row, counted on
+ * @progress (which the caller ends on success; a failure ends it before
+ * its message). */
 static int export_rows(kvc_store *store, const struct args *a, sqlite3 *db, int blobs_fd,
-		       struct id_list *written, uint64_t *ret_n)
+		       struct kt_progress *progress, struct id_list *written, uint64_t *ret_n)
 {
 	struct export_rows x = {.db = db, .blobs_fd = blobs_fd, .written = written};
 
 	if (sqlite3_prepare_v2(db,
 			       "INSERT INTO _mf_entries (key, blob_id, expiration, metadata)"
 			       " VALUES (?1, ?2, ?3, ?4)",
-			       -1, &x.ins, NULL))
+			       -1, &x.ins, NULL)) {
+		kt_progress_end(progress);
 		return failure("cannot write the Miniflare database: %s", sqlite3_errmsg(db));
+	}
 
-	struct kt_progress progress;
-	export_progress_init(store, a, &progress);
-	int rc = export_each(store, a->prefix ? a->prefix : "", &progress, export_row, &x);
-	*ret_n = progress.done;
+	int rc = export_each(store, a->prefix ? a->prefix : "", progress, export_row, &x);
+	*ret_n = progress->done;
 	if (!rc)
-		kt_progress_set_total(&progress, progress.done, false);
-	kt_progress_end(&progress);
+		kt_progress_set_total(progress, progress->done, false);
 	sqlite3_finalize(x.ins);
+	if (rc)
+		kt_progress_end(progress);
 	if (rc && x.msg[0])
 		return failure("%s", x.msg);
 	if (rc)
@@ -666,13 +675,24 @@ int cmd_export_miniflare(kvc_store *store, const struct args *a)
 	if (blobs_fd < 0)
 		return failure("cannot open '%s': %s", paths.blobs_dir, strerror(errno));
 	status = export_db_open(&paths, &e);
+	struct kt_progress progress;
+	export_progress_init(store, a, &progress);
 	if (!status)
-		status = export_rows(store, a, e.db, blobs_fd, &written, &n);
-	/* The blobs are on disk before any row that names them is. */
-	if (!status && syncfs(blobs_fd))
-		status = failure("cannot write '%s': %s", paths.blobs_dir, strerror(errno));
+		status = export_rows(store, a, e.db, blobs_fd, &progress, &written, &n);
+	/* The blobs are on disk before any row that names them is: a wait
+	 * as long as the blobs are large, then the database's commit. */
 	if (!status)
-		status = export_db_commit(&paths, &e);
+		kt_progress_wait(&progress, "syncing");
+	if (!status && syncfs(blobs_fd)) {
+		int err = errno;
+		kt_progress_end(&progress);
+		status = failure("cannot write '%s': %s", paths.blobs_dir, strerror(err));
+	}
+	if (!status) {
+		kt_progress_wait(&progress, "committing");
+		status = export_db_commit(&paths, &e, &progress);
+	}
+	kt_progress_end(&progress);
 	if (status) {
 		export_db_release(&e); /* before the blobs: no row may name a removed one */
 		id_list_unlink(&written, blobs_fd);

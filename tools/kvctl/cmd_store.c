@@ -110,13 +110,17 @@ int cmd_reap(kvc_store *store, const struct args *a)
 		total += n;
 		kt_progress_update(&progress, total);
 	} while (!rc && n >= REAP_BATCH);
-	kt_progress_end(&progress);
-	if (rc)
+	if (rc) {
+		kt_progress_end(&progress);
 		return failure("reap failed after %" PRIu64 " keys: %s", total, strerror(-rc));
-	printf("reaped %" PRIu64 " expired key%s\n", total, total == 1 ? "" : "s");
-	/* Tombstones past the grace period have served replication. */
+	}
+	/* Tombstones past the grace period have served replication.  Their
+	 * collection reports nothing and lasts as long as they are many. */
 	uint64_t collected = 0;
+	kt_progress_wait(&progress, "collecting old tombstones");
 	rc = kvc_gc_tombstones(store, KVC_TOMBSTONE_GRACE_DEFAULT, &collected);
+	kt_progress_end(&progress);
+	printf("reaped %" PRIu64 " expired key%s\n", total, total == 1 ? "" : "s");
 	if (rc)
 		return failure("collecting old tombstones failed: %s", strerror(-rc));
 	if (collected)
@@ -176,31 +180,35 @@ int cmd_stats(kvc_store *store, const struct args *a)
 	return finish_stdout(0);
 }
 
+/* A problem on stdout, on a line of its own: the progress line (stderr,
+ * perhaps the same screen) is erased first and drawn again below it. */
 static void check_problem(void *arg, const char *problem)
 {
-	(void)arg;
+	struct kt_progress *progress = arg;
+	fflush(stdout);
+	kt_progress_clear(progress);
 	printf("%s\n", problem);
+	fflush(stdout);
+}
+
+/* kvc_check's progress: its total is LMDB's count of what it walks, exact
+ * in a sound store, so no scan is needed before the check to know it. */
+static void check_progress(void *arg, uint64_t done, uint64_t total)
+{
+	struct kt_progress *progress = arg;
+	progress->total = total;
+	kt_progress_update(progress, done);
 }
 
 int cmd_check(kvc_store *store, const struct args *a)
 {
-	int rc;
-	/* kvc_usage counts LMDB entries, which is not the records when long
-	 * keys share a bucket: count them by a scan, as the check itself does. */
-	struct kvc_stats st;
-	rc = kvc_stats(store, &st);
-	if (rc)
-		return failure("cannot read the store: %s", strerror(-rc));
-	uint64_t records = st.keys + st.expired_pending + st.tombstones;
-	/* kvc_check reports no progress of its own: show what is to be done,
-	 * then, once it is over, all of it with the rate and time taken. */
+	(void)a;
 	struct kt_progress progress;
-	kt_progress_init(&progress, STDERR_FILENO, "check", "records", records);
-	kt_progress_update(&progress, 0);
-	uint64_t problems = 0;
-	rc = kvc_check(store, check_problem, NULL, &problems);
-	if (!rc)
-		progress.done = records;
+	kt_progress_init(&progress, STDERR_FILENO, "check", "entries", 0);
+	uint64_t problems = 0, records = 0;
+	int rc = kvc_check(store, check_problem, check_progress, &progress, &problems, &records);
+	if (!rc) /* a store with problems may end off its count */
+		kt_progress_set_total(&progress, progress.done, false);
 	kt_progress_end(&progress);
 	if (rc)
 		return failure("check failed: %s", strerror(-rc));
@@ -212,4 +220,3 @@ int cmd_check(kvc_store *store, const struct args *a)
 	printf("ok: %" PRIu64 " records checked\n", records);
 	return finish_stdout(0);
 }
-

@@ -107,8 +107,14 @@ struct input {
 	bool size_known; /* len is the whole input's size */
 };
 
-/** Read @path (or stdin) into @ret.  @return 0 or -errno */
-int read_input(const char *path, size_t max, struct input *ret);
+/**
+ * Read @path (or stdin) into @ret.
+ * @param[in] progress  NULL, or a display moved as it reads, in a step of
+ *                      its own: "reading", bytes of the file's size (no
+ *                      total for stdin or a pipe)
+ * @return 0 or -errno
+ */
+int read_input(const char *path, size_t max, struct kt_progress *progress, struct input *ret);
 
 /** Free what read_input() gave; @in may be zeroed. */
 void input_release(struct input *in);

@@ -108,37 +108,48 @@ static int add_positional(struct args *a, const char *arg)
 	return 0;
 }
 
-/* What each command takes: arguments (between lo and hi) and options. */
-struct command_shape {
+/* The commands: what each takes, arguments (between lo and hi) and
+ * options, and what runs it. */
+struct command {
 	const char *name;
 	int lo, hi;
 	unsigned opts; /* enum opt_bit */
 	const char *shape;
+	kvctl_cmd *run;
 };
 
-static const struct command_shape shapes[] = {
-	{"get", 1, 1, OPT_METADATA_FLAG, "get KEY [--metadata]"},
+static const struct command commands[] = {
+	{"get", 1, 1, OPT_METADATA_FLAG, "get KEY [--metadata]", cmd_get},
 	{"put", 1, 2, OPT_METADATA | OPT_PATH | OPT_TTL | OPT_EXPIRATION,
-	 "put KEY [VALUE] [--path FILE] [--ttl S] [--expiration T] [--metadata JSON]"},
-	{"delete", 1, 1, 0, "delete KEY"},
-	{"list", 0, 0, OPT_PREFIX | OPT_LIMIT | OPT_CURSOR, "list [--prefix P] [--limit N] [--cursor C]"},
-	{"bulk", 2, 2, OPT_METADATA_FLAG, "bulk put|get|delete FILE|-"},
+	 "put KEY [VALUE] [--path FILE] [--ttl S] [--expiration T] [--metadata JSON]", cmd_put},
+	{"delete", 1, 1, 0, "delete KEY", cmd_delete},
+	{"list", 0, 0, OPT_PREFIX | OPT_LIMIT | OPT_CURSOR, "list [--prefix P] [--limit N] [--cursor C]",
+	 cmd_list},
+	{"bulk", 2, 2, OPT_METADATA_FLAG, "bulk put|get|delete FILE|-", cmd_bulk},
 	{"export", 0, 0, OPT_PREFIX | OPT_TO_MINIFLARE | OPT_NAMESPACE,
-	 "export [--prefix P] [--to-miniflare DIR --namespace ID]"},
-	{"import", 0, 0, OPT_FROM_MINIFLARE | OPT_NAMESPACE, "import --from-miniflare DIR --namespace ID"},
-	{"reap", 0, 0, 0, "reap"},
-	{"stats", 0, 0, 0, "stats"},
-	{"check", 0, 0, 0, "check"},
-	{"watch", 0, 0, OPT_PREFIX | OPT_SINCE | OPT_VALUES, "watch [--prefix P] [--since SEQ] [--values]"},
+	 "export [--prefix P] [--to-miniflare DIR --namespace ID]", cmd_export},
+	{"import", 0, 0, OPT_FROM_MINIFLARE | OPT_NAMESPACE, "import --from-miniflare DIR --namespace ID",
+	 cmd_import},
+	{"reap", 0, 0, 0, "reap", cmd_reap},
+	{"stats", 0, 0, 0, "stats", cmd_stats},
+	{"check", 0, 0, 0, "check", cmd_check},
+	{"watch", 0, 0, OPT_PREFIX | OPT_SINCE | OPT_VALUES, "watch [--prefix P] [--since SEQ] [--values]",
+	 cmd_watch},
 };
+
+/* The command named @name, or NULL. */
+static const struct command *find_command(const char *name)
+{
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(name, commands[i].name))
+			return &commands[i];
+	return NULL;
+}
 
 /* Check the command line against the command's shape before anything is opened. */
 static int check_command(const struct args *a)
 {
-	const struct command_shape *c = NULL;
-	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
-		if (!strcmp(a->command, shapes[i].name))
-			c = &shapes[i];
+	const struct command *c = find_command(a->command);
 	if (!c)
 		return usage_error("unknown command '%s'", a->command);
 	if (a->npos < c->lo || a->npos > c->hi)
@@ -361,16 +372,6 @@ static int open_store(const struct args *a, kvc_store **ret)
 
 int main(int argc, char **argv)
 {
-	static const struct {
-		const char *name;
-		kvctl_cmd *run;
-	} commands[] = {
-		{"get", cmd_get},       {"put", cmd_put},     {"delete", cmd_delete},
-		{"list", cmd_list},     {"bulk", cmd_bulk},   {"export", cmd_export},
-		{"reap", cmd_reap},     {"stats", cmd_stats}, {"check", cmd_check},
-		{"import", cmd_import},
-		{"watch", cmd_watch},
-	};
 	struct args a;
 	int rc = parse_args(argc, argv, &a);
 	if (rc)
@@ -379,9 +380,7 @@ int main(int argc, char **argv)
 	rc = open_store(&a, &store);
 	if (rc)
 		return rc;
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (!strcmp(a.command, commands[i].name))
-			rc = commands[i].run(store, &a);
+	rc = find_command(a.command)->run(store, &a); /* parse_args found it */
 	kvc_close(store);
 	return rc;
 }

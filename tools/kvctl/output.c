@@ -65,7 +65,10 @@ void input_release(struct input *in)
 	memset(in, 0, sizeof(*in));
 }
 
-int read_input(const char *path, size_t max, struct input *ret)
+/* The most read(2) is asked for at once: the progress line moves between. */
+#define READ_STEP (1u << 20)
+
+int read_input(const char *path, size_t max, struct kt_progress *progress, struct input *ret)
 {
 	bool is_stdin = !path || !strcmp(path, "-");
 	int fd = is_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
@@ -74,7 +77,8 @@ int read_input(const char *path, size_t max, struct input *ret)
 	int rc = 0;
 	if (fd < 0)
 		return -errno;
-	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size > max &&
+	bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+	if (regular && (uint64_t)st.st_size > max &&
 	    (uint64_t)st.st_size <= SIZE_MAX) {
 		void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 		if (m != MAP_FAILED) {
@@ -85,6 +89,9 @@ int read_input(const char *path, size_t max, struct input *ret)
 		}
 	}
 	struct kt_buf buf = KT_BUF_INIT;
+	if (progress)
+		kt_progress_phase(progress, "reading", NULL,
+				  regular ? (uint64_t)st.st_size : 0, true);
 	for (;;) {
 		if (buf.len > max)
 			break; /* holds max + 1: enough to know */
@@ -96,6 +103,8 @@ int read_input(const char *path, size_t max, struct input *ret)
 		size_t room = buf.cap - buf.len;
 		if (room > max + 1 - buf.len)
 			room = max + 1 - buf.len; /* never read past max + 1 */
+		if (room > READ_STEP)
+			room = READ_STEP;
 		ssize_t r = read(fd, buf.p + buf.len, room);
 		if (r < 0 && errno == EINTR)
 			continue;
@@ -108,6 +117,8 @@ int read_input(const char *path, size_t max, struct input *ret)
 			break;
 		}
 		buf.len += (size_t)r;
+		if (progress)
+			kt_progress_update(progress, buf.len);
 	}
 	in.data = buf.p;
 	in.len = buf.len;
