@@ -60,6 +60,22 @@ watch_ready wboth "kvsync --watch --both says READY=1" --both "$WORK/wsrc" "$WOR
 same_export "and both stores hold both namespaces when it does" "$WORK/wsrc" "$WORK/vsrc"
 term_exits_0 "a SIGTERM ends it with exit 0" "$W_PID"
 
+# A source whose every change was a delete that GC has since collected:
+# its feed has a head but nothing left to send.  The pull has still caught
+# up, and must say so (an empty batch carries the watermark).
+kvctl "$WORK/gone" put k v >/dev/null 2>&1
+kvctl "$WORK/gone" delete k >/dev/null 2>&1
+t "$GC_TOMBSTONES" "$WORK/gone" 0 >/dev/null
+gport=$(free_port)
+srv_pid=$SERVE_PID
+serve gone "$WORK/gone" --listen "127.0.0.1:$gport"
+gone_pid=$SERVE_PID
+SERVE_PID=$srv_pid
+watch_ready wgone "kvsync --watch (a pull of collected deletes only) says READY=1" \
+	"kvsync://127.0.0.1:$gport" "$WORK/wgone"
+term_exits_0 "a SIGTERM ends it with exit 0" "$W_PID"
+term_exits_0 "and the daemon too" "$gone_pid"
+
 check_stopping "kvsync serve says STOPPING=1 at SIGTERM" ready \
 	term_exits_0 "and exits 0" "$SERVE_PID"
 

@@ -68,6 +68,10 @@ static int recv_rec(struct ks_sess *s, struct batch *b, const struct ks_frame *f
 		return sess_proto_fail(s, why);
 	if (kvc_key_check(x.key, x.key_len))
 		return sess_proto_fail(s, "record with an invalid key");
+	/* A filtered sync keeps its promise here too: a key the filter passes
+	 * over is never written, whatever the sender does. */
+	if (!ks_filter_select(s->filter, x.key, x.key_len))
+		return sess_proto_fail(s, "record with a key the filter does not select");
 	struct inrec *r = malloc(sizeof(*r) + x.key_len + x.rec.metadata_len + x.rec.value_len);
 	if (!r)
 		return sess_fail(s, KS_EXIT_STORE, "out of memory for a value of %zu bytes",

@@ -156,11 +156,13 @@ int64_t sess_feed_batch(struct ks_sess *s, uint64_t *after)
 		if (last >= head)
 			break; /* the whole feed is read */
 	}
-	/* Records sent, or (a filter passing over all it read) none but a
-	 * watermark that moved: an empty batch carries it, so the next
-	 * filtered sync does not read the same changes again. */
+	/* Records sent, or none but a watermark that moved (a filter passed
+	 * over all it read, or the feed held only entries GC had collected):
+	 * an empty batch carries it, so the next sync does not read the same
+	 * changes again, and a receiver under --watch learns that it has
+	 * caught up (READY=1) even when nothing was there to send. */
 	int64_t n = (int64_t)(s->st.records - records0);
-	if (n || (s->filter && last > *after)) {
+	if (n || last > *after) {
 		rc = sess_end_batch(s, true, last);
 		if (rc)
 			return rc;
