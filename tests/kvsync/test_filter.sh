@@ -206,6 +206,9 @@ bad "a trailing backslash" "--include 'ab\\': pattern ends in a lone \\" --inclu
 bad "an empty pattern" "--exclude '': empty pattern" --exclude ''
 bad "a backwards range" "runs backwards" --include '[z-a]'
 bad "a pattern over 1024 bytes" "pattern over 1024 bytes" --exclude "$(printf 'x%.0s' $(seq 1025))"
+p1000=$(printf 'x%.0s' $(seq 1000))
+bad "rules over 4096 bytes in all" "patterns over 4096 bytes in all" \
+	--exclude "$p1000" --exclude "$p1000" --exclude "$p1000" --exclude "$p1000" --include "$p1000"
 bad "an empty prefix" "--prefix '': empty prefix" --prefix ''
 check_exit "--server takes no filter" 2 kvsync --prefix a --server "$WORK/ca"
 
@@ -235,8 +238,10 @@ be 2 65535 | hostile many-prefixes "65535 prefixes" "protocol error: FILTER with
 { be 2 1; be 2 600; head -c 600 /dev/zero | tr '\0' a; be 2 0; } |
 	hostile big-prefix "a prefix of 600 bytes" "protocol error: FILTER with a bad prefix"
 { be 2 0; be 2 65535; } | hostile many-rules "65535 rules" "protocol error: FILTER with too many rules"
-{ be 2 0; be 2 256; for _ in $(seq 256); do be 1 2; be 2 1024; head -c 1024 /dev/zero | tr '\0' '*'; done; be 1 0; } |
-	hostile full-rules "256 rules of 1024 stars (the bounds) and more" "protocol error: trailing bytes"
+{ be 2 0; be 2 4; for _ in $(seq 4); do be 1 2; be 2 1024; head -c 1024 /dev/zero | tr '\0' '*'; done; be 1 0; } |
+	hostile full-rules "4 rules of 1024 stars (4096 bytes: the bound) and more" "protocol error: trailing bytes"
+{ be 2 0; be 2 256; for _ in $(seq 256); do be 1 2; be 2 1024; head -c 1024 /dev/zero | tr '\0' '*'; done; } |
+	hostile heavy-rules "256 rules of 1024 stars (over 4096 bytes in all)" "protocol error: FILTER with a bad rule"
 { be 2 0; be 2 1; be 1 2; be 2 2; printf 'a['; } | hostile bad-pattern "an unclosed [" "protocol error: FILTER with a bad rule"
 { be 2 0; be 2 1; be 1 7; be 2 1; printf 'a'; } | hostile bad-kind "a rule of kind 7" "protocol error: FILTER with a bad rule"
 { be 2 0; be 2 1; be 1 1; be 2 0; } | hostile empty-pattern "an empty pattern" "protocol error: FILTER with a bad rule"

@@ -272,6 +272,13 @@ int ks_filter_add_rule(struct ks_filter *f, uint8_t kind, const void *pat, size_
 		*why = "more than 256 --include/--exclude rules";
 		return -EINVAL;
 	}
+	size_t bytes = len;
+	for (uint32_t i = 0; i < f->n_rules; i++)
+		bytes += f->rules[i].pat.len;
+	if (bytes > KS_FILTER_RULE_BYTES_MAX) {
+		*why = "--include/--exclude patterns over 4096 bytes in all";
+		return -EINVAL;
+	}
 	f->rules[f->n_rules].kind = kind;
 	f->rules[f->n_rules].pat.p = pat;
 	f->rules[f->n_rules].pat.len = len;

@@ -31,6 +31,10 @@
 #define KS_FILTER_PREFIXES_MAX 64u
 #define KS_FILTER_RULES_MAX 256u
 #define KS_PATTERN_MAX 1024u
+/* The rules' patterns in all: matching a key costs about its length times
+ * the patterns' bytes, so this bounds what one key can cost a peer that
+ * applies a filter it was sent (a daemon, in a pull). */
+#define KS_FILTER_RULE_BYTES_MAX 4096u
 #define KS_FILTER_FP_LEN 16u /* bytes of a filter's fingerprint */
 
 enum ks_rule_kind {
