@@ -348,7 +348,16 @@ static int check_mountpoint(struct kfs *fs, const char *given, char **ret_path)
 	struct stat st;
 	char *path;
 	int empty;
+	unsigned fd;
+	char tail;
 
+	/* mount.fuse3 -o drop_privileges mounts by itself and hands over the
+	 * open /dev/fuse as /dev/fd/N, which libfuse takes as it is: there
+	 * is no directory to look at. */
+	if (sscanf(given, "/dev/fd/%u%c", &fd, &tail) == 1) {
+		*ret_path = strdup(given);
+		return *ret_path ? 0 : -ENOMEM;
+	}
 	if (stat(given, &st) < 0) {
 		int e = errno;
 

@@ -184,6 +184,13 @@ if [ -n "${KVFS_MOUNTS_NS:-}" ] && [ -d /usr/local/sbin ] && command -v mount.fu
 	printf '%s %s fuse.kvfs create,nonempty 0 0\n' "$S5" "$WORK/m4" >"$WORK/fstab"
 	check "fstab: with nonempty it mounts" mount --fstab "$WORK/fstab" "$WORK/m4"
 	t umount "$WORK/m4"
+
+	# mount.fuse3 -o drop_privileges mounts by itself and gives kvfs the
+	# open /dev/fuse as MOUNTPOINT /dev/fd/N: no directory to check.
+	check "mount -t fuse.kvfs -o drop_privileges mounts" \
+		mount -t fuse.kvfs -o drop_privileges "$S3" "$M3"
+	check_eq "and shows the store" "$(t cat "$M3/k")" "m"
+	check "umount unmounts it" umount "$M3"
 else
 	ok "# SKIP mount -t fuse.kvfs and fstab (needs root and a mount namespace)"
 fi
