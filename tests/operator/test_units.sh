@@ -64,11 +64,12 @@ for u in "${units[@]}"; do
 done
 
 # --- the ExecStart lines start the daemons --------------------------------------
-# exec_line UNIT INSTANCE CONF: the words of UNIT's ExecStart (its program
-# taken from the DESTDIR) with INSTANCE and the conf file CONF put in, in
-# the array CMD.
+# exec_line UNIT INSTANCE CONF [KEY]: the words of UNIT's ExecStart (or
+# KEY: ExecStopPost...; its program taken from the DESTDIR when installed
+# there, a leading "-" dropped) with INSTANCE and the conf file CONF put
+# in, in the array CMD.
 exec_line() {
-	local unit=$1 inst=$2 conf=$3 line word name
+	local unit=$1 inst=$2 conf=$3 key=${4:-ExecStart} line word name
 	local -A env=()
 	line=$(sed -n 's/^Environment=//p' "$unit_dir/$unit")
 	line=${line//%i/$inst}
@@ -80,7 +81,7 @@ exec_line() {
 		word=${word#*=}
 		env[$name]=${word#\"}
 	done <"$conf"
-	line=$(sed -n 's/^ExecStart=//p' "$unit_dir/$unit")
+	line=$(sed -n "s/^$key=-\\{0,1\\}//p" "$unit_dir/$unit")
 	line=${line//%i/$inst}
 	[[ "$line" != *%f* ]] || line=${line//%f/$(systemd-escape -u -p "$inst")}
 	CMD=()
@@ -94,8 +95,8 @@ exec_line() {
 			CMD+=("$word")
 		fi
 	done
-	CMD[0]=$ROOT${CMD[0]}
-	echo "# $unit: ${CMD[*]}"
+	[ ! -e "$ROOT${CMD[0]}" ] || CMD[0]=$ROOT${CMD[0]}
+	echo "# $unit $key: ${CMD[*]}"
 }
 
 # start_unit UNIT INSTANCE CONF: run its ExecStart line in the background
@@ -161,6 +162,21 @@ if [ -c /dev/fuse ] && command -v fusermount3 >/dev/null; then
 		'findmnt -n -o OPTIONS "$0" | grep -q allow_other' "$WORK/mnt"
 	term_exits_0 "kvfs ends with status 0 at SIGTERM (no ExecStop needed)" "$UNIT_PID"
 	check "and has unmounted" sh -c '! mountpoint -q "$0"' "$WORK/mnt"
+
+	# A daemon killed outright leaves its mount behind (ENOTCONN), which
+	# the next start would refuse; the unit's ExecStopPost takes it down.
+	start_unit kvfs@.service "$inst" "$WORK/kvfs.conf"
+	check_ready "kvfs@$inst.service starts again" ready-kvfs@
+	kill -KILL "$(pgrep -P "$UNIT_PID" -x kvfs)"
+	timeout 10 tail --pid="$UNIT_PID" -f /dev/null 2>/dev/null || true
+	check "a killed kvfs leaves its mount behind" sh -c \
+		'findmnt -n "$0" >/dev/null' "$WORK/mnt"
+	exec_line kvfs@.service "$inst" "$WORK/kvfs.conf" ExecStopPost
+	t "${CMD[@]}" 2>/dev/null || true
+	start_unit kvfs@.service "$inst" "$WORK/kvfs.conf"
+	check_ready "after its ExecStopPost the unit starts again (Restart=on-failure)" ready-kvfs@
+	check_eq "serving the store" "$(t cat "$WORK/mnt/k")" "v"
+	term_exits_0 "and ends with status 0 at SIGTERM" "$UNIT_PID"
 elif [ "${KVFS_ALLOW_SKIP:-0}" = 1 ]; then
 	ok "# SKIP kvfs@.service's ExecStart: no /dev/fuse"
 else
