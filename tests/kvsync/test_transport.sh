@@ -97,7 +97,8 @@ wait "$slow" || rc=$?
 check_eq "a --watch held back by --bwlimit ends at SIGTERM with exit 0" "$rc" 0
 # The same for a pull from a daemon, held back by what this side reads.
 check_exit "the daemon takes a push of them" 0 kvsync "$A" "kvsync://127.0.0.1:$port"
-timeout 30 "$KVSYNC" --watch --bwlimit 1 "kvsync://127.0.0.1:$port" "$WORK/slowpull" \
+# -k: a kvsync that ignored the TERM would fail the check, not hang the test.
+timeout -k 5 30 "$KVSYNC" --watch --bwlimit 1 "kvsync://127.0.0.1:$port" "$WORK/slowpull" \
 	2>"$WORK/slowpull.err" &
 slow=$!
 PIDS+=("$slow")
