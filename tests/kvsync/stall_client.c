@@ -55,7 +55,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	int fd;
-	int rc = ks_tcp_connect(argv[1], argv[2], 10000, &fd, err, sizeof(err));
+	int rc = ks_tcp_connect(argv[1], argv[2], 10000, 0, &fd, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "stall_client: %s\n", err);
 		return 1;

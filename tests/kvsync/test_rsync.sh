@@ -5,9 +5,9 @@
 # rsync's summary lines with its number format, counting the real bytes on
 # the connection; -z over a daemon (with and without a token) and over a
 # remote shell gives the same stores as a sync without it, in fewer bytes
-# on compressible values; --bwlimit holds a push and a pull back (a loose
-# lower bound on the time taken, no upper one); a hostile zstd stream to
-# either end is a clean protocol error.
+# on compressible values; --bwlimit holds a push and a pull back, a pull
+# from a daemon too (a loose lower bound on the time taken, no upper one);
+# a hostile zstd stream to either end is a clean protocol error.
 . "$(dirname "$0")/lib.sh"
 . "$SYNC_DIR/frames.sh"
 
@@ -189,4 +189,23 @@ check_exit "a pull of 2 MiB at --bwlimit 512 through the remote shell succeeds" 
 took=$(($(date +%s%3N) - start))
 check "and takes 3 s at least: the far end is limited too (took $took ms)" test "$took" -ge 3000
 same_export "the pulled store holds it all" "$B" "$WORK/bpull"
+# A daemon is given no limit: this side reads at most the rate, and TCP's
+# flow control holds the daemon back.
+start=$(date +%s%3N)
+check_exit "a pull of 2 MiB at --bwlimit 512 from a daemon succeeds" 0 \
+	kvsync --bwlimit 512 "kvsync://127.0.0.1:$lport" "$WORK/dpull"
+took=$(($(date +%s%3N) - start))
+check "and takes 3 s at least: this side reads at the rate (took $took ms)" \
+	test "$took" -ge 3000
+same_export "the pulled store holds it all" "$B" "$WORK/dpull"
+start=$(date +%s%3N)
+check_exit "the same pull with -z succeeds" 0 \
+	kvsync -z --bwlimit 512 "kvsync://127.0.0.1:$lport" "$WORK/dpullz"
+took=$(($(date +%s%3N) - start))
+check "and takes 3 s at least: the compressed bytes are counted (took $took ms)" \
+	test "$took" -ge 3000
+same_export "and the store is complete" "$B" "$WORK/dpullz"
+check_exit "the same pull without --bwlimit succeeds" 0 \
+	kvsync "kvsync://127.0.0.1:$lport" "$WORK/dpull0"
+same_export "and the store is complete" "$B" "$WORK/dpull0"
 finish

@@ -7,7 +7,8 @@
 # the TCP connect the same way.  A pull refused at authentication (wrong
 # or missing token), from a port nobody listens on, through a remote shell
 # that fails or hangs, or from a daemon that stopped, leaves a missing DST
-# missing: no directory, no lock file.  --bwlimit's waits end at a signal.
+# missing: no directory, no lock file.  --bwlimit's waits end at a signal,
+# a pull's from a daemon too.
 . "$(dirname "$0")/lib.sh"
 
 A=$WORK/a
@@ -94,4 +95,17 @@ kill -TERM "$slow"
 rc=0
 wait "$slow" || rc=$?
 check_eq "a --watch held back by --bwlimit ends at SIGTERM with exit 0" "$rc" 0
+# The same for a pull from a daemon, held back by what this side reads.
+check_exit "the daemon takes a push of them" 0 kvsync "$A" "kvsync://127.0.0.1:$port"
+# -k: a kvsync that ignored the TERM would fail the check, not hang the test.
+timeout -k 5 30 "$KVSYNC" --watch --bwlimit 1 "kvsync://127.0.0.1:$port" "$WORK/slowpull" \
+	2>"$WORK/slowpull.err" &
+slow=$!
+PIDS+=("$slow")
+sleep 1
+kill -TERM "$slow"
+rc=0
+wait "$slow" || rc=$?
+check_eq "a --watch pull from a daemon held back by --bwlimit ends at SIGTERM with exit 0" \
+	"$rc" 0
 finish

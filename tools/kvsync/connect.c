@@ -211,8 +211,8 @@ int connect_peer(const struct cli *cli, const struct endpoint *remote,
 	if (remote->kind == EP_DAEMON) {
 		int fd;
 		char err[256];
-		rc = ks_tcp_connect(remote->host, remote->port, cli->timeout_ms, &fd, err,
-				    sizeof(err));
+		rc = ks_tcp_connect(remote->host, remote->port, cli->timeout_ms, cli->bwlimit, &fd,
+				    err, sizeof(err));
 		if (rc) {
 			fprintf(stderr, "kvsync: %s\n", err);
 			return KS_EXIT_PROTO;

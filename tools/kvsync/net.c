@@ -39,6 +39,12 @@
 #define KS_ZSTD_LEVEL 1
 #define KS_ZSTD_WINDOW_LOG_MAX 23
 
+/* --bwlimit: a token bucket of bytes that may go one way now */
+struct ks_bucket {
+	double tokens;
+	int64_t last_ms;
+};
+
 struct ks_conn {
 	int rfd, wfd; /* equal for a socket */
 	int stop_fd;  /* not owned; -1: none */
@@ -65,10 +71,11 @@ struct ks_conn {
 	size_t zin_start, zin_len, zin_cap;
 	bool z_more; /* the last decompression filled its output: more may wait */
 	char why_buf[160];
-	/* --bwlimit: a token bucket of bytes this side may write */
+	/* --bwlimit: the same rate for what this side writes and what it
+	 * reads; reading slowly is what holds back a peer that was given no
+	 * limit (a daemon), through TCP's flow control */
 	uint64_t bw_rate; /* bytes per second; 0: no limit */
-	double bw_tokens;
-	int64_t bw_last_ms;
+	struct ks_bucket bw_out, bw_in;
 };
 
 int64_t ks_mono_ms(void)
@@ -155,8 +162,8 @@ void ks_conn_set_timeout(struct ks_conn *c, int timeout_ms)
 void ks_conn_set_bwlimit(struct ks_conn *c, uint64_t bytes_per_s)
 {
 	c->bw_rate = bytes_per_s;
-	c->bw_tokens = 0;
-	c->bw_last_ms = ks_mono_ms();
+	c->bw_out.tokens = c->bw_in.tokens = 0;
+	c->bw_out.last_ms = c->bw_in.last_ms = ks_mono_ms();
 }
 
 int ks_conn_start_compress(struct ks_conn *c)
@@ -239,13 +246,63 @@ static int input_room(struct ks_conn *c)
 	return 0;
 }
 
-/* One read() of @cap bytes at most into @p.  @return bytes read (0: none
- * yet, or the end, which sets eof) or -errno */
+/*
+ * --bwlimit: how many bytes may be written (@b: bw_out) or read (bw_in)
+ * now (all of @want when there is no limit), refilling the bucket by the
+ * time passed; 0 with *ret_wait_ms the time until enough is there.  The
+ * bucket holds a tenth of a second's worth (at least a byte, at most
+ * 4 MiB), so the rate holds over any stretch longer than that; a write or
+ * read waits for 64 KiB at most, so the waits stay short.
+ */
+static size_t bw_allow(const struct ks_conn *c, struct ks_bucket *b, size_t want, int *ret_wait_ms)
+{
+	*ret_wait_ms = 0;
+	if (!c->bw_rate)
+		return want;
+	int64_t now = ks_mono_ms();
+	double cap = (double)c->bw_rate / 10;
+	if (cap < 1)
+		cap = 1;
+	if (cap > 4194304)
+		cap = 4194304;
+	b->tokens += (double)(now - b->last_ms) * (double)c->bw_rate / 1000;
+	b->last_ms = now;
+	if (b->tokens > cap)
+		b->tokens = cap;
+	double need = (double)want;
+	if (need > cap)
+		need = cap;
+	if (need > 65536)
+		need = 65536;
+	if (b->tokens >= need) {
+		double n = b->tokens < (double)want ? b->tokens : (double)want;
+		return (size_t)n;
+	}
+	double ms = (need - b->tokens) * 1000 / (double)c->bw_rate;
+	*ret_wait_ms = ms > 1000 ? 1000 : (int)ms + 1;
+	return 0;
+}
+
+/* --bwlimit: @n bytes went through, taken from bucket @b. */
+static void bw_take(const struct ks_conn *c, struct ks_bucket *b, size_t n)
+{
+	if (c->bw_rate)
+		b->tokens -= (double)n;
+}
+
+/* One read() of @cap bytes at most into @p, fewer (none) when --bwlimit's
+ * bucket holds fewer: the bytes on the connection, compressed with -z.
+ * @return bytes read (0: none yet, or the end, which sets eof) or -errno */
 static ssize_t read_raw(struct ks_conn *c, uint8_t *p, size_t cap)
 {
-	ssize_t n = read(c->rfd, p, cap);
+	int bw_wait;
+	size_t allow = bw_allow(c, &c->bw_in, cap, &bw_wait);
+	if (!allow)
+		return 0; /* the callers' waits sleep for the bucket */
+	ssize_t n = read(c->rfd, p, allow);
 	if (n > 0) {
 		c->bytes_in += (uint64_t)n;
+		bw_take(c, &c->bw_in, (size_t)n);
 		return n;
 	}
 	if (n == 0) {
@@ -386,43 +443,6 @@ static int compress_out(struct ks_conn *c)
 }
 
 /*
- * --bwlimit: how many bytes may be written now (all of @want when there
- * is no limit), refilling the bucket by the time passed; 0 with
- * *ret_wait_ms the time until enough is there.  The bucket holds a tenth
- * of a second's worth (at least a byte, at most 4 MiB), so the rate holds
- * over any stretch longer than that; a write waits for 64 KiB at most, so
- * the waits stay short.
- */
-static size_t bw_allow(struct ks_conn *c, size_t want, int *ret_wait_ms)
-{
-	*ret_wait_ms = 0;
-	if (!c->bw_rate)
-		return want;
-	int64_t now = ks_mono_ms();
-	double cap = (double)c->bw_rate / 10;
-	if (cap < 1)
-		cap = 1;
-	if (cap > 4194304)
-		cap = 4194304;
-	c->bw_tokens += (double)(now - c->bw_last_ms) * (double)c->bw_rate / 1000;
-	c->bw_last_ms = now;
-	if (c->bw_tokens > cap)
-		c->bw_tokens = cap;
-	double need = (double)want;
-	if (need > cap)
-		need = cap;
-	if (need > 65536)
-		need = 65536;
-	if (c->bw_tokens >= need) {
-		double n = c->bw_tokens < (double)want ? c->bw_tokens : (double)want;
-		return (size_t)n;
-	}
-	double ms = (need - c->bw_tokens) * 1000 / (double)c->bw_rate;
-	*ret_wait_ms = ms > 1000 ? 1000 : (int)ms + 1;
-	return 0;
-}
-
-/*
  * A peer that stops reading must not hold us (and whatever we hold: a read
  * transaction, a daemon slot) for ever: after timeout_ms without a byte
  * written, give up.  What the peer sends meanwhile does not count as
@@ -444,7 +464,7 @@ static int flush_out(struct ks_conn *c)
 	int64_t deadline = c->timeout_ms < 0 ? -1 : ks_mono_ms() + c->timeout_ms;
 	while (*off < len) {
 		int bw_wait;
-		size_t allow = bw_allow(c, len - *off, &bw_wait);
+		size_t allow = bw_allow(c, &c->bw_out, len - *off, &bw_wait);
 		ssize_t n = -1;
 		errno = EAGAIN;
 		if (allow)
@@ -452,8 +472,7 @@ static int flush_out(struct ks_conn *c)
 		if (n > 0) {
 			*off += (size_t)n;
 			c->bytes_out += (uint64_t)n;
-			if (c->bw_rate)
-				c->bw_tokens -= (double)n;
+			bw_take(c, &c->bw_out, (size_t)n);
 			if (deadline >= 0)
 				deadline = ks_mono_ms() + c->timeout_ms;
 			continue;
@@ -462,22 +481,30 @@ static int flush_out(struct ks_conn *c)
 			continue;
 		if (n < 0 && errno != EAGAIN)
 			return errno == EPIPE || errno == ECONNRESET ? -EPIPE : -errno;
+		/* Reading goes on at the read bucket's pace: the peer, blocked
+		 * writing to us, still progresses, and a readable descriptor
+		 * is not polled (which would spin) while the bucket is empty. */
+		int rd_wait = 0;
+		if (!c->eof)
+			bw_allow(c, &c->bw_in, KS_READ_CHUNK, &rd_wait);
 		struct pollfd p[3] = {
 			{.fd = bw_wait ? -1 : c->wfd, .events = POLLOUT},
-			{.fd = c->eof ? -1 : c->rfd, .events = POLLIN},
+			{.fd = c->eof || rd_wait ? -1 : c->rfd, .events = POLLIN},
 			{.fd = c->stop_fd, .events = POLLIN},
 		};
 		int wait = -1;
 		if (bw_wait) {
 			wait = bw_wait;
-			if (deadline >= 0)
-				deadline += bw_wait;
 		} else if (deadline >= 0) {
 			int64_t left = deadline - ks_mono_ms();
 			if (left <= 0)
 				return -ETIMEDOUT;
 			wait = left > 1000000 ? 1000000 : (int)left;
 		}
+		if (rd_wait && (wait < 0 || rd_wait < wait))
+			wait = rd_wait;
+		if (bw_wait && deadline >= 0)
+			deadline += wait;
 		int ready = poll(p, 3, wait);
 		if (ready < 0) {
 			if (errno == EINTR)
@@ -519,17 +546,46 @@ int ks_conn_maybe_flush(struct ks_conn *c)
 }
 
 /*
- * Wait until input is readable.  A deadline already past still looks once
+ * --bwlimit: sleep until the read bucket allows a read (at once without a
+ * limit, or when it holds enough), still woken by the stop descriptor.
+ * The wait is ours, not the peer's: it moves @deadline (-1: none) on by
+ * as long.  @return 0 or -EINTR (stop)
+ */
+static int wait_read_bucket(struct ks_conn *c, int64_t *deadline)
+{
+	for (;;) {
+		int bw_wait;
+		bw_allow(c, &c->bw_in, KS_READ_CHUNK, &bw_wait);
+		if (!bw_wait)
+			return 0;
+		struct pollfd p = {.fd = c->stop_fd, .events = POLLIN};
+		int64_t before = ks_mono_ms();
+		int n = poll(&p, 1, bw_wait);
+		if (*deadline >= 0)
+			*deadline += ks_mono_ms() - before;
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		if (n > 0 && stop_requested(&p))
+			return -EINTR;
+	}
+}
+
+/*
+ * Wait until input is readable (and, with --bwlimit, may be read: that
+ * wait moves @deadline on).  A deadline already past still looks once
  * (poll with no wait): a sender checking for acknowledgements between
  * batches must see what has arrived, or the receiver, unable to send them,
  * would stop reading.  @return 1, 0 (timeout), -EINTR (stop)
  */
-static int wait_input(struct ks_conn *c, int64_t deadline)
+static int wait_input(struct ks_conn *c, int64_t *deadline)
 {
 	for (;;) {
+		int rc = wait_read_bucket(c, deadline);
+		if (rc)
+			return rc;
 		int timeout = -1;
-		if (deadline >= 0) {
-			int64_t left = deadline - ks_mono_ms();
+		if (*deadline >= 0) {
+			int64_t left = *deadline - ks_mono_ms();
 			timeout = left <= 0 ? 0 : left > 1000000 ? 1000000 : (int)left;
 		}
 		struct pollfd p[2] = {
@@ -597,7 +653,7 @@ int ks_conn_read_magic(struct ks_conn *c, int timeout_ms, char *junk, size_t jun
 				break;
 			return -ECONNRESET;
 		}
-		int rc = wait_input(c, deadline);
+		int rc = wait_input(c, &deadline);
 		if (rc <= 0)
 			return rc ? rc : -ETIMEDOUT;
 		rc = fill_input(c);
@@ -608,7 +664,7 @@ int ks_conn_read_magic(struct ks_conn *c, int timeout_ms, char *junk, size_t jun
 	 * message can quote it. */
 	int64_t until = ks_mono_ms() + 300;
 	while (!c->eof && c->in_len < 200 && !memchr(c->in + c->in_start, '\n', c->in_len)) {
-		if (wait_input(c, until) <= 0 || fill_input(c))
+		if (wait_input(c, &until) <= 0 || fill_input(c))
 			break;
 	}
 	describe_junk(c->in + c->in_start, c->in_len, junk, junk_size);
@@ -654,7 +710,7 @@ int ks_conn_recv(struct ks_conn *c, int timeout_ms, struct ks_frame *ret)
 				return -ECONNRESET;
 			return proto_fail(c, "connection closed in the middle of a frame");
 		}
-		rc = input_pending(c) ? 1 : wait_input(c, deadline);
+		rc = input_pending(c) ? 1 : wait_input(c, &deadline);
 		if (rc <= 0)
 			return rc ? rc : -ETIMEDOUT;
 		rc = fill_input(c);
@@ -676,7 +732,7 @@ int ks_conn_wait(struct ks_conn *c, int timeout_ms)
 		return 1;
 	int64_t deadline = deadline_of(c, timeout_ms);
 	for (;;) {
-		rc = input_pending(c) ? 1 : wait_input(c, deadline);
+		rc = input_pending(c) ? 1 : wait_input(c, &deadline);
 		if (rc <= 0)
 			return rc;
 		rc = fill_input(c);
@@ -833,8 +889,35 @@ static int connect_within(int fd, const struct sockaddr *sa, socklen_t len, int 
 	return err;
 }
 
-int ks_tcp_connect(const char *host, const char *port, int timeout_ms, int *ret_fd, char *err,
-		   size_t err_size)
+/*
+ * --bwlimit: kernel buffers of about a tenth of a second's worth on each
+ * side of the socket.  This side reads at the rate, but a peer given no
+ * limit (a daemon) writes as fast as the buffers between us take: with
+ * the default ones (128 KiB, growing to MiB) it would see a burst first
+ * and the rate only later, and its progress (and ours, pushing) would
+ * count bytes still in flight.  Before connect, as the window scale is
+ * settled then.  Only for rates whose tenth of a second is below the
+ * kernel's default receive buffer: a size set by hand stops the kernel's
+ * own tuning and is capped by net.core.rmem_max (208 KiB by default),
+ * which would hold a fast link below its rate.  A tenth of a second also
+ * bounds the window: a link whose round trip is longer gets less than
+ * the rate.
+ */
+#define KS_SOCKBUF_TUNED_MAX (128u * 1024u)
+
+static void limit_socket_buffers(int fd, uint64_t bwlimit)
+{
+	uint64_t want = bwlimit / 10;
+	if (!bwlimit || want >= KS_SOCKBUF_TUNED_MAX)
+		return;
+	/* The kernel raises a size below its minimum to that. */
+	int size = (int)want;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+}
+
+int ks_tcp_connect(const char *host, const char *port, int timeout_ms, uint64_t bwlimit,
+		   int *ret_fd, char *err, size_t err_size)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_UNSPEC};
 	struct addrinfo *res;
@@ -850,6 +933,7 @@ int ks_tcp_connect(const char *host, const char *port, int timeout_ms, int *ret_
 			last = errno;
 			continue;
 		}
+		limit_socket_buffers(fd, bwlimit);
 		last = connect_within(fd, a->ai_addr, a->ai_addrlen, timeout_ms);
 		if (last == 0) {
 			ks_tcp_tune(fd);

@@ -52,8 +52,10 @@ void ks_conn_set_timeout(struct ks_conn *c, int timeout_ms);
 
 /*
  * --bwlimit: write at most @bytes_per_s bytes a second (averaged over a
- * tenth of a second) to the connection; 0: no limit (the default).  Waits
- * for it still watch the stop descriptor and read the peer's input.
+ * tenth of a second) to the connection, and read at most as many (so
+ * that TCP's flow control holds back a peer that has no limit of its
+ * own); 0: no limit (the default).  Waits for it still watch the stop
+ * descriptor, and a write's still reads the peer's input (at the rate).
  */
 void ks_conn_set_bwlimit(struct ks_conn *c, uint64_t bytes_per_s);
 
@@ -140,10 +142,12 @@ int ks_split_hostport(const char *s, const char *def_port, char **ret_host, char
 /**
  * Connect over TCP, giving up after @timeout_ms (<= 0: the kernel's own
  * limit, minutes).  On failure @err says why.
+ * @param[in] bwlimit --bwlimit in bytes a second (0: none): the socket's
+ *            kernel buffers are made about a tenth of a second's worth
  * @return 0 or -errno (-ETIMEDOUT)
  */
-int ks_tcp_connect(const char *host, const char *port, int timeout_ms, int *ret_fd, char *err,
-		   size_t err_size);
+int ks_tcp_connect(const char *host, const char *port, int timeout_ms, uint64_t bwlimit,
+		   int *ret_fd, char *err, size_t err_size);
 
 /**
  * Listen on TCP.  @bound gets "ADDR:PORT" as actually bound.
