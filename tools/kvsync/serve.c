@@ -103,6 +103,12 @@ struct daemon {
 	struct limits lim;
 	struct kid *kids; /* max_sessions + full of them */
 	size_t nkids, sessions;
+	/* The accept loop's poll set and the kid of each entry.  Kept here,
+	 * not only in run_daemon's locals: a forked kid exits from deep in
+	 * its session, and a sanitizer build's leak check finds them through
+	 * this structure (on the stack), which a register would not show. */
+	struct pollfd *poll;
+	size_t *poll_kid;
 	int64_t refused_logged_ms;
 	unsigned long refused_quiet; /* refusals not logged since */
 };
@@ -421,8 +427,10 @@ int run_daemon(int argc, char **argv)
 		return usage_error("serve takes one STORE");
 	struct daemon d = {.lim = lim, .max_skew_ms = own_skew(skew_set, skew_ms)};
 	d.kids = calloc(lim.max_sessions + lim.full, sizeof(*d.kids));
-	struct pollfd *p = calloc(lim.max_sessions + lim.full + 2, sizeof(*p));
-	size_t *pk = calloc(lim.max_sessions + lim.full + 2, sizeof(*pk));
+	d.poll = calloc(lim.max_sessions + lim.full + 2, sizeof(*d.poll));
+	d.poll_kid = calloc(lim.max_sessions + lim.full + 2, sizeof(*d.poll_kid));
+	struct pollfd *p = d.poll;
+	size_t *pk = d.poll_kid;
 	char *store = NULL;
 	if (!d.kids || !p || !pk || ks_resolve_store(argv[optind], &store)) {
 		fprintf(stderr, "kvsync: out of memory\n");
