@@ -84,36 +84,35 @@ check_exit "a pull the same way creates no local store" 3 \
 check "none" test ! -e "$WORK/d10"
 kill -CONT "$DAEMON"
 
-# --bwlimit's waits end at a signal: a --watch writing at 1 KiB/s stops at
-# SIGTERM with exit 0, long before its initial sync could end.
-put_values "$A" big: 200
-timeout 30 "$KVSYNC" --watch --bwlimit 1 "$A" "$WORK/slow" 2>"$WORK/slow.err" &
-slow=$!
-PIDS+=("$slow")
-sleep 1
+# watch_term DESC NAME ARGS...: `kvsync --watch ARGS` (stderr in
+# $WORK/NAME.log), sent SIGTERM a second after it starts, must end with
+# exit 0.  -k: one that ignored the TERM fails the check, not the test.
 # The TERM goes to kvsync itself: timeout would follow its own with a
 # SIGCONT, which can cancel the SIGSTOP by which the leak checker of a
 # sanitizer build stops the exiting process, and leave that checker
 # waiting for ever.
-kill -TERM "$(pgrep -P "$slow")"
-rc=0
-wait "$slow" || rc=$?
-check_eq "a --watch held back by --bwlimit ends at SIGTERM with exit 0" "$rc" 0
+watch_term() {
+	local desc=$1 name=$2 pid rc=0
+	shift 2
+	timeout -k 5 30 "$KVSYNC" --watch "$@" 2>"$WORK/$name.log" &
+	pid=$!
+	PIDS+=("$pid")
+	sleep 1
+	kill -TERM "$(pgrep -P "$pid")"
+	wait "$pid" || rc=$?
+	check_eq "$desc" "$rc" 0
+}
+
+# --bwlimit's waits end at a signal: a --watch writing at 1 KiB/s stops at
+# SIGTERM with exit 0, long before its initial sync could end.
+put_values "$A" big: 200
+watch_term "a --watch held back by --bwlimit ends at SIGTERM with exit 0" slow \
+	--bwlimit 1 "$A" "$WORK/slow"
 # The same for a pull from a daemon, held back by what this side reads
 # (a daemon of its own: the one above still has the connections held open).
 pport=$(free_port)
 serve psrv "$WORK/psrv" --listen "127.0.0.1:$pport"
 check_exit "a daemon takes a push of them" 0 kvsync "$A" "kvsync://127.0.0.1:$pport"
-# -k: a kvsync that ignored the TERM would fail the check, not hang the test.
-timeout -k 5 30 "$KVSYNC" --watch --bwlimit 1 "kvsync://127.0.0.1:$pport" "$WORK/slowpull" \
-	2>"$WORK/slowpull.err" &
-slow=$!
-PIDS+=("$slow")
-sleep 1
-# To kvsync itself, as above.
-kill -TERM "$(pgrep -P "$slow")"
-rc=0
-wait "$slow" || rc=$?
-check_eq "a --watch pull from a daemon held back by --bwlimit ends at SIGTERM with exit 0" \
-	"$rc" 0
+watch_term "a --watch pull from a daemon held back by --bwlimit ends at SIGTERM with exit 0" \
+	slowpull --bwlimit 1 "kvsync://127.0.0.1:$pport" "$WORK/slowpull"
 finish
