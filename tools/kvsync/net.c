@@ -192,11 +192,6 @@ int ks_conn_start_compress(struct ks_conn *c)
 	return 0;
 }
 
-bool ks_conn_compressed(const struct ks_conn *c)
-{
-	return c->zc != NULL;
-}
-
 struct ks_wbuf *ks_conn_out(struct ks_conn *c)
 {
 	return &c->out;

@@ -68,9 +68,6 @@ void ks_conn_set_bwlimit(struct ks_conn *c, uint64_t bytes_per_s);
  */
 int ks_conn_start_compress(struct ks_conn *c);
 
-/* Whether ks_conn_start_compress() was called. */
-bool ks_conn_compressed(const struct ks_conn *c);
-
 /* The buffer frames are encoded into; ks_conn_flush() sends it. */
 struct ks_wbuf *ks_conn_out(struct ks_conn *c);
 
