@@ -78,6 +78,9 @@ static void report_store_error(struct kfs *fs, const char *path, int rc)
 			kfs_log(fs, LOG_ERR, "STORE %s: not a store: a directory of other files",
 				path);
 		return;
+	case -ENOTEMPTY:
+		kfs_log(fs, LOG_ERR, "STORE %s: not a store: a directory of other files", path);
+		return;
 	case -ENOTDIR:
 		kfs_log(fs, LOG_ERR, "STORE %s: not a store: not a directory", path);
 		return;
@@ -94,7 +97,7 @@ int kfs_store_open(struct kfs *fs, const char *path, bool may_create)
 {
 	struct kvc_open_opts o = {
 		.readonly = fs->cfg.ro,
-		.no_create = true,
+		.no_create = !may_create,
 		.min_ttl_set = fs->cfg.min_ttl_set,
 		.min_ttl = fs->cfg.min_ttl,
 		.sync = fs->cfg.sync,
@@ -102,17 +105,8 @@ int kfs_store_open(struct kfs *fs, const char *path, bool may_create)
 		.group_commit = true,
 	};
 	bool created = false;
+	/* kvcore makes a new store only where there is nothing. */
 	int rc = kvc_open(path, &o, &fs->store, &created);
-	struct stat st;
-
-	/* A new store only where there is nothing (a missing path or an
-	 * empty directory): never among files that are not a store's. */
-	if (rc == -ENOENT && may_create && !fs->cfg.ro &&
-	    (stat(path, &st) < 0 ? errno == ENOENT
-				 : S_ISDIR(st.st_mode) && kfs_dir_is_empty(path) == 1)) {
-		o.no_create = false;
-		rc = kvc_open(path, &o, &fs->store, &created);
-	}
 	if (rc < 0) {
 		report_store_error(fs, path, rc);
 		return rc;

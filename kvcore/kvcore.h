@@ -124,11 +124,15 @@ struct kvc_open_opts {
 
 /**
  * Open (and on first use create) the store in directory @path.
- * @param[in] path      the STORE directory; created (mode 0755) if missing
+ * @param[in] path      the STORE directory; created (mode 0755) if missing.
+ *                      A new store is made only where there is nothing: a
+ *                      missing path or an empty directory, never among
+ *                      files that are not a store's
  * @param[in] opts      options, or NULL for defaults
  * @param[out] ret_store the handle; release with kvc_close()
  * @param[out] ret_created set to true when this call created the store (may be NULL)
- * @return 0, or -ENOENT (no_create and missing), -EACCES, -ENOTDIR,
+ * @return 0, or -ENOENT (no_create and missing), -ENOTEMPTY (no store, and
+ *         @path a directory of other files), -EACCES, -ENOTDIR,
  *         -EPROTO (a store of an unknown format version), -ENOMEM, -EIO
  */
 int kvc_open(const char *path, const struct kvc_open_opts *opts,

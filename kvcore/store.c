@@ -8,6 +8,7 @@
  * group commit) is group.c; what a transaction reads and writes is
  * record.c and the modules above it.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -535,6 +536,22 @@ out_abort:
 	return rc;
 }
 
+/* Whether directory @path holds nothing but what an interrupted first
+ * open may have left (LMDB's lock file).  @return 1, 0, or -errno */
+static int dir_is_bare(const char *path)
+{
+	DIR *d = opendir(path);
+	if (!d)
+		return -errno;
+	int bare = 1;
+	struct dirent *e;
+	while (bare && (e = readdir(d)))
+		bare = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
+		       !strcmp(e->d_name, "lock.mdb");
+	closedir(d);
+	return bare;
+}
+
 /* mkdir -p: a store may be named in a directory that does not exist yet. */
 static int mkdir_parents(const char *path)
 {
@@ -582,6 +599,13 @@ int kvc_open(const char *path, const struct kvc_open_opts *opts, kvc_store **ret
 	bool created = access(data_path, F_OK) != 0;
 	if (created && (o->no_create || o->readonly))
 		return -ENOENT;
+	if (created && exists) {
+		/* A new store only where there is nothing: a STORE mistyped as
+		 * a directory of other files (/var/lib) is never filled. */
+		int rc = dir_is_bare(path);
+		if (rc <= 0)
+			return rc < 0 ? rc : -ENOTEMPTY;
+	}
 
 	kvc_store *s = calloc(1, sizeof(*s));
 	if (!s)

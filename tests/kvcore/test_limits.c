@@ -9,6 +9,9 @@
  * its old value).  Prints TAP.
  */
 #include <errno.h>
+#include <limits.h>
+#include <unistd.h>
+#include <sys/stat.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -463,6 +466,28 @@ int main(void)
 	struct kvc_open_opts nc = {.no_create = true};
 	kt_dir_sub(&d, "missing", path, sizeof(path));
 	is_int(kvc_open(path, &nc, &s, NULL), -ENOENT, "no_create on a missing store -ENOENT");
+
+	/* A new store only where there is nothing. */
+	char file[PATH_MAX + 16];
+	kt_dir_sub(&d, "foreign", path, sizeof(path));
+	mkdir(path, 0755);
+	snprintf(file, sizeof(file), "%s/notes.txt", path);
+	FILE *f = fopen(file, "w");
+	fputs("not a store\n", f);
+	fclose(f);
+	is_int(kvc_open(path, NULL, &s, NULL), -ENOTEMPTY,
+	       "a directory of other files is not made a store (-ENOTEMPTY)");
+	snprintf(file, sizeof(file), "%s/data.mdb", path);
+	ok(access(file, F_OK) != 0, "... and nothing is written into it");
+	kt_dir_sub(&d, "bare", path, sizeof(path));
+	mkdir(path, 0755);
+	snprintf(file, sizeof(file), "%s/lock.mdb", path);
+	fclose(fopen(file, "w"));
+	created = false;
+	is_int(kvc_open(path, NULL, &s, &created), 0,
+	       "a directory holding only a lock file (an interrupted first open) is made one");
+	ok(created, "... and says created");
+	kvc_close(s);
 
 	test_min_ttl(&d);
 	kt_dir_remove(&d);

@@ -16,6 +16,12 @@ kv "$S" put greeting hello 2>"$WORK/err2"
 check_eq "first use creates the store and says so" "$(cat "$WORK/err1")" \
 	"kvctl: created store '$S'"
 check_eq "the second use says nothing" "$(cat "$WORK/err2")" ""
+mkdir "$WORK/notes"
+echo mine >"$WORK/notes/todo.txt"
+check_refused "a directory of other files is not made a store" 1 \
+	"kvctl: cannot open store '$WORK/notes': not a store: a directory of other files" \
+	"$KVCTL" "$WORK/notes" put k v
+check "and nothing is written into it" test ! -e "$WORK/notes/data.mdb"
 
 # --- text values -----------------------------------------------------------
 check_eq "a VALUE argument round-trips" "$(kv "$S" get greeting)" "hello"

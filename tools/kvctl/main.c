@@ -364,7 +364,9 @@ static int open_store(const struct args *a, kvc_store **ret)
 	bool created = false;
 	int rc = kvc_open(path, &o, ret, &created);
 	if (rc)
-		return failure("cannot open store '%s': %s", path, strerror(-rc));
+		return failure("cannot open store '%s': %s", path,
+			       rc == -ENOTEMPTY ? "not a store: a directory of other files"
+						: strerror(-rc));
 	if (created)
 		fprintf(stderr, "kvctl: created store '%s'\n", path);
 	return 0;

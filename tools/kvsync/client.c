@@ -254,7 +254,7 @@ int run_client(struct cli *cli)
 		rc = 0; /* created after the handshake */
 	} else if (rc) {
 		fprintf(stderr, "kvsync: cannot open store %s: %s\n", local->path,
-			rc == -ENOENT ? "no such store" : strerror(-rc));
+			ks_store_open_error(rc));
 		code = KS_EXIT_STORE;
 	}
 	kvc_close(store);
@@ -304,7 +304,7 @@ int run_client(struct cli *cli)
 		rc = kvc_open(local->path, &oo, &store, &created);
 		if (rc) {
 			fprintf(stderr, "kvsync: cannot open store %s: %s\n", local->path,
-				rc == -ENOENT ? "no such store" : strerror(-rc));
+				ks_store_open_error(rc));
 			code = KS_EXIT_STORE;
 		} else if (created) {
 			fprintf(stderr, "kvsync: created store %s\n", kvc_store_path(store));

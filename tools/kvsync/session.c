@@ -360,6 +360,15 @@ void ks_client_bye(struct ks_client *c)
 	ks_conn_flush(c->s.conn);
 }
 
+const char *ks_store_open_error(int rc)
+{
+	if (rc == -ENOENT)
+		return "no such store";
+	if (rc == -ENOTEMPTY)
+		return "not a store: a directory of other files";
+	return strerror(-rc);
+}
+
 /* ------------------------------------------------------------- server */
 
 static int server_auth(struct ks_sess *s, const struct ks_server_opts *o,
@@ -399,7 +408,7 @@ static int server_open(struct ks_sess *s, const struct ks_server_opts *o, int ti
 	rc = kvc_open(o->store_path, &oo, &s->store, &created);
 	if (rc)
 		return sess_fail(s, KS_EXIT_STORE, "cannot open store %s: %s", o->store_path,
-			    rc == -ENOENT ? "no such store" : strerror(-rc));
+			    ks_store_open_error(rc));
 	if (created)
 		fprintf(stderr, "kvsync: created store %s\n", kvc_store_path(s->store));
 	rc = sess_load_identity(s);

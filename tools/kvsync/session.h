@@ -165,4 +165,7 @@ int ks_server_run(struct ks_conn *conn, const struct ks_server_opts *o);
  */
 int ks_resolve_store(const char *arg, char **ret_path);
 
+/** What kvc_open's failure @rc means, for a message about a STORE. */
+const char *ks_store_open_error(int rc);
+
 #endif
